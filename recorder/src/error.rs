@@ -1,0 +1,46 @@
+use std::path::PathBuf;
+
+/// Everything the recorder can fail with. Callers (the gateway) decide what a failure means for the
+/// session; the recorder never swallows one.
+#[derive(Debug, thiserror::Error)]
+pub enum RecorderError {
+    #[error("i/o on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("i/o: {0}")]
+    RawIo(#[from] std::io::Error),
+    #[error("zstd: {0}")]
+    Zstd(String),
+    #[error("not a trail file: {0}")]
+    NotATrail(String),
+    #[error("unsupported trail format version {0}")]
+    UnsupportedVersion(u16),
+    #[error("malformed trail at offset {offset}: {reason}")]
+    Malformed { offset: u64, reason: String },
+    #[error("malformed record: {0}")]
+    Record(String),
+    #[error("json: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("signing key {path}: {reason}")]
+    Key { path: PathBuf, reason: String },
+    #[error("recording failed: {0}")]
+    WriterFailed(String),
+    #[error("trail writer is closed")]
+    Closed,
+    #[error("no channel {0} in this trail")]
+    NoSuchChannel(u32),
+}
+
+impl RecorderError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        RecorderError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+pub type Result<T, E = RecorderError> = std::result::Result<T, E>;

@@ -1,0 +1,29 @@
+//! Trailgate's recorder: the trail format and everything that writes, reads, verifies and exports
+//! session trails. Protocol bridges feed a [`TrailWriter`]; auditors' tools use the reader side.
+//!
+//! Modules:
+//! - [`format`]: the trail format v1 (records, header, chain, end and seal frames); pure, no I/O.
+//! - [`scan`]: frame boundaries without decompression; pure.
+//! - [`keys`]: the Ed25519 trail-signing key pair.
+//! - [`writer`]: [`TrailWriter`], bounded and lossless, compression on the blocking pool.
+//! - [`reader`]: [`TrailReader`] for complete, crashed and live trails, with verification.
+//! - [`summary`]: per-channel statistics from records.
+//! - [`export`]: `cat`, asciicast v2, terminal replay and `info`.
+//!
+//! The format is described in `docs/trail-format.md`.
+
+pub mod error;
+pub mod export;
+pub mod format;
+pub mod keys;
+pub mod reader;
+pub mod scan;
+pub mod summary;
+pub mod writer;
+
+pub use error::{RecorderError, Result};
+pub use format::{
+    ChannelOpen, Direction, Endpoint, Event, Record, Request, SessionEnd, SessionMeta,
+};
+pub use reader::{Integrity, TrailReader, Verification, verify};
+pub use writer::{TrailSpec, TrailSummary, TrailWriter, WriterConfig, trail_path};

@@ -1,0 +1,73 @@
+//! Per-channel statistics accumulated from records: used by the writer (for the end frame) and by
+//! readers of unsealed trails (which have no end frame).
+
+use std::collections::BTreeMap;
+
+use crate::format::*;
+
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    pub channels: BTreeMap<u32, ChannelStats>,
+    pub records: u64,
+    pub bytes_client_to_server: u64,
+    pub bytes_server_to_client: u64,
+    pub last_time_us: u64,
+    pub end: Option<SessionEnd>,
+}
+
+impl Stats {
+    pub fn apply(&mut self, channel: u32, t: u64, event: &Event) {
+        self.records += 1;
+        self.last_time_us = self.last_time_us.max(t);
+        if let Some((dir, n)) = data_len(event) {
+            match dir {
+                Direction::ClientToServer => self.bytes_client_to_server += n as u64,
+                Direction::ServerToClient => self.bytes_server_to_client += n as u64,
+            }
+        }
+        if let Event::End(e) = event {
+            self.end = Some(e.clone());
+        }
+        // Channel 0 carries session-level events only.
+        if channel == 0 {
+            return;
+        }
+        let c = self
+            .channels
+            .entry(channel)
+            .or_insert_with(|| ChannelStats {
+                id: channel,
+                start_time_us: t,
+                ..Default::default()
+            });
+        match event {
+            Event::Open(o) | Event::Denied(o) => {
+                c.kind = o.kind.clone();
+                c.originator = o.originator.clone();
+                c.connected = o.connected.clone();
+                c.denied = matches!(event, Event::Denied(_));
+                if c.denied {
+                    c.end_time_us = Some(t);
+                }
+            }
+            Event::Data { dir, data } | Event::ExtendedData { dir, data, .. } => match dir {
+                Direction::ClientToServer => c.bytes_client_to_server += data.len() as u64,
+                Direction::ServerToClient => c.bytes_server_to_client += data.len() as u64,
+            },
+            Event::Request { request, .. } => match request {
+                Request::Exec { command } => c.command = Some(command.clone()),
+                Request::Subsystem { name } => c.subsystem = Some(name.clone()),
+                Request::Pty { term, .. } => c.term = Some(term.clone()),
+                Request::ExitStatus { status } => c.exit_status = Some(*status),
+                Request::ExitSignal { signal, .. } => c.exit_signal = Some(signal.clone()),
+                _ => {}
+            },
+            Event::Close => c.end_time_us = Some(t),
+            _ => {}
+        }
+    }
+
+    pub fn apply_record(&mut self, r: &Record) {
+        self.apply(r.channel, r.time_us, &r.event);
+    }
+}

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs the real peers the end-to-end tests drive (OpenSSH server and clients, zstd).
+# Idempotent: skips apt when everything is already present. Needs root (or sudo).
+set -euo pipefail
+need=()
+command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || need+=(openssh-server)
+command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
+command -v zstd >/dev/null 2>&1 || need+=(zstd)
+command -v setsid >/dev/null 2>&1 || need+=(util-linux)
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+# sshd refuses to start without its privilege-separation directory.
+[ -d /run/sshd ] || { mkdir -p /run/sshd 2>/dev/null || sudo mkdir -p /run/sshd; }
+echo "test dependencies present: $(ssh -V 2>&1)"

@@ -1,1 +1,78 @@
-fn main() {}
+//! `trailgate`: the gateway binary. Argument parsing and wiring only; the work lives in the
+//! `trailgate-proxy`, `trailgate-recorder` and `trailgate-control-api` crates.
+
+mod serve;
+mod trail_cmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "trailgate",
+    version,
+    about = "SSH and VNC recording proxy gateway"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Work with trail files: info, verify, cat, export, play.
+    Trail {
+        #[command(subcommand)]
+        cmd: trail_cmd::TrailCmd,
+    },
+    /// Run the gateway.
+    Serve {
+        /// The TOML configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Check a configuration file and exit (0: valid).
+    CheckConfig {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Read a password from standard input and print its argon2id hash for `password_hash`.
+    HashPassword,
+    /// Generate key material.
+    Keygen {
+        #[command(subcommand)]
+        what: KeygenCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeygenCmd {
+    /// The Ed25519 key pair that seals trails (generated on first start if missing).
+    TrailSigning {
+        /// Where to write the private key (the public key goes beside it, `.pub`).
+        #[arg(long, default_value = "./trailgate-data/keys/trail-signing.key")]
+        out: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let res = match cli.cmd {
+        Cmd::Trail { cmd } => trail_cmd::run(cmd),
+        Cmd::Serve { config } => serve::run(&config),
+        Cmd::CheckConfig { config } => serve::check(&config),
+        Cmd::HashPassword => serve::hash_password(),
+        Cmd::Keygen {
+            what: KeygenCmd::TrailSigning { out },
+        } => trail_cmd::keygen_trail_signing(&out),
+    };
+    match res {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("trailgate: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

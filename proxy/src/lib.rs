@@ -1,1 +1,25 @@
-//! placeholder
+//! Trailgate's proxy: listeners, the SSH bridge, policies, and the live-session registry.
+//!
+//! Modules:
+//! - [`config`]: the TOML configuration, its defaults and `validate()`.
+//! - [`auth`]: gateway credentials (argon2id, public keys) and target selection in user names.
+//! - [`policy`]: channel policies (which channel kinds a target allows); pure.
+//! - [`gateway`]: loaded keys and targets, the shutdown root, the SSH accept loop.
+//! - [`ssh`]: the SSH bridge (server handler, upstream client, per-channel relays).
+//! - [`registry`]: live sessions and how to terminate them.
+//! - [`session`]: the session record the catalog stores and the API shows.
+//! - [`util`]: small shared helpers.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod gateway;
+pub mod policy;
+pub mod registry;
+pub mod session;
+pub mod ssh;
+pub mod util;
+
+pub use config::Config;
+pub use error::ProxyError;
+pub use gateway::Gateway;

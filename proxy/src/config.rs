@@ -1,0 +1,474 @@
+//! The gateway's TOML configuration: serde structs with defaults, unknown keys refused, and a
+//! `validate()` that every load goes through. Errors name the key and the problem.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::ProxyError;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Trails, catalog and generated keys live here.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Names this gateway in session records (default: the host name).
+    #[serde(default)]
+    pub node_id: Option<String>,
+    #[serde(default)]
+    pub ssh: SshConfig,
+    #[serde(default)]
+    pub recording: RecordingConfig,
+    #[serde(default)]
+    pub users: Vec<UserConfig>,
+    #[serde(default)]
+    pub targets: Vec<TargetConfig>,
+    #[serde(default)]
+    pub channel_policies: BTreeMap<String, ChannelPolicyConfig>,
+    #[serde(default)]
+    pub settings_policies: BTreeMap<String, SettingsPolicyConfig>,
+    #[serde(default)]
+    pub api: Option<ApiConfig>,
+    #[serde(default)]
+    pub api_tokens: Vec<ApiTokenConfig>,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./trailgate-data")
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshConfig {
+    #[serde(default = "default_ssh_listen")]
+    pub listen: SocketAddr,
+    /// Host key files (OpenSSH format). Default: an ed25519 key generated in data_dir.
+    #[serde(default)]
+    pub host_keys: Vec<PathBuf>,
+    /// Delay before answering a failed authentication (not OpenSSH's first `none` probe).
+    #[serde(default = "default_auth_delay", with = "humantime_serde")]
+    pub auth_failure_delay: Duration,
+    /// Connecting to and authenticating at a target may take this long.
+    #[serde(default = "default_connect_timeout", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Unauthenticated connections are dropped after this long.
+    #[serde(default = "default_login_timeout", with = "humantime_serde")]
+    pub login_timeout: Duration,
+    /// Authentication attempts per connection.
+    #[serde(default = "default_max_auth")]
+    pub max_auth_attempts: usize,
+    /// Banner shown before authentication (e.g. a legal notice that sessions are recorded).
+    #[serde(default)]
+    pub banner: Option<String>,
+}
+
+fn default_ssh_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 2222))
+}
+fn default_auth_delay() -> Duration {
+    Duration::from_millis(500)
+}
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_login_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_max_auth() -> usize {
+    6
+}
+
+impl Default for SshConfig {
+    fn default() -> Self {
+        SshConfig {
+            listen: default_ssh_listen(),
+            host_keys: Vec::new(),
+            auth_failure_delay: default_auth_delay(),
+            connect_timeout: default_connect_timeout(),
+            login_timeout: default_login_timeout(),
+            max_auth_attempts: default_max_auth(),
+            banner: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFailure {
+    /// Fail closed: a session whose recording fails is terminated.
+    Terminate,
+    /// Keep the session running, marked as unrecorded in its record.
+    Continue,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordingConfig {
+    #[serde(default = "default_flush", with = "humantime_serde")]
+    pub flush_interval: Duration,
+    #[serde(default = "default_level")]
+    pub zstd_level: i32,
+    #[serde(default = "default_on_failure")]
+    pub on_failure: OnFailure,
+    /// Trail-signing private key (PKCS#8 PEM). Default: data_dir/keys/trail-signing.key, generated.
+    #[serde(default)]
+    pub signing_key: Option<PathBuf>,
+    /// fdatasync every finished frame and every seal.
+    #[serde(default = "yes")]
+    pub fsync: bool,
+}
+
+fn default_flush() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_level() -> i32 {
+    3
+}
+fn default_on_failure() -> OnFailure {
+    OnFailure::Terminate
+}
+fn yes() -> bool {
+    true
+}
+
+impl Default for RecordingConfig {
+    fn default() -> Self {
+        RecordingConfig {
+            flush_interval: default_flush(),
+            zstd_level: default_level(),
+            on_failure: default_on_failure(),
+            signing_key: None,
+            fsync: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    pub name: String,
+    /// argon2id PHC string, as printed by `trailgate hash-password`.
+    #[serde(default)]
+    pub password_hash: Option<String>,
+    /// OpenSSH public key lines.
+    #[serde(default)]
+    pub authorized_keys: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Ssh,
+    Vnc,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    pub name: String,
+    #[serde(default = "default_protocol")]
+    pub protocol: Protocol,
+    /// host:port of the target.
+    pub address: String,
+    /// Pinned upstream host key (OpenSSH public key line).
+    #[serde(default)]
+    pub host_key: Option<String>,
+    /// ... or an OpenSSH known_hosts file.
+    #[serde(default)]
+    pub known_hosts: Option<PathBuf>,
+    #[serde(default)]
+    pub insecure_skip_host_key_check: bool,
+    /// Account on the target.
+    pub user: String,
+    #[serde(default)]
+    pub private_key: Option<PathBuf>,
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub allow_users: Vec<String>,
+    #[serde(default = "default_policy_name")]
+    pub channel_policy: String,
+    #[serde(default)]
+    pub settings_policy: Option<String>,
+}
+
+fn default_protocol() -> Protocol {
+    Protocol::Ssh
+}
+fn default_policy_name() -> String {
+    "default".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelPolicyConfig {
+    pub allow: Vec<String>,
+}
+
+/// Timeouts per session, each with its own end reason.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsPolicyConfig {
+    /// No channel data in either direction for this long ends the session ("idle timeout").
+    #[serde(default, with = "humantime_serde")]
+    pub idle_timeout: Option<Duration>,
+    /// No data from the client for this long ends the session ("inactivity timeout").
+    #[serde(default, with = "humantime_serde")]
+    pub inactivity_timeout: Option<Duration>,
+    /// Hard cap on session length ("maximum session length").
+    #[serde(default, with = "humantime_serde")]
+    pub max_session: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    #[serde(default = "default_api_listen")]
+    pub listen: SocketAddr,
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+}
+
+fn default_api_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8022))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Admin,
+    Auditor,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiTokenConfig {
+    pub name: String,
+    /// Hex of sha256(token): the token itself is never stored.
+    pub token_sha256: String,
+    pub role: Role,
+}
+
+/// Channel kinds a policy can allow.
+pub const CHANNEL_KINDS: &[&str] = &[
+    "session-shell",
+    "session-exec",
+    "session-subsystem:<name>",
+    "session-subsystem:*",
+    "direct-tcpip",
+    "tcpip-forward",
+    "x11",
+    "agent",
+];
+
+impl Config {
+    /// Reads, parses and validates a config file. Relative paths are taken relative to the
+    /// directory the file is in, so a config means the same thing from any working directory.
+    pub fn load(path: &Path) -> Result<Config, ProxyError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ProxyError::Config(format!("{}: {e}", path.display())))?;
+        let mut cfg = Config::parse(&text).map_err(|e| match e {
+            ProxyError::Config(m) => ProxyError::Config(format!("{}: {m}", path.display())),
+            other => other,
+        })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        cfg.resolve_paths(&base);
+        Ok(cfg)
+    }
+
+    pub fn parse(text: &str) -> Result<Config, ProxyError> {
+        let cfg: Config = toml::from_str(text)
+            .map_err(|e| ProxyError::Config(e.to_string().trim().to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.data_dir);
+        self.ssh.host_keys.iter_mut().for_each(fix);
+        if let Some(p) = &mut self.recording.signing_key {
+            fix(p);
+        }
+        for t in &mut self.targets {
+            if let Some(p) = &mut t.private_key {
+                fix(p);
+            }
+            if let Some(p) = &mut t.known_hosts {
+                fix(p);
+            }
+        }
+        if let Some(api) = &mut self.api {
+            if let Some(p) = &mut api.tls_cert {
+                fix(p);
+            }
+            if let Some(p) = &mut api.tls_key {
+                fix(p);
+            }
+        }
+    }
+
+    /// Every rule a config must meet; the message names the key.
+    pub fn validate(&self) -> Result<(), ProxyError> {
+        let err = |m: String| Err(ProxyError::Config(m));
+        if !(1..=22).contains(&self.recording.zstd_level) {
+            return err(format!(
+                "recording.zstd_level: {} is outside 1..=22",
+                self.recording.zstd_level
+            ));
+        }
+        if self.recording.flush_interval < Duration::from_millis(10)
+            || self.recording.flush_interval > Duration::from_secs(60)
+        {
+            return err("recording.flush_interval: must be between 10ms and 60s".into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, u) in self.users.iter().enumerate() {
+            let at = format!("users[{i}] ({})", u.name);
+            if u.name.is_empty()
+                || u.name.contains(['@', ':'])
+                || u.name.chars().any(char::is_whitespace)
+            {
+                return err(format!(
+                    "{at}.name: must be non-empty without '@', ':' or spaces"
+                ));
+            }
+            if !seen.insert(u.name.as_str()) {
+                return err(format!("{at}.name: duplicate user"));
+            }
+            if u.password_hash.is_none() && u.authorized_keys.is_empty() {
+                return err(format!("{at}: needs password_hash or authorized_keys"));
+            }
+            if let Some(h) = &u.password_hash {
+                crate::auth::check_hash_format(h)
+                    .map_err(|m| ProxyError::Config(format!("{at}.password_hash: {m}")))?;
+            }
+            for (k, line) in u.authorized_keys.iter().enumerate() {
+                crate::auth::parse_public_key_line(line)
+                    .map_err(|m| ProxyError::Config(format!("{at}.authorized_keys[{k}]: {m}")))?;
+            }
+        }
+        let mut tseen = std::collections::HashSet::new();
+        for (i, t) in self.targets.iter().enumerate() {
+            let at = format!("targets[{i}] ({})", t.name);
+            if t.name.is_empty() || t.name.contains(['@', ':']) {
+                return err(format!("{at}.name: must be non-empty without '@' or ':'"));
+            }
+            if !tseen.insert(t.name.as_str()) {
+                return err(format!("{at}.name: duplicate target"));
+            }
+            if crate::util::split_host_port(&t.address).is_none() {
+                return err(format!("{at}.address: {:?} is not host:port", t.address));
+            }
+            if t.protocol == Protocol::Ssh {
+                match (&t.host_key, &t.known_hosts, t.insecure_skip_host_key_check) {
+                    (None, None, false) => {
+                        return err(format!(
+                            "{at}: no upstream host-key source: set host_key or known_hosts (or insecure_skip_host_key_check = true)"
+                        ));
+                    }
+                    (Some(_), Some(_), _) => {
+                        return err(format!("{at}: set host_key or known_hosts, not both"));
+                    }
+                    _ => {}
+                }
+                if let Some(k) = &t.host_key {
+                    crate::auth::parse_public_key_line(k)
+                        .map_err(|m| ProxyError::Config(format!("{at}.host_key: {m}")))?;
+                }
+                if t.private_key.is_none() && t.password.is_none() {
+                    return err(format!(
+                        "{at}: needs private_key or password for the target account"
+                    ));
+                }
+            }
+            for u in &t.allow_users {
+                if !self.users.iter().any(|x| &x.name == u) {
+                    return err(format!("{at}.allow_users: no user named {u:?}"));
+                }
+            }
+            if t.channel_policy != "default"
+                && !self.channel_policies.contains_key(&t.channel_policy)
+            {
+                return err(format!(
+                    "{at}.channel_policy: no [channel_policies.{}]",
+                    t.channel_policy
+                ));
+            }
+            if let Some(p) = &t.settings_policy {
+                if !self.settings_policies.contains_key(p) {
+                    return err(format!("{at}.settings_policy: no [settings_policies.{p}]"));
+                }
+            }
+        }
+        for (name, p) in &self.channel_policies {
+            for (k, a) in p.allow.iter().enumerate() {
+                if crate::policy::ChannelKind::parse_allow(a).is_none() {
+                    return err(format!(
+                        "channel_policies.{name}.allow[{k}]: unknown channel kind {a:?}; known: {}",
+                        CHANNEL_KINDS.join(", ")
+                    ));
+                }
+            }
+        }
+        let mut tok = std::collections::HashSet::new();
+        for (i, t) in self.api_tokens.iter().enumerate() {
+            let at = format!("api_tokens[{i}] ({})", t.name);
+            if t.token_sha256.len() != 64 || hex::decode(&t.token_sha256).is_err() {
+                return err(format!(
+                    "{at}.token_sha256: must be 64 hex digits (sha256 of the token)"
+                ));
+            }
+            if !tok.insert(t.token_sha256.to_ascii_lowercase()) {
+                return err(format!("{at}.token_sha256: duplicate token"));
+            }
+        }
+        if let Some(api) = &self.api {
+            if api.tls_cert.is_some() != api.tls_key.is_some() {
+                return err("api: tls_cert and tls_key go together".into());
+            }
+        }
+        Ok(())
+    }
+
+    pub fn target(&self, name: &str) -> Option<&TargetConfig> {
+        self.targets.iter().find(|t| t.name == name)
+    }
+
+    pub fn user(&self, name: &str) -> Option<&UserConfig> {
+        self.users.iter().find(|u| u.name == name)
+    }
+
+    /// Targets a user may use (a target without allow_users is open to every gateway user).
+    pub fn targets_for(&self, user: &str) -> Vec<&TargetConfig> {
+        self.targets
+            .iter()
+            .filter(|t| t.allow_users.is_empty() || t.allow_users.iter().any(|u| u == user))
+            .collect()
+    }
+
+    pub fn signing_key_path(&self) -> PathBuf {
+        self.recording
+            .signing_key
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("keys/trail-signing.key"))
+    }
+
+    pub fn node_id(&self) -> String {
+        self.node_id.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_else(|_| "trailgate".into())
+        })
+    }
+}

@@ -1,0 +1,33 @@
+/// Errors of the proxy crate: configuration, listeners, upstream connections, recording.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("config: {0}")]
+    Config(String),
+    #[error("i/o on {what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("ssh: {0}")]
+    Ssh(#[from] russh::Error),
+    #[error("key: {0}")]
+    Key(String),
+    #[error("recording: {0}")]
+    Recorder(#[from] trailgate_recorder::RecorderError),
+    #[error("upstream {target}: {reason}")]
+    Upstream { target: String, reason: String },
+    #[error("no such session {0}")]
+    NoSuchSession(String),
+    #[error("session {0} has already ended")]
+    SessionEnded(String),
+}
+
+impl ProxyError {
+    pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+        ProxyError::Io {
+            what: what.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! Live-session registry: session id -> handle that can terminate it with a reason.
+
+use std::sync::{Arc, Mutex};
+
+use dashmap::DashMap;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::ProxyError;
+use crate::session::SessionRecord;
+
+/// Why a session is being terminated from outside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KillReason {
+    pub reason: String,
+    /// Who asked (API token name, `idle-timeout`, `gateway shutdown`, ...).
+    pub by: String,
+}
+
+pub struct LiveSession {
+    pub id: String,
+    kill: CancellationToken,
+    reason: Mutex<Option<KillReason>>,
+    snapshot: Mutex<Option<SessionRecord>>,
+}
+
+impl LiveSession {
+    pub fn new(id: String) -> Arc<Self> {
+        Arc::new(LiveSession {
+            id,
+            kill: CancellationToken::new(),
+            reason: Mutex::new(None),
+            snapshot: Mutex::new(None),
+        })
+    }
+
+    /// First kill wins; later ones do not overwrite the reason.
+    pub fn kill(&self, reason: KillReason) {
+        if let Ok(mut r) = self.reason.lock() {
+            if r.is_none() {
+                *r = Some(reason);
+            }
+        }
+        self.kill.cancel();
+    }
+
+    pub fn killed(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
+        self.kill.cancelled()
+    }
+
+    pub fn token(&self) -> CancellationToken {
+        self.kill.clone()
+    }
+
+    pub fn kill_reason(&self) -> Option<KillReason> {
+        self.reason.lock().ok().and_then(|r| r.clone())
+    }
+
+    pub fn set_snapshot(&self, rec: &SessionRecord) {
+        if let Ok(mut s) = self.snapshot.lock() {
+            *s = Some(rec.clone());
+        }
+    }
+
+    pub fn snapshot(&self) -> Option<SessionRecord> {
+        self.snapshot.lock().ok().and_then(|s| s.clone())
+    }
+}
+
+#[derive(Default)]
+pub struct Registry {
+    sessions: DashMap<String, Arc<LiveSession>>,
+}
+
+impl Registry {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Registry::default())
+    }
+
+    pub fn insert(&self, s: Arc<LiveSession>) {
+        self.sessions.insert(s.id.clone(), s);
+    }
+
+    pub fn remove(&self, id: &str) {
+        self.sessions.remove(id);
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<LiveSession>> {
+        self.sessions.get(id).map(|s| s.clone())
+    }
+
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+    }
+
+    pub fn ids(&self) -> Vec<String> {
+        self.sessions.iter().map(|e| e.key().clone()).collect()
+    }
+
+    /// Terminates a live session. Unknown ids: `NoSuchSession` (the caller checks the catalog to
+    /// tell "never existed" from "already ended").
+    pub fn kill(&self, id: &str, reason: KillReason) -> Result<(), ProxyError> {
+        let s = self
+            .get(id)
+            .ok_or_else(|| ProxyError::NoSuchSession(id.to_string()))?;
+        s.kill(reason);
+        Ok(())
+    }
+
+    pub fn kill_all(&self, reason: KillReason) {
+        for s in self.sessions.iter() {
+            s.kill(reason.clone());
+        }
+    }
+}

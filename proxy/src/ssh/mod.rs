@@ -1,0 +1,115 @@
+//! The SSH bridge: one connection task per client, a russh server handler toward the admin, a
+//! russh client toward the target, and two pump tasks per channel that relay and record.
+//!
+//! - [`shared`]: per-session state shared by the handler, the pumps and the upstream client.
+//! - [`handler`]: the russh server handler (authentication, channel opens, requests).
+//! - [`upstream`]: connecting and authenticating to the target; channels the target opens.
+//! - [`relay`]: the per-channel pumps.
+
+mod handler;
+mod relay;
+mod shared;
+mod upstream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use russh::Disconnect;
+use tokio::net::TcpStream;
+use tracing::Instrument;
+
+use crate::gateway::Gateway;
+use crate::registry::KillReason;
+use crate::session::{Status, Verdict};
+
+pub use shared::Shared;
+
+/// Runs one client connection from accept to sealed trail.
+pub async fn serve_connection(gw: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr) {
+    let id = uuid::Uuid::now_v7().to_string();
+    let span = tracing::info_span!("session", id = %id, client = %peer);
+    async move {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "set_nodelay");
+        }
+        let sh = Shared::new(gw.clone(), id, peer);
+        gw.registry.insert(sh.live.clone());
+        sh.publish();
+        let handler = handler::SshHandler::new(sh.clone());
+        let running = tokio::select! {
+            r = russh::server::run_stream(gw.ssh_config.clone(), tcp, handler) => r,
+            _ = sh.live.killed() => {
+                sh.end_with(Status::Rejected, None, "terminated before the SSH handshake");
+                finish(&sh).await;
+                return;
+            }
+        };
+        let mut running = match running {
+            Ok(r) => r,
+            Err(e) => {
+                sh.end_with(
+                    Status::Rejected,
+                    None,
+                    &format!("ssh handshake failed: {e}"),
+                );
+                finish(&sh).await;
+                return;
+            }
+        };
+        let _ = sh.down.set(running.handle());
+        let timers = tokio::spawn(shared::policy_timers(sh.clone()));
+        let outcome = tokio::select! {
+            r = &mut running => Some(r),
+            _ = sh.live.killed() => None,
+        };
+        timers.abort();
+        match outcome {
+            Some(Ok(())) => sh.note_end("client disconnected"),
+            Some(Err(e)) => sh.note_end(&format!("connection error: {e}")),
+            None => {
+                let reason = sh.live.kill_reason().unwrap_or(KillReason {
+                    reason: "terminated".into(),
+                    by: "gateway".into(),
+                });
+                let msg = format!("session terminated by {}: {}", reason.by, reason.reason);
+                sh.terminated(&reason);
+                let handle = running.handle();
+                let _ = handle
+                    .disconnect(Disconnect::ByApplication, msg, "en".into())
+                    .await;
+                // Let the disconnect message reach the client before the socket closes.
+                let _ = tokio::time::timeout(Duration::from_secs(2), &mut running).await;
+            }
+        }
+        finish(&sh).await;
+    }
+    .instrument(span)
+    .await
+}
+
+/// Closes the upstream, seals the trail, publishes the final record and logs the summary line.
+async fn finish(sh: &Arc<Shared>) {
+    if let Some(up) = sh.upstream.get() {
+        let _ = up
+            .disconnect(Disconnect::ByApplication, "session ended", "en")
+            .await;
+    }
+    sh.finish_trail().await;
+    sh.gw.registry.remove(&sh.id);
+    let rec = sh.publish();
+    let verdict = rec.verdict.map(Verdict::as_str).unwrap_or("-");
+    tracing::info!(
+        user = rec.user.name.as_deref().unwrap_or("-"),
+        target = rec.target.name.as_deref().unwrap_or("-"),
+        server_user = rec.user.server_username.as_deref().unwrap_or("-"),
+        duration_s = rec.duration.unwrap_or(0.0),
+        bytes_c2s = rec.bytes_client_to_server,
+        bytes_s2c = rec.bytes_server_to_client,
+        verdict,
+        status = rec.status.as_str(),
+        reason = rec.end_reason.as_deref().unwrap_or("-"),
+        trail = rec.trail.path.as_deref().unwrap_or("-"),
+        "session ended"
+    );
+}

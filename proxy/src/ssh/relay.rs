@@ -1,0 +1,340 @@
+//! Per-channel relay: two pump tasks per channel, one per direction, so a direction waiting for
+//! its peer's window never stops the other (which would deadlock full-duplex transfers).
+//! Every queue is russh's bounded channel queue or the recorder's byte budget; data is passed on
+//! as `Bytes` (no copies) after it is recorded.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf, client, server};
+use tokio::sync::oneshot;
+use trailgate_recorder::{ChannelOpen, Direction, Event, Request};
+
+use super::shared::Shared;
+use crate::session::ChannelRecord;
+
+/// How long a relayed channel request may wait for the target's reply.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(15);
+
+pub struct ChanCtx {
+    pub id: u32,
+    record: Mutex<ChannelRecord>,
+    c2s: AtomicU64,
+    s2c: AtomicU64,
+    closed: AtomicBool,
+    /// Replies the target owes for relayed requests, oldest first (SSH replies are FIFO).
+    pending: Mutex<VecDeque<oneshot::Sender<bool>>>,
+    /// Upstream write half, for requests relayed from handler callbacks.
+    pub up: Option<Arc<ChannelWriteHalf<client::Msg>>>,
+}
+
+pub fn endpoint(host: &str, port: u32) -> trailgate_recorder::Endpoint {
+    trailgate_recorder::Endpoint {
+        host: host.to_string(),
+        port,
+    }
+}
+
+impl ChanCtx {
+    pub fn new(
+        id: u32,
+        open: &ChannelOpen,
+        verdict: &str,
+        up: Option<Arc<ChannelWriteHalf<client::Msg>>>,
+    ) -> Arc<Self> {
+        let addr = |e: &Option<trailgate_recorder::Endpoint>| {
+            e.as_ref().map(|e| format!("{}:{}", e.host, e.port))
+        };
+        Arc::new(ChanCtx {
+            id,
+            record: Mutex::new(ChannelRecord {
+                id,
+                kind: open.kind.clone(),
+                verdict: verdict.into(),
+                start_time: Shared::now(),
+                originator: addr(&open.originator),
+                connected: addr(&open.connected),
+                ..Default::default()
+            }),
+            c2s: AtomicU64::new(0),
+            s2c: AtomicU64::new(0),
+            closed: AtomicBool::new(verdict != "accept"),
+            pending: Mutex::new(VecDeque::new()),
+            up,
+        })
+    }
+
+    pub fn record(&self) -> ChannelRecord {
+        let mut r = self.record.lock().map(|r| r.clone()).unwrap_or_default();
+        r.bytes_client_to_server = self.c2s.load(Ordering::Relaxed);
+        r.bytes_server_to_client = self.s2c.load(Ordering::Relaxed);
+        r
+    }
+
+    pub fn update(&self, f: impl FnOnce(&mut ChannelRecord)) {
+        if let Ok(mut r) = self.record.lock() {
+            f(&mut r);
+        }
+    }
+
+    /// Relays a request to the target and waits for its reply (`false` on failure, timeout or a
+    /// closed channel). The reply is awaited here so the client gets it for the right request.
+    pub async fn request<F>(&self, send: F) -> bool
+    where
+        F: std::future::Future<Output = Result<(), russh::Error>>,
+    {
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut p) = self.pending.lock() {
+            p.push_back(tx);
+        }
+        if send.await.is_err() {
+            if let Ok(mut p) = self.pending.lock() {
+                p.pop_back();
+            }
+            return false;
+        }
+        matches!(tokio::time::timeout(REPLY_TIMEOUT, rx).await, Ok(Ok(true)))
+    }
+
+    fn reply(&self, ok: bool) {
+        let next = self.pending.lock().ok().and_then(|mut p| p.pop_front());
+        if let Some(tx) = next {
+            let _ = tx.send(ok);
+        }
+    }
+
+    /// Records the close once, whichever side closes first.
+    async fn close_once(&self, sh: &Shared) {
+        if self.closed.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        self.update(|r| r.end_time = Some(Shared::now()));
+        sh.rec(self.id, Event::Close).await;
+    }
+
+    /// At session end: channels still open are closed in the trail.
+    pub async fn finish_for_end(&self, sh: &Shared) {
+        self.close_once(sh).await;
+    }
+}
+
+/// Records a channel open and registers the channel with the session.
+pub async fn register(sh: &Arc<Shared>, ctx: &Arc<ChanCtx>, open: ChannelOpen, denied: bool) {
+    if let Ok(mut chs) = sh.channels.lock() {
+        chs.insert(ctx.id, ctx.clone());
+    }
+    let ev = if denied {
+        Event::Denied(open)
+    } else {
+        Event::Open(open)
+    };
+    sh.rec(ctx.id, ev).await;
+    sh.publish();
+}
+
+/// Starts both pumps of an accepted channel.
+pub fn spawn_pumps(
+    sh: &Arc<Shared>,
+    ctx: Arc<ChanCtx>,
+    down: russh::Channel<server::Msg>,
+    up_read: ChannelReadHalf,
+    up_write: Arc<ChannelWriteHalf<client::Msg>>,
+) {
+    let (down_read, down_write) = down.split();
+    let tracker = &sh.gw.tracker;
+    tracker.spawn(pump_c2s(sh.clone(), ctx.clone(), down_read, up_write));
+    tracker.spawn(pump_s2c(sh.clone(), ctx, up_read, down_write));
+}
+
+async fn pump_c2s(
+    sh: Arc<Shared>,
+    ctx: Arc<ChanCtx>,
+    mut rx: ChannelReadHalf,
+    up: Arc<ChannelWriteHalf<client::Msg>>,
+) {
+    while let Some(msg) = rx.wait().await {
+        match msg {
+            ChannelMsg::Data { data } => {
+                let n = data.len();
+                ctx.c2s.fetch_add(n as u64, Ordering::Relaxed);
+                sh.data_activity(true, n);
+                sh.rec(
+                    ctx.id,
+                    Event::Data {
+                        dir: Direction::ClientToServer,
+                        data: data.clone(),
+                    },
+                )
+                .await;
+                if up.data_bytes(data).await.is_err() {
+                    break;
+                }
+            }
+            ChannelMsg::ExtendedData { data, ext } => {
+                let n = data.len();
+                ctx.c2s.fetch_add(n as u64, Ordering::Relaxed);
+                sh.data_activity(true, n);
+                sh.rec(
+                    ctx.id,
+                    Event::ExtendedData {
+                        dir: Direction::ClientToServer,
+                        code: ext,
+                        data: data.clone(),
+                    },
+                )
+                .await;
+                if up.extended_data_bytes(ext, data).await.is_err() {
+                    break;
+                }
+            }
+            ChannelMsg::Eof => {
+                sh.rec(
+                    ctx.id,
+                    Event::Eof {
+                        dir: Direction::ClientToServer,
+                    },
+                )
+                .await;
+                let _ = up.eof().await;
+            }
+            ChannelMsg::Close => break,
+            // Requests arrive here too, but are handled (and replied to) in the handler callbacks.
+            _ => {}
+        }
+    }
+    ctx.close_once(&sh).await;
+    let _ = up.close().await;
+}
+
+async fn pump_s2c(
+    sh: Arc<Shared>,
+    ctx: Arc<ChanCtx>,
+    mut rx: ChannelReadHalf,
+    down: ChannelWriteHalf<server::Msg>,
+) {
+    let down_id = down.id();
+    while let Some(msg) = rx.wait().await {
+        match msg {
+            ChannelMsg::Data { data } => {
+                let n = data.len();
+                ctx.s2c.fetch_add(n as u64, Ordering::Relaxed);
+                sh.data_activity(false, n);
+                sh.rec(
+                    ctx.id,
+                    Event::Data {
+                        dir: Direction::ServerToClient,
+                        data: data.clone(),
+                    },
+                )
+                .await;
+                if down.data_bytes(data).await.is_err() {
+                    break;
+                }
+            }
+            ChannelMsg::ExtendedData { data, ext } => {
+                let n = data.len();
+                ctx.s2c.fetch_add(n as u64, Ordering::Relaxed);
+                sh.data_activity(false, n);
+                sh.rec(
+                    ctx.id,
+                    Event::ExtendedData {
+                        dir: Direction::ServerToClient,
+                        code: ext,
+                        data: data.clone(),
+                    },
+                )
+                .await;
+                if down.extended_data_bytes(ext, data).await.is_err() {
+                    break;
+                }
+            }
+            ChannelMsg::Eof => {
+                sh.rec(
+                    ctx.id,
+                    Event::Eof {
+                        dir: Direction::ServerToClient,
+                    },
+                )
+                .await;
+                let _ = down.eof().await;
+            }
+            ChannelMsg::ExitStatus { exit_status } => {
+                ctx.update(|r| r.exit_status = Some(exit_status));
+                sh.rec(
+                    ctx.id,
+                    Event::Request {
+                        dir: Direction::ServerToClient,
+                        request: Request::ExitStatus {
+                            status: exit_status,
+                        },
+                    },
+                )
+                .await;
+                let _ = down.exit_status(exit_status).await;
+            }
+            ChannelMsg::ExitSignal {
+                signal_name,
+                core_dumped,
+                error_message,
+                lang_tag,
+            } => {
+                let request = Request::ExitSignal {
+                    signal: sig_name(&signal_name),
+                    core_dumped,
+                    message: error_message.clone(),
+                };
+                sh.rec(
+                    ctx.id,
+                    Event::Request {
+                        dir: Direction::ServerToClient,
+                        request,
+                    },
+                )
+                .await;
+                if let Some(h) = sh.down.get() {
+                    let _ = h
+                        .exit_signal_request(
+                            down_id,
+                            signal_name,
+                            core_dumped,
+                            error_message,
+                            lang_tag,
+                        )
+                        .await;
+                }
+            }
+            ChannelMsg::Success => ctx.reply(true),
+            ChannelMsg::Failure => ctx.reply(false),
+            ChannelMsg::Close => break,
+            _ => {}
+        }
+    }
+    // Fail any request still waiting for a reply that will not come.
+    while let Some(tx) = ctx.pending.lock().ok().and_then(|mut p| p.pop_front()) {
+        let _ = tx.send(false);
+    }
+    ctx.close_once(&sh).await;
+    let _ = down.close().await;
+}
+
+/// Wire name of a signal (RFC 4254 names, without "SIG").
+pub fn sig_name(s: &russh::Sig) -> String {
+    use russh::Sig::*;
+    match s {
+        ABRT => "ABRT".into(),
+        ALRM => "ALRM".into(),
+        FPE => "FPE".into(),
+        HUP => "HUP".into(),
+        ILL => "ILL".into(),
+        INT => "INT".into(),
+        KILL => "KILL".into(),
+        PIPE => "PIPE".into(),
+        QUIT => "QUIT".into(),
+        SEGV => "SEGV".into(),
+        TERM => "TERM".into(),
+        USR1 => "USR1".into(),
+        Custom(n) => n.clone(),
+    }
+}

@@ -1,0 +1,346 @@
+//! Per-session state shared by the connection task, the handler, the pumps and the upstream client.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use time::OffsetDateTime;
+use trailgate_recorder::writer::rfc3339;
+use trailgate_recorder::{Event, SessionEnd, TrailWriter};
+
+use super::relay::ChanCtx;
+use super::upstream::UpClient;
+use crate::config::{OnFailure, SettingsPolicyConfig};
+use crate::gateway::Gateway;
+use crate::policy::ChannelPolicy;
+use crate::registry::{KillReason, LiveSession};
+use crate::session::*;
+
+pub struct Shared {
+    pub id: String,
+    pub gw: Arc<Gateway>,
+    pub live: Arc<LiveSession>,
+    pub start: Instant,
+    pub start_wall: OffsetDateTime,
+    record: Mutex<SessionRecord>,
+    pub trail: OnceLock<TrailWriter>,
+    trail_failed: AtomicBool,
+    pub down: OnceLock<russh::server::Handle>,
+    pub upstream: OnceLock<Arc<russh::client::Handle<UpClient>>>,
+    pub policy: OnceLock<ChannelPolicy>,
+    pub settings: OnceLock<SettingsPolicyConfig>,
+    pub authenticated: AtomicBool,
+    pub bytes_c2s: AtomicU64,
+    pub bytes_s2c: AtomicU64,
+    /// Microseconds since `start` of the last channel data in either direction / from the client.
+    last_activity: AtomicU64,
+    last_client: AtomicU64,
+    next_channel: AtomicU32,
+    pub channels: Mutex<BTreeMap<u32, Arc<ChanCtx>>>,
+    ended: AtomicBool,
+}
+
+fn now_rfc3339() -> String {
+    rfc3339(OffsetDateTime::now_utc())
+}
+
+impl Shared {
+    pub fn new(gw: Arc<Gateway>, id: String, peer: SocketAddr) -> Arc<Self> {
+        let start_wall = OffsetDateTime::now_utc();
+        let record = SessionRecord {
+            id: id.clone(),
+            protocol: "ssh".into(),
+            active: true,
+            status: Status::Connected,
+            verdict: None,
+            client: ClientAddr {
+                ip: peer.ip().to_string(),
+                port: peer.port(),
+            },
+            target: TargetRef::default(),
+            user: UserRef::default(),
+            auth_method: None,
+            start_time: rfc3339(start_wall),
+            start_unix_us: (start_wall.unix_timestamp_nanos() / 1000) as i64,
+            end_time: None,
+            end_unix_us: None,
+            duration: None,
+            bytes_client_to_server: 0,
+            bytes_server_to_client: 0,
+            end_reason: None,
+            channels: Vec::new(),
+            policies: Vec::new(),
+            trail: TrailRef {
+                path: None,
+                size: 0,
+                integrity: "none".into(),
+                error: None,
+            },
+            node_id: gw.node_id.clone(),
+        };
+        Arc::new(Shared {
+            live: LiveSession::new(id.clone()),
+            id,
+            gw,
+            start: Instant::now(),
+            start_wall,
+            record: Mutex::new(record),
+            trail: OnceLock::new(),
+            trail_failed: AtomicBool::new(false),
+            down: OnceLock::new(),
+            upstream: OnceLock::new(),
+            policy: OnceLock::new(),
+            settings: OnceLock::new(),
+            authenticated: AtomicBool::new(false),
+            bytes_c2s: AtomicU64::new(0),
+            bytes_s2c: AtomicU64::new(0),
+            last_activity: AtomicU64::new(0),
+            last_client: AtomicU64::new(0),
+            next_channel: AtomicU32::new(1),
+            channels: Mutex::new(BTreeMap::new()),
+            ended: AtomicBool::new(false),
+        })
+    }
+
+    pub fn elapsed_us(&self) -> u64 {
+        self.start.elapsed().as_micros() as u64
+    }
+
+    /// Trail channel ids: 0 is the session itself, channels count from 1 in opening order.
+    pub fn alloc_channel(&self) -> u32 {
+        self.next_channel.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn update(&self, f: impl FnOnce(&mut SessionRecord)) {
+        if let Ok(mut r) = self.record.lock() {
+            f(&mut r);
+        }
+    }
+
+    /// Current record with live counters, sent to the observer and the registry.
+    pub fn snapshot(&self) -> SessionRecord {
+        let mut rec = self
+            .record
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_else(|e| e.into_inner().clone());
+        rec.bytes_client_to_server = self.bytes_c2s.load(Ordering::Relaxed);
+        rec.bytes_server_to_client = self.bytes_s2c.load(Ordering::Relaxed);
+        if let Ok(chs) = self.channels.lock() {
+            rec.channels = chs.values().map(|c| c.record()).collect();
+        }
+        if rec.active {
+            rec.duration = Some(self.start.elapsed().as_secs_f64());
+        }
+        rec
+    }
+
+    pub fn publish(&self) -> SessionRecord {
+        let rec = self.snapshot();
+        self.live.set_snapshot(&rec);
+        self.gw.observer.session_changed(&rec);
+        rec
+    }
+
+    pub fn data_activity(&self, from_client: bool, n: usize) {
+        let t = self.elapsed_us();
+        self.last_activity.store(t, Ordering::Relaxed);
+        if from_client {
+            self.last_client.store(t, Ordering::Relaxed);
+            self.bytes_c2s.fetch_add(n as u64, Ordering::Relaxed);
+        } else {
+            self.bytes_s2c.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Records an event. A recording failure is never silent: it is logged, shown in the session
+    /// record, and (with `on_failure = "terminate"`) ends the session.
+    pub async fn rec(&self, channel: u32, event: Event) {
+        let Some(t) = self.trail.get() else { return };
+        if self.trail_failed.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Err(e) = t.record(channel, event).await {
+            self.recording_failed(&e.to_string());
+        }
+    }
+
+    pub fn recording_failed(&self, err: &str) {
+        if self.trail_failed.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        tracing::error!(error = %err, "recording failed");
+        self.update(|r| {
+            r.trail.integrity = "failed".into();
+            r.trail.error = Some(err.to_string());
+        });
+        if self.gw.cfg.recording.on_failure == OnFailure::Terminate {
+            self.live.kill(KillReason {
+                reason: format!("recording failed: {err}"),
+                by: "recorder".into(),
+            });
+        } else {
+            tracing::warn!("on_failure = continue: the session goes on UNRECORDED");
+        }
+        self.publish();
+    }
+
+    /// Sets the end of a session that never got going (rejected, failed).
+    pub fn end_with(&self, status: Status, verdict: Option<Verdict>, reason: &str) {
+        self.update(|r| {
+            r.status = status;
+            if verdict.is_some() {
+                r.verdict = verdict;
+            }
+            if r.end_reason.is_none() {
+                r.end_reason = Some(reason.to_string());
+            }
+        });
+    }
+
+    /// The connection ended on its own; keeps an earlier, more specific reason.
+    pub fn note_end(&self, reason: &str) {
+        let authed = self.authenticated.load(Ordering::Relaxed);
+        self.update(|r| {
+            if r.end_reason.is_none() {
+                r.end_reason = Some(reason.to_string());
+            }
+            if r.verdict.is_none() {
+                // Never authenticated: a failed or abandoned gateway login.
+                r.verdict = Some(Verdict::GwAuthFail);
+                r.status = Status::Rejected;
+            } else if r.verdict == Some(Verdict::Accept) && authed {
+                r.status = Status::Disconnected;
+            }
+        });
+    }
+
+    pub fn terminated(&self, k: &KillReason) {
+        self.update(|r| {
+            let was_accepted = r.verdict == Some(Verdict::Accept);
+            r.end_reason = Some(format!("terminated by {}: {}", k.by, k.reason));
+            r.status = if was_accepted {
+                Status::Terminated
+            } else {
+                Status::Rejected
+            };
+            if r.verdict.is_none() {
+                r.verdict = Some(Verdict::Deny);
+            }
+        });
+    }
+
+    /// Seals the trail with the session's end and fills in the final record fields.
+    pub async fn finish_trail(&self) {
+        if self.ended.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let channels: Vec<Arc<ChanCtx>> = self
+            .channels
+            .lock()
+            .map(|c| c.values().cloned().collect())
+            .unwrap_or_default();
+        for c in channels {
+            c.finish_for_end(self).await;
+        }
+        let rec = self.snapshot();
+        let end = SessionEnd {
+            reason: rec.end_reason.clone().unwrap_or_else(|| "ended".into()),
+            verdict: rec.verdict.map(|v| v.as_str().to_string()),
+            terminated_by: self.live.kill_reason().map(|k| k.by),
+        };
+        let mut trail_update = None;
+        if let Some(t) = self.trail.get() {
+            match t.finish(end).await {
+                Ok(s) => trail_update = Some((s.file_bytes, "sealed".to_string(), None)),
+                Err(e) => {
+                    tracing::error!(error = %e, "sealing the trail failed");
+                    trail_update = Some((
+                        std::fs::metadata(t.path()).map(|m| m.len()).unwrap_or(0),
+                        "failed".into(),
+                        Some(e.to_string()),
+                    ));
+                }
+            }
+        }
+        let end_wall = OffsetDateTime::now_utc();
+        self.update(|r| {
+            r.active = false;
+            r.end_time = Some(rfc3339(end_wall));
+            r.end_unix_us = Some((end_wall.unix_timestamp_nanos() / 1000) as i64);
+            r.duration = Some(self.start.elapsed().as_secs_f64());
+            if r.status == Status::Connected {
+                r.status = if r.verdict == Some(Verdict::Accept) {
+                    Status::Disconnected
+                } else {
+                    Status::Rejected
+                };
+            }
+            if let Some((size, integ, err)) = trail_update {
+                r.trail.size = size;
+                if r.trail.integrity != "failed" {
+                    r.trail.integrity = integ;
+                }
+                if err.is_some() {
+                    r.trail.error = err;
+                }
+            }
+        });
+    }
+
+    pub fn last_activity(&self) -> (Duration, Duration) {
+        let now = self.elapsed_us();
+        (
+            Duration::from_micros(now.saturating_sub(self.last_activity.load(Ordering::Relaxed))),
+            Duration::from_micros(now.saturating_sub(self.last_client.load(Ordering::Relaxed))),
+        )
+    }
+
+    pub fn now() -> String {
+        now_rfc3339()
+    }
+}
+
+/// Idle, inactivity and maximum-length timers of the target's settings policy, plus the login
+/// timeout. Each ends the session with its own reason.
+pub async fn policy_timers(sh: Arc<Shared>) {
+    let login = sh.gw.cfg.ssh.login_timeout;
+    loop {
+        let mut next = Duration::from_secs(3600);
+        if !sh.authenticated.load(Ordering::Relaxed) {
+            let e = sh.start.elapsed();
+            if e >= login {
+                sh.live.kill(KillReason {
+                    reason: "login timeout".into(),
+                    by: "gateway".into(),
+                });
+                return;
+            }
+            next = next.min(login - e);
+        }
+        if let Some(p) = sh.settings.get() {
+            let (idle, inactive) = sh.last_activity();
+            let checks = [
+                (p.idle_timeout, idle, "idle timeout"),
+                (p.inactivity_timeout, inactive, "inactivity timeout"),
+                (p.max_session, sh.start.elapsed(), "maximum session length"),
+            ];
+            for (limit, spent, reason) in checks {
+                if let Some(limit) = limit {
+                    if spent >= limit {
+                        sh.live.kill(KillReason {
+                            reason: reason.into(),
+                            by: "policy".into(),
+                        });
+                        return;
+                    }
+                    next = next.min(limit - spent);
+                }
+            }
+        }
+        // Wake at the earliest deadline; activity may have moved it, so re-check then.
+        tokio::time::sleep(next.max(Duration::from_millis(20))).await;
+    }
+}

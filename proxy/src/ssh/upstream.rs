@@ -1,0 +1,343 @@
+//! The gateway's SSH client toward the target: host-key verification, credential injection, and
+//! the channels the target opens back (remote forwards, X11, agent).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use russh::client::{self, Msg};
+use russh::keys::PrivateKeyWithHashAlg;
+use russh::keys::ssh_key::{HashAlg, PublicKey};
+use russh::{Channel, ChannelOpenFailure};
+use trailgate_recorder::ChannelOpen;
+
+use super::relay::{self, ChanCtx, endpoint};
+use super::shared::Shared;
+use crate::config::TargetConfig;
+use crate::policy::ChannelKind;
+use crate::registry::KillReason;
+use crate::session::Verdict;
+
+/// Why connecting to a target failed, with the verdict it earns and the message for the user.
+#[derive(Debug)]
+pub struct UpstreamFailure {
+    pub verdict: Verdict,
+    pub message: String,
+}
+
+pub struct UpClient {
+    /// Set once the session exists (the client is built before we know it is needed).
+    sh: Arc<OnceLock<Arc<Shared>>>,
+    target: String,
+    addr: (String, u16),
+    pinned: Option<PublicKey>,
+    known_hosts: Option<std::path::PathBuf>,
+    insecure: bool,
+    key_mismatch: Arc<AtomicBool>,
+    seen_key: Arc<OnceLock<String>>,
+}
+
+impl client::Handler for UpClient {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        key: &russh::keys::PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let key = key.public_key();
+        let _ = self
+            .seen_key
+            .set(key.fingerprint(HashAlg::Sha256).to_string());
+        if let Some(p) = &self.pinned {
+            let ok = crate::auth::same_key(p, &key);
+            self.key_mismatch.store(!ok, Ordering::Relaxed);
+            return Ok(ok);
+        }
+        if let Some(path) = &self.known_hosts {
+            return match russh::keys::check_known_hosts_path(&self.addr.0, self.addr.1, &key, path)
+            {
+                Ok(true) => Ok(true),
+                Ok(false) | Err(_) => {
+                    self.key_mismatch.store(true, Ordering::Relaxed);
+                    Ok(false)
+                }
+            };
+        }
+        if self.insecure {
+            tracing::warn!(target = %self.target, fingerprint = %key.fingerprint(HashAlg::Sha256), "upstream host key NOT verified (insecure_skip_host_key_check)");
+            return Ok(true);
+        }
+        self.key_mismatch.store(true, Ordering::Relaxed);
+        Ok(false)
+    }
+
+    async fn server_channel_open_forwarded_tcpip(
+        &mut self,
+        channel: Channel<Msg>,
+        connected_address: &str,
+        connected_port: u32,
+        originator_address: &str,
+        originator_port: u32,
+        reply: client::ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        let open = ChannelOpen {
+            kind: "forwarded-tcpip".into(),
+            originator: Some(endpoint(originator_address, originator_port)),
+            connected: Some(endpoint(connected_address, connected_port)),
+            reason: None,
+        };
+        let (ca, cp, oa, op) = (
+            connected_address.to_string(),
+            connected_port,
+            originator_address.to_string(),
+            originator_port,
+        );
+        self.reverse_open(channel, reply, open, ChannelKind::TcpipForward, move |h| {
+            Box::pin(async move { h.channel_open_forwarded_tcpip(ca, cp, oa, op).await })
+        })
+        .await
+    }
+
+    async fn server_channel_open_x11(
+        &mut self,
+        channel: Channel<Msg>,
+        originator_address: &str,
+        originator_port: u32,
+        reply: client::ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        let open = ChannelOpen {
+            kind: "x11".into(),
+            originator: Some(endpoint(originator_address, originator_port)),
+            connected: None,
+            reason: None,
+        };
+        let (oa, op) = (originator_address.to_string(), originator_port);
+        self.reverse_open(channel, reply, open, ChannelKind::X11, move |h| {
+            Box::pin(async move { h.channel_open_x11(oa, op).await })
+        })
+        .await
+    }
+
+    async fn server_channel_open_agent_forward(
+        &mut self,
+        channel: Channel<Msg>,
+        reply: client::ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        let open = ChannelOpen {
+            kind: "auth-agent@openssh.com".into(),
+            originator: None,
+            connected: None,
+            reason: None,
+        };
+        self.reverse_open(channel, reply, open, ChannelKind::Agent, |h| {
+            Box::pin(async move { h.channel_open_agent().await })
+        })
+        .await
+    }
+
+    // A target has no business opening these toward the gateway.
+    async fn server_channel_open_session(
+        &mut self,
+        _channel: Channel<Msg>,
+        reply: client::ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        reply
+            .reject(ChannelOpenFailure::AdministrativelyProhibited)
+            .await;
+        Ok(())
+    }
+
+    async fn server_channel_open_direct_tcpip(
+        &mut self,
+        _channel: Channel<Msg>,
+        _host_to_connect: &str,
+        _port_to_connect: u32,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: client::ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        reply
+            .reject(ChannelOpenFailure::AdministrativelyProhibited)
+            .await;
+        Ok(())
+    }
+
+    async fn disconnected(
+        &mut self,
+        reason: client::DisconnectReason<Self::Error>,
+    ) -> Result<(), Self::Error> {
+        if let Some(sh) = self.sh.get() {
+            let why = match reason {
+                client::DisconnectReason::ReceivedDisconnect(info) => {
+                    format!("target closed the connection: {}", info.message)
+                }
+                client::DisconnectReason::Error(e) => format!("target connection lost: {e}"),
+            };
+            sh.live.kill(KillReason {
+                reason: why,
+                by: "target".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+type DownOpen = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Channel<russh::server::Msg>, russh::Error>> + Send>,
+>;
+
+impl UpClient {
+    /// A channel the target opens (remote forward, X11, agent): open the matching channel toward
+    /// the client first, then accept upstream, so neither side sees data before both exist.
+    async fn reverse_open(
+        &mut self,
+        channel: Channel<Msg>,
+        reply: client::ChannelOpenHandle,
+        open: ChannelOpen,
+        kind: ChannelKind,
+        open_down: impl FnOnce(russh::server::Handle) -> DownOpen + Send + 'static,
+    ) -> Result<(), russh::Error> {
+        let Some(sh) = self.sh.get().cloned() else {
+            reply
+                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        };
+        let id = sh.alloc_channel();
+        let allowed = sh.policy.get().is_some_and(|p| p.allows(&kind));
+        let down_handle = sh.down.get().cloned();
+        let (Some(h), true) = (down_handle, allowed) else {
+            let mut open = open;
+            open.reason = Some("denied by channel policy".into());
+            let ctx = ChanCtx::new(id, &open, "deny", None);
+            relay::register(&sh, &ctx, open, true).await;
+            reply
+                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        };
+        // Opening toward the client waits for its confirmation; do it off this connection's loop
+        // so the target connection keeps flowing meanwhile.
+        let sh2 = sh.clone();
+        sh.gw.tracker.spawn(async move {
+            match open_down(h).await {
+                Ok(down) => {
+                    let (up_read, up_write) = channel.split();
+                    let up_write = Arc::new(up_write);
+                    let ctx = ChanCtx::new(id, &open, "accept", Some(up_write.clone()));
+                    relay::register(&sh2, &ctx, open, false).await;
+                    relay::spawn_pumps(&sh2, ctx, down, up_read, up_write);
+                    reply.accept().await;
+                }
+                Err(e) => {
+                    let mut open = open;
+                    open.reason = Some(format!("client refused: {e}"));
+                    let ctx = ChanCtx::new(id, &open, "fail", None);
+                    relay::register(&sh2, &ctx, open, true).await;
+                    reply.reject(ChannelOpenFailure::ConnectFailed).await;
+                }
+            }
+        });
+        Ok(())
+    }
+}
+
+/// Connects to the target, verifies its host key and logs in with the target's credentials.
+pub async fn connect(
+    sh_slot: Arc<OnceLock<Arc<Shared>>>,
+    target: &TargetConfig,
+    key: Option<Arc<russh::keys::PrivateKey>>,
+    pinned: Option<PublicKey>,
+    timeout: std::time::Duration,
+) -> Result<client::Handle<UpClient>, UpstreamFailure> {
+    let fail = |verdict, message: String| UpstreamFailure { verdict, message };
+    let (host, port) = crate::util::split_host_port(&target.address).ok_or_else(|| {
+        fail(
+            Verdict::Fail,
+            format!("target {} has an invalid address", target.name),
+        )
+    })?;
+    let key_mismatch = Arc::new(AtomicBool::new(false));
+    let seen_key = Arc::new(OnceLock::new());
+    let handler = UpClient {
+        sh: sh_slot,
+        target: target.name.clone(),
+        addr: (host.clone(), port),
+        pinned,
+        known_hosts: target.known_hosts.clone(),
+        insecure: target.insecure_skip_host_key_check,
+        key_mismatch: key_mismatch.clone(),
+        seen_key: seen_key.clone(),
+    };
+    let cfg = Arc::new(client::Config {
+        inactivity_timeout: None,
+        keepalive_interval: Some(std::time::Duration::from_secs(30)),
+        nodelay: true,
+        ..Default::default()
+    });
+    let work = async {
+        let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
+            .await
+            .map_err(|e| {
+                fail(
+                    Verdict::Fail,
+                    format!(
+                        "target {} ({}) unreachable: {e}",
+                        target.name, target.address
+                    ),
+                )
+            })?;
+        let _ = tcp.set_nodelay(true);
+        let mut h = client::connect_stream(cfg, tcp, handler).await.map_err(|e| {
+            if key_mismatch.load(Ordering::Relaxed) {
+                fail(
+                    Verdict::KeyError,
+                    format!(
+                        "host key of target {} does not match the configured key (it offered {})",
+                        target.name,
+                        seen_key.get().map(String::as_str).unwrap_or("an unknown key")
+                    ),
+                )
+            } else {
+                fail(Verdict::Fail, format!("target {}: ssh handshake failed: {e}", target.name))
+            }
+        })?;
+        let authed = if let Some(k) = key {
+            let hash = h.best_supported_rsa_hash().await.ok().flatten().flatten();
+            h.authenticate_publickey(&target.user, PrivateKeyWithHashAlg::new(k, hash))
+                .await
+        } else if let Some(pw) = &target.password {
+            h.authenticate_password(&target.user, pw).await
+        } else {
+            return Err(fail(
+                Verdict::AuthFail,
+                format!("target {} has no credentials configured", target.name),
+            ));
+        };
+        match authed {
+            Ok(r) if r.success() => Ok(h),
+            Ok(_) => Err(fail(
+                Verdict::AuthFail,
+                format!(
+                    "target {} refused the gateway's credentials for {}",
+                    target.name, target.user
+                ),
+            )),
+            Err(e) => Err(fail(
+                Verdict::AuthFail,
+                format!("target {} authentication error: {e}", target.name),
+            )),
+        }
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok(r) => r,
+        Err(_) => Err(fail(
+            Verdict::Fail,
+            format!("target {} did not answer within {:?}", target.name, timeout),
+        )),
+    }
+}

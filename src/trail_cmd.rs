@@ -1,0 +1,296 @@
+//! `trailgate trail ...` and `trailgate keygen`: thin wrappers over `trailgate_recorder`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use trailgate_recorder::{Direction, Integrity, export, keys};
+
+#[derive(Debug, Subcommand)]
+pub enum TrailCmd {
+    /// Session metadata, channels with byte counts, duration, end reason, integrity.
+    Info {
+        file: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the hash chain and seal. Exit 0: sealed and intact; 3: intact but incomplete;
+    /// 1: tampered or corrupt.
+    Verify {
+        file: PathBuf,
+        /// The gateway's trail-signing public key (PEM file, or base64 of the raw key): also proves
+        /// which gateway sealed the trail.
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// The raw bytes of one channel's stream, exactly as they crossed the gateway.
+    Cat {
+        file: PathBuf,
+        #[arg(long)]
+        channel: u32,
+        /// Only one direction (c2s: client to server; s2c: server to client, without stderr).
+        #[arg(long)]
+        direction: Option<Direction>,
+        /// Only extended data (stderr is code 1).
+        #[arg(long, conflicts_with = "direction")]
+        stderr: bool,
+    },
+    /// Convert a terminal channel to another format (asciicast v2).
+    Export {
+        file: PathBuf,
+        #[arg(long, default_value = "asciicast")]
+        format: String,
+        #[arg(long)]
+        channel: Option<u32>,
+        /// Include input (keystroke) events.
+        #[arg(long)]
+        input: bool,
+        /// Write here instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Replay a terminal channel in this terminal with its original timing.
+    Play {
+        file: PathBuf,
+        #[arg(long)]
+        channel: Option<u32>,
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        /// Cap pauses at this many seconds.
+        #[arg(long)]
+        idle_limit: Option<f64>,
+    },
+}
+
+fn integrity_exit(i: &Integrity) -> ExitCode {
+    match i {
+        Integrity::Sealed => ExitCode::SUCCESS,
+        Integrity::Incomplete { .. } => ExitCode::from(3),
+        Integrity::Corrupt { .. } => ExitCode::from(1),
+    }
+}
+
+/// Non-fatal integrity notes for commands whose main output is data.
+fn warn_integrity(i: &Integrity) {
+    match i {
+        Integrity::Sealed => {}
+        Integrity::Incomplete { reason } => {
+            eprintln!("trailgate: note: trail is incomplete ({reason})")
+        }
+        Integrity::Corrupt { offset, reason } => eprintln!(
+            "trailgate: warning: trail is corrupt at offset {offset}: {reason}; output stops there"
+        ),
+    }
+}
+
+pub fn run(cmd: TrailCmd) -> Result<ExitCode> {
+    match cmd {
+        TrailCmd::Info { file, json } => info(&file, json),
+        TrailCmd::Verify { file, key } => verify(&file, key.as_deref()),
+        TrailCmd::Cat {
+            file,
+            channel,
+            direction,
+            stderr,
+        } => {
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::with_capacity(256 * 1024, stdout.lock());
+            let i = if stderr {
+                export::cat_extended(&file, channel, 1, &mut out)?
+            } else {
+                export::cat(&file, channel, direction, &mut out)?
+            };
+            out.flush()?;
+            warn_integrity(&i);
+            Ok(if matches!(i, Integrity::Corrupt { .. }) {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        TrailCmd::Export {
+            file,
+            format,
+            channel,
+            input,
+            output,
+        } => {
+            if format != "asciicast" {
+                anyhow::bail!("unknown export format {format:?}; supported: asciicast");
+            }
+            let mut out: Box<dyn Write> = match &output {
+                Some(p) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(p)
+                        .with_context(|| format!("creating {}", p.display()))?,
+                )),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            };
+            let i = export::asciicast(&file, channel, input, &mut out)?;
+            out.flush()?;
+            warn_integrity(&i);
+            Ok(ExitCode::SUCCESS)
+        }
+        TrailCmd::Play {
+            file,
+            channel,
+            speed,
+            idle_limit,
+        } => {
+            let idle = idle_limit
+                .filter(|s| s.is_finite() && *s >= 0.0)
+                .map(Duration::from_secs_f64);
+            let mut out = std::io::stdout().lock();
+            let i = export::play(
+                &file,
+                channel,
+                speed,
+                idle,
+                &mut out,
+                &mut std::thread::sleep,
+            )?;
+            warn_integrity(&i);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn info(file: &Path, json: bool) -> Result<ExitCode> {
+    let i = export::info(file).with_context(|| format!("reading {}", file.display()))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&i)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let m = &i.meta;
+    println!("session     {}", i.session_id);
+    println!("protocol    {}", i.protocol);
+    println!("start       {}", i.start_time);
+    println!("end         {}", i.end_time.as_deref().unwrap_or("-"));
+    println!("duration    {:.3} s", i.duration_seconds);
+    println!("end reason  {}", i.end_reason.as_deref().unwrap_or("-"));
+    if let Some(c) = &m.client {
+        println!("client      {}:{}", c.host, c.port);
+    }
+    println!(
+        "user        {} -> {}@{}",
+        m.gateway_user.as_deref().unwrap_or("-"),
+        m.target_user.as_deref().unwrap_or("-"),
+        m.target_name.as_deref().unwrap_or("-")
+    );
+    if !m.policies.is_empty() {
+        println!("policies    {}", m.policies.join(", "));
+    }
+    println!(
+        "integrity   {}{}",
+        i.integrity,
+        i.integrity_detail
+            .as_deref()
+            .map(|d| format!(" ({d})"))
+            .unwrap_or_default()
+    );
+    println!("signed by   {}", i.signing_key_fingerprint);
+    println!(
+        "bytes       {} client->server, {} server->client; {} records; {} on disk",
+        i.bytes_client_to_server, i.bytes_server_to_client, i.records, i.file_bytes
+    );
+    println!("channels:");
+    println!(
+        "  {:>4}  {:<28} {:>14} {:>14}  details",
+        "id", "type", "c2s bytes", "s2c bytes"
+    );
+    for c in &i.channels {
+        let s = &c.stats;
+        let mut details = Vec::new();
+        if let Some(x) = &s.command {
+            details.push(format!("command={x:?}"));
+        }
+        if let (Some(o), Some(t)) = (&s.originator, &s.connected) {
+            details.push(format!("{}:{} -> {}:{}", o.host, o.port, t.host, t.port));
+        }
+        if let Some(x) = s.exit_status {
+            details.push(format!("exit={x}"));
+        }
+        if let Some(x) = &s.exit_signal {
+            details.push(format!("signal={x}"));
+        }
+        if s.denied {
+            details.push("DENIED".into());
+        }
+        println!(
+            "  {:>4}  {:<28} {:>14} {:>14}  {}",
+            c.id,
+            c.label,
+            s.bytes_client_to_server,
+            s.bytes_server_to_client,
+            details.join(" ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify(file: &Path, key: Option<&str>) -> Result<ExitCode> {
+    let expected = key.map(keys::load_public).transpose()?;
+    let v = match trailgate_recorder::verify(file, expected.as_ref()) {
+        Ok(v) => v,
+        Err(e) => {
+            println!("CORRUPT: {}: {e}", file.display());
+            return Ok(ExitCode::from(1));
+        }
+    };
+    match v.key_matches {
+        Some(false) => {
+            println!(
+                "CORRUPT: {} was not signed by the given key (trail key {})",
+                file.display(),
+                v.key_fingerprint
+            );
+            return Ok(ExitCode::from(1));
+        }
+        Some(true) => println!(
+            "key: {} (matches the given key: origin proven)",
+            v.key_fingerprint
+        ),
+        None => println!(
+            "key: {} (recorded in the trail: integrity only; pass --key to prove origin)",
+            v.key_fingerprint
+        ),
+    }
+    match &v.integrity {
+        Integrity::Sealed => println!(
+            "OK: sealed and intact: {} frames, {} records",
+            v.frames_verified, v.records_verified
+        ),
+        Integrity::Incomplete { reason } => println!(
+            "INCOMPLETE: intact but not sealed: {} frames / {} records valid{}; {reason}",
+            v.frames_verified,
+            v.records_verified,
+            if v.records_unverified > 0 {
+                format!(
+                    " (+{} flushed records in an unfinished frame)",
+                    v.records_unverified
+                )
+            } else {
+                String::new()
+            }
+        ),
+        Integrity::Corrupt { offset, reason } => println!(
+            "CORRUPT: tampered or damaged at offset {offset}: {reason} ({} frames / {} records verified before it)",
+            v.frames_verified, v.records_verified
+        ),
+    }
+    Ok(integrity_exit(&v.integrity))
+}
+
+pub fn keygen_trail_signing(path: &Path) -> Result<ExitCode> {
+    let k = keys::generate(path)?;
+    println!(
+        "wrote {} and {}",
+        path.display(),
+        keys::public_key_path(path).display()
+    );
+    println!("fingerprint {}", keys::fingerprint(&k.verifying_key()));
+    Ok(ExitCode::SUCCESS)
+}

@@ -254,6 +254,134 @@ mod explore {
         (a as f64 / b as f64 - 1.0) * 100.0
     }
 
+    pub fn run2() {
+        let mut env = Env::new();
+        let corpus = interactive_corpus();
+        let last = corpus.last().unwrap().1;
+        let c2s = corpus
+            .iter()
+            .filter(|i| i.2 == Direction::ClientToServer)
+            .count();
+        println!(
+            "interactive: {} items ({} c2s), duration {:.0} s",
+            corpus.len(),
+            c2s,
+            last as f64 / 1e6
+        );
+        // spawn_blocking round trip on a current_thread runtime
+        let (d, _) = best(3, || {
+            env.rt.block_on(async {
+                for _ in 0..2000 {
+                    tokio::task::spawn_blocking(|| ()).await.unwrap();
+                }
+            })
+        });
+        println!(
+            "spawn_blocking round trip: {:.1} us",
+            d.as_secs_f64() / 2000.0 * 1e6
+        );
+        // semaphore + unbounded mpsc producer/consumer on one thread, like record_at -> Task
+        let (d, _) = best(3, || {
+            env.rt.block_on(async {
+                let sem = Arc::new(tokio::sync::Semaphore::new(256 << 10));
+                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+                let h = tokio::spawn(async move {
+                    let mut n = 0usize;
+                    while let Some((_p, b)) = rx.recv().await {
+                        let b: bytes::Bytes = b;
+                        n += b.len();
+                    }
+                    n
+                });
+                for (_, _, _, b) in &corpus {
+                    let p = sem.clone().acquire_many_owned(65).await.unwrap();
+                    tx.send((p, b.clone())).unwrap();
+                }
+                drop(tx);
+                h.await.unwrap()
+            })
+        });
+        println!(
+            "semaphore+mpsc for {} items: {:.1} ms ({:.2} us/item)",
+            corpus.len(),
+            d.as_secs_f64() * 1e3,
+            d.as_secs_f64() * 1e6 / corpus.len() as f64
+        );
+        // Realistic timing: replay at 100x speed with the writer's timers scaled by 1/100.
+        let k = 100u32;
+        let cfg = WriterConfig {
+            flush_interval: Duration::from_secs(1) / k,
+            frame_max_age: Duration::from_secs(60) / k,
+            frame_idle_close: Duration::from_secs(30) / k,
+            ..writer_config()
+        };
+        let z3 = zstd::bulk::compress(&payload_concat(&corpus), 3)
+            .unwrap()
+            .len();
+        for (label, cfg) in [
+            ("default timers", cfg.clone()),
+            (
+                "max_age 10 min, idle 5 min",
+                WriterConfig {
+                    frame_max_age: Duration::from_secs(600) / k,
+                    frame_idle_close: Duration::from_secs(300) / k,
+                    ..cfg.clone()
+                },
+            ),
+            (
+                "+ flush 5 s",
+                WriterConfig {
+                    frame_max_age: Duration::from_secs(600) / k,
+                    frame_idle_close: Duration::from_secs(300) / k,
+                    flush_interval: Duration::from_secs(5) / k,
+                    ..cfg.clone()
+                },
+            ),
+        ] {
+            let scaled: Vec<Item> = corpus.clone();
+            let t0 = Instant::now();
+            let s = env.rt.block_on(async {
+                let dir = env.dir.path().join(format!("scaled-{}.trail", label.len()));
+                let spec = TrailSpec {
+                    session_id: "scaled".into(),
+                    protocol: "ssh".into(),
+                    meta: SessionMeta::default(),
+                    start: OffsetDateTime::from_unix_timestamp(1_715_680_000).unwrap(),
+                };
+                let w = TrailWriter::create_at(dir, spec, env.key.clone(), cfg)
+                    .await
+                    .unwrap();
+                let start = tokio::time::Instant::now();
+                for (ch, t, dir, data) in &scaled {
+                    tokio::time::sleep_until(start + Duration::from_micros(*t / k as u64)).await;
+                    w.record_at(
+                        *ch,
+                        *t,
+                        Event::Data {
+                            dir: *dir,
+                            data: data.clone(),
+                        },
+                    )
+                    .await
+                    .unwrap();
+                }
+                w.finish(SessionEnd {
+                    reason: "x".into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+            });
+            println!(
+                "scaled x{k} [{label}]: {:.1} s real, trail {} ({:+.1}%), {} frames",
+                t0.elapsed().as_secs_f64(),
+                s.file_bytes,
+                pct(s.file_bytes as usize, z3),
+                s.end.frames
+            );
+        }
+    }
+
     pub fn run() {
         let mut env = Env::new();
         for (name, corpus) in [
@@ -496,7 +624,11 @@ mod explore {
 
 fn recorder(c: &mut Criterion) {
     if std::env::var_os("TG_EXPLORE").is_some() {
-        explore::run();
+        if std::env::var("TG_EXPLORE").as_deref() == Ok("2") {
+            explore::run2();
+        } else {
+            explore::run();
+        }
         std::process::exit(0);
     }
     bench_corpus(c, "bulk", &bulk_corpus());

@@ -68,13 +68,25 @@ pub fn cat_extended(
     Ok(integrity)
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// One channel of `info`: `type` is the vendor-style label (`session exec`), `channel_type` the
+/// SSH channel type (`session`), plus every statistic.
+#[derive(Debug, Clone)]
 pub struct ChannelInfo {
     pub id: u32,
-    #[serde(rename = "type")]
     pub label: String,
-    #[serde(flatten)]
     pub stats: ChannelStats,
+}
+
+impl Serialize for ChannelInfo {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut v = serde_json::to_value(&self.stats).map_err(serde::ser::Error::custom)?;
+        if let Some(m) = v.as_object_mut() {
+            m.insert("channel_type".into(), json!(self.stats.kind));
+            m.insert("type".into(), json!(self.label));
+            m.insert("id".into(), json!(self.id));
+        }
+        v.serialize(s)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

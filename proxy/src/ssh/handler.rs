@@ -322,6 +322,16 @@ impl SshHandler {
             session.channel_failure(channel)?;
             return Ok(());
         };
+        // What the client asked is recorded whether or not it is allowed.
+        self.sh
+            .rec(
+                ctx.id,
+                Event::Request {
+                    dir: Direction::ClientToServer,
+                    request: request.clone(),
+                },
+            )
+            .await;
         if let Some(k) = &kind {
             if !self.policy_allows(k) {
                 let name = request_name(&request);
@@ -331,7 +341,7 @@ impl SshHandler {
                     .rec(
                         ctx.id,
                         Event::Request {
-                            dir: Direction::ClientToServer,
+                            dir: Direction::ServerToClient,
                             request: Request::Refused {
                                 request: name,
                                 reason: "denied by channel policy".into(),
@@ -355,15 +365,6 @@ impl SshHandler {
             Request::Shell => ctx.update(|r| r.kind = "session shell".into()),
             _ => {}
         }
-        self.sh
-            .rec(
-                ctx.id,
-                Event::Request {
-                    dir: Direction::ClientToServer,
-                    request: request.clone(),
-                },
-            )
-            .await;
         let Some(up) = ctx.up.clone() else {
             session.channel_failure(channel)?;
             return Ok(());
@@ -393,7 +394,7 @@ impl SshHandler {
 
 fn request_name(r: &Request) -> String {
     match r {
-        Request::Exec { .. } => "exec".into(),
+        Request::Exec { command } => format!("exec {command}"),
         Request::Shell => "shell".into(),
         Request::Subsystem { name } => format!("subsystem {name}"),
         Request::Pty { .. } => "pty-req".into(),

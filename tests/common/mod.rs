@@ -1,0 +1,466 @@
+//! End-to-end harness: a real OpenSSH `sshd` as the target, the real `trailgate` binary as the
+//! gateway, and the real OpenSSH clients. Everything binds loopback; readiness is observed, never
+//! assumed.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+pub fn whoami() -> String {
+    let out = Command::new("id").arg("-un").output().expect("id -un");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn sshd_path() -> PathBuf {
+    for p in ["/usr/sbin/sshd", "/usr/local/sbin/sshd"] {
+        if Path::new(p).exists() {
+            return p.into();
+        }
+    }
+    panic!("sshd not found: run scripts/install-test-deps.sh");
+}
+
+/// Waits until `addr` accepts TCP connections (the process signals readiness by listening).
+pub fn wait_listening(addr: SocketAddr, child: &mut Child, what: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!("{what} exited before listening: {status}");
+        }
+        if Instant::now() > deadline {
+            bail!("{what} did not listen on {addr}");
+        }
+        std::thread::sleep(Duration::from_millis(20)); // polling interval, not a readiness guess
+    }
+}
+
+pub fn keygen(path: &Path) -> String {
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "test", "-f"])
+        .arg(path)
+        .status()
+        .expect("ssh-keygen");
+    assert!(st.success());
+    std::fs::read_to_string(path.with_extension("pub"))
+        .expect("pub key")
+        .trim()
+        .to_string()
+}
+
+/// A throwaway OpenSSH server on a free loopback port, accepting one key for the current user.
+pub struct Sshd {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub host_pub: String,
+    pub gateway_key: PathBuf,
+    child: Child,
+}
+
+impl Sshd {
+    pub fn start() -> Result<Sshd> {
+        Self::start_with("")
+    }
+
+    pub fn start_with(extra: &str) -> Result<Sshd> {
+        std::fs::create_dir_all("/run/sshd").ok();
+        let dir = tempfile::tempdir()?;
+        let d = dir.path();
+        let host_pub = keygen(&d.join("host_key"));
+        let gw_pub = keygen(&d.join("gateway_key"));
+        std::fs::write(d.join("authorized_keys"), format!("{gw_pub}\n"))?;
+        let port = free_port();
+        let cfg = format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nPidFile {d}/sshd.pid\nAuthorizedKeysFile {d}/authorized_keys\n\
+             PermitRootLogin yes\nUsePAM no\nStrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+             Subsystem sftp internal-sftp\nAllowTcpForwarding yes\nGatewayPorts no\nAllowAgentForwarding yes\nX11Forwarding no\n\
+             PrintMotd no\nPrintLastLog no\nLogLevel ERROR\nMaxSessions 100\nMaxStartups 200\nAcceptEnv LANG LC_* TG_*\n{extra}\n",
+            hk = d.join("host_key").display(),
+            d = d.display(),
+        );
+        std::fs::write(d.join("sshd_config"), cfg)?;
+        let check = Command::new(sshd_path())
+            .arg("-t")
+            .arg("-f")
+            .arg(d.join("sshd_config"))
+            .output()?;
+        if !check.status.success() {
+            bail!("sshd -t: {}", String::from_utf8_lossy(&check.stderr));
+        }
+        let mut child = Command::new(sshd_path())
+            .arg("-D")
+            .arg("-e")
+            .arg("-f")
+            .arg(d.join("sshd_config"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting sshd")?;
+        wait_listening(SocketAddr::from(([127, 0, 0, 1], port)), &mut child, "sshd")?;
+        Ok(Sshd {
+            gateway_key: d.join("gateway_key"),
+            dir,
+            port,
+            host_pub,
+            child,
+        })
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub const ALICE_PASSWORD: &str = "correct horse battery staple";
+
+/// The gateway under test, as the real binary with a generated config.
+pub struct Gateway {
+    pub dir: tempfile::TempDir,
+    pub addr: SocketAddr,
+    pub alice_key: PathBuf,
+    pub config: PathBuf,
+    child: Child,
+    stderr_log: PathBuf,
+    pub extra: String,
+}
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_trailgate"))
+}
+
+/// Config for one target `db1` (the given sshd) plus whatever `extra` adds.
+pub fn gateway_config(dir: &Path, sshd: &Sshd, extra: &str, policy: &str) -> Result<String> {
+    let alice_pub = keygen(&dir.join("alice_key"));
+    let hash = trailgate_proxy::auth::hash_password(ALICE_PASSWORD).map_err(anyhow::Error::msg)?;
+    Ok(format!(
+        r#"data_dir = "data"
+node_id = "test-node"
+
+[ssh]
+listen = "127.0.0.1:0"
+auth_failure_delay = "50ms"
+
+[recording]
+flush_interval = "100ms"
+fsync = false
+
+[[users]]
+name = "alice"
+password_hash = "{hash}"
+authorized_keys = ["{alice_pub}"]
+
+[[users]]
+name = "bob"
+password_hash = "{hash}"
+
+[[targets]]
+name = "db1"
+address = "127.0.0.1:{port}"
+host_key = "{host_pub}"
+user = "{user}"
+private_key = "{gwkey}"
+allow_users = ["alice"]
+channel_policy = "test"
+
+[channel_policies.test]
+allow = [{policy}]
+{extra}
+"#,
+        port = sshd.port,
+        host_pub = sshd.host_pub,
+        user = whoami(),
+        gwkey = sshd.gateway_key.display(),
+    ))
+}
+
+pub const FULL_POLICY: &str = r#""session-shell", "session-exec", "session-subsystem:sftp", "direct-tcpip", "tcpip-forward", "agent""#;
+
+impl Gateway {
+    pub fn start(sshd: &Sshd) -> Result<Gateway> {
+        Self::start_with(sshd, "", FULL_POLICY)
+    }
+
+    pub fn start_with(sshd: &Sshd, extra: &str, policy: &str) -> Result<Gateway> {
+        let dir = tempfile::tempdir()?;
+        let text = gateway_config(dir.path(), sshd, extra, policy)?;
+        let config = dir.path().join("trailgate.toml");
+        std::fs::write(&config, text)?;
+        Self::run(dir, config, extra.to_string())
+    }
+
+    pub fn run(dir: tempfile::TempDir, config: PathBuf, extra: String) -> Result<Gateway> {
+        let stderr_log = dir.path().join("gateway.log");
+        let mut child = Command::new(bin())
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .env("TRAILGATE_LOG", "info,russh=warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr_log)?)
+            .spawn()
+            .context("starting trailgate")?;
+        let stdout = child.stdout.take().context("stdout")?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(a) = line.strip_prefix("trailgate: ssh listening on ") {
+                    let _ = tx.send(a.trim().to_string());
+                }
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(a) => a.parse()?,
+            Err(_) => {
+                let _ = child.kill();
+                bail!(
+                    "gateway did not start: {}",
+                    std::fs::read_to_string(&stderr_log).unwrap_or_default()
+                );
+            }
+        };
+        Ok(Gateway {
+            alice_key: dir.path().join("alice_key"),
+            dir,
+            addr,
+            config,
+            child,
+            stderr_log,
+            extra,
+        })
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Base OpenSSH client command through the gateway (key auth as alice, batch mode).
+    pub fn ssh_cmd(&self, program: &str) -> Command {
+        self.ssh_cmd_level(program, "ERROR")
+    }
+
+    /// As `ssh_cmd` with another client log level (OpenSSH keeps the first value of an option).
+    pub fn ssh_cmd_level(&self, program: &str, level: &str) -> Command {
+        let mut c = Command::new(program);
+        c.args([
+            "-F",
+            "/dev/null",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            &format!("LogLevel={level}"),
+        ])
+        .args([
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "ConnectTimeout=20",
+        ])
+        .arg("-i")
+        .arg(&self.alice_key)
+        .stdin(Stdio::null());
+        c
+    }
+
+    pub fn ssh(&self) -> Command {
+        let mut c = self.ssh_cmd("ssh");
+        c.args(["-p", &self.addr.port().to_string()]);
+        c
+    }
+
+    pub fn dest(&self) -> String {
+        format!("alice@db1@{}", self.addr.ip())
+    }
+
+    /// Runs `ssh alice@db1@gw -- cmd` and returns its output.
+    pub fn exec(&self, cmd: &str) -> Output {
+        self.ssh().arg(self.dest()).arg(cmd).output().expect("ssh")
+    }
+
+    /// Every trail file under data_dir, oldest first.
+    pub fn trails(&self) -> Vec<PathBuf> {
+        let mut v = walk(&self.data_dir().join("trails"));
+        v.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+        v
+    }
+
+    /// The trail of the session whose record mentions `needle` (waits until it is sealed).
+    pub fn sealed_trail_with(&self, needle: &str) -> PathBuf {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            for t in self.trails() {
+                let info = trail_info(&t);
+                if info["integrity"] == "sealed" && info.to_string().contains(needle) {
+                    return t;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no sealed trail mentioning {needle:?}; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait: a clean shutdown seals every trail.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        self.child.wait().expect("wait gateway")
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- gateway log ---\n{}", self.log());
+        }
+    }
+}
+
+pub fn walk(p: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(p) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else if p.extension().is_some_and(|x| x == "trail") {
+            out.push(p);
+        }
+    }
+    out
+}
+
+pub fn trail_info(path: &Path) -> serde_json::Value {
+    let out = Command::new(bin())
+        .args(["trail", "info", "--json"])
+        .arg(path)
+        .output()
+        .expect("trail info");
+    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+}
+
+pub fn trail_cat(path: &Path, channel: u64, direction: Option<&str>) -> Vec<u8> {
+    let mut c = Command::new(bin());
+    c.args(["trail", "cat"])
+        .arg(path)
+        .args(["--channel", &channel.to_string()]);
+    if let Some(d) = direction {
+        c.args(["--direction", d]);
+    }
+    let out = c.output().expect("trail cat");
+    assert!(
+        out.status.success(),
+        "trail cat failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+pub fn trail_verify(path: &Path) -> (i32, String) {
+    let out = Command::new(bin())
+        .args(["trail", "verify"])
+        .arg(path)
+        .output()
+        .expect("trail verify");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// The channel in a trail's info whose fields satisfy `pred`.
+pub fn find_channel<'a>(
+    info: &'a serde_json::Value,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> &'a serde_json::Value {
+    info["channels"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| pred(c)))
+        .unwrap_or_else(|| panic!("no such channel in {info:#}"))
+}
+
+/// An askpass script that answers every prompt with `password`.
+pub fn askpass(dir: &Path, password: &str) -> PathBuf {
+    let p = dir.join("askpass.sh");
+    let mut f = std::fs::File::create(&p).expect("askpass");
+    writeln!(f, "#!/bin/sh\nprintf '%s\\n' '{password}'").expect("askpass");
+    drop(f);
+    let _ = Command::new("chmod").arg("+x").arg(&p).status();
+    p
+}
+
+pub fn sha256_file(p: &Path) -> String {
+    let out = Command::new("sha256sum")
+        .arg(p)
+        .output()
+        .expect("sha256sum");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// A file of `mib` MiB of mixed compressible and incompressible content.
+pub fn make_file(path: &Path, mib: usize) {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).expect("create"));
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut block = vec![0u8; 1 << 20];
+    for i in 0..mib {
+        for (j, b) in block.iter_mut().enumerate() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *b = if (j / 4096) % 2 == 0 {
+                (x >> 24) as u8
+            } else {
+                b"log line: user=alice action=read\n"[(j + i) % 33]
+            };
+        }
+        f.write_all(&block).expect("write");
+    }
+    f.flush().expect("flush");
+}

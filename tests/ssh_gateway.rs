@@ -1,0 +1,450 @@
+//! The SSH gateway end to end: real sshd target, real OpenSSH clients, real trails.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn exec_relays_stdout_stderr_and_exit_code_and_records_them() {
+    let sshd = Sshd::start().unwrap();
+    let gw = Gateway::start(&sshd).unwrap();
+    let out = gw.exec("echo hello-out; echo hello-err >&2; exit 7");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hello-out\n",
+        "log: {}",
+        gw.log()
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "hello-err\n");
+    assert_eq!(out.status.code(), Some(7));
+
+    let trail = gw.sealed_trail_with("hello-out");
+    let info = trail_info(&trail);
+    assert_eq!(info["protocol"], "ssh");
+    assert_eq!(info["meta"]["gateway_user"], "alice");
+    assert_eq!(info["meta"]["target_name"], "db1");
+    assert_eq!(info["end_reason"], "client disconnected");
+    let ch = find_channel(&info, |c| c["type"] == "session exec");
+    assert_eq!(ch["command"], "echo hello-out; echo hello-err >&2; exit 7");
+    assert_eq!(ch["exit_status"], 7);
+    let id = ch["id"].as_u64().unwrap();
+    assert_eq!(trail_cat(&trail, id, Some("s2c")), b"hello-out\n");
+    assert_eq!(trail_cat(&trail, id, None), b"hello-out\nhello-err\n");
+    assert_eq!(trail_verify(&trail).0, 0);
+}
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[test]
+fn interactive_pty_shell_is_relayed_and_recorded_with_its_terminal() {
+    let sshd = Sshd::start().unwrap();
+    let gw = Gateway::start(&sshd).unwrap();
+    let mut child = gw
+        .ssh()
+        .arg("-tt")
+        .arg(gw.dest())
+        .env("TERM", "xterm-256color")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(b"echo marker-$((6*7)); tty; exit 3\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("marker-42"),
+        "shell output: {text}\nlog: {}",
+        gw.log()
+    );
+    assert!(
+        text.contains("/dev/pts/"),
+        "a real pty at the target: {text}"
+    );
+    assert_eq!(out.status.code(), Some(3));
+    drop(stdin);
+
+    let trail = gw.sealed_trail_with("session shell");
+    let info = trail_info(&trail);
+    let ch = find_channel(&info, |c| c["type"] == "session shell");
+    assert_eq!(ch["term"], "xterm-256color");
+    assert_eq!(ch["exit_status"], 3);
+    let id = ch["id"].as_u64().unwrap();
+    let typed = String::from_utf8(trail_cat(&trail, id, Some("c2s"))).unwrap();
+    assert!(
+        typed.contains("echo marker-$((6*7))"),
+        "keystrokes recorded: {typed:?}"
+    );
+    let shown = String::from_utf8_lossy(&trail_cat(&trail, id, Some("s2c"))).into_owned();
+    assert!(shown.contains("marker-42"));
+    // The terminal channel exports as asciicast that starts with a v2 header of the pty size.
+    let cast = Command::new(bin())
+        .args(["trail", "export", "--format", "asciicast"])
+        .arg(&trail)
+        .output()
+        .unwrap();
+    assert!(cast.status.success());
+    let first: serde_json::Value = serde_json::from_str(
+        String::from_utf8_lossy(&cast.stdout)
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(first["version"], 2);
+    assert!(String::from_utf8_lossy(&cast.stdout).contains("marker-42"));
+}
+
+#[test]
+fn password_and_keyboard_interactive_logins_work_and_wrong_passwords_are_refused() {
+    let sshd = Sshd::start().unwrap();
+    let gw = Gateway::start(&sshd).unwrap();
+    let run = |method: &str, password: &str| {
+        let ask = askpass(gw.dir.path(), password);
+        Command::new("setsid")
+            .arg("ssh")
+            .args([
+                "-F",
+                "/dev/null",
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "LogLevel=ERROR",
+            ])
+            .args([
+                "-o",
+                "PubkeyAuthentication=no",
+                "-o",
+                &format!("PreferredAuthentications={method}"),
+                "-o",
+                "NumberOfPasswordPrompts=1",
+            ])
+            .args([
+                "-p",
+                &gw.addr.port().to_string(),
+                &gw.dest(),
+                "echo logged-in",
+            ])
+            .env("SSH_ASKPASS", &ask)
+            .env("SSH_ASKPASS_REQUIRE", "force")
+            .env("DISPLAY", ":0")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    for method in ["password", "keyboard-interactive"] {
+        let ok = run(method, ALICE_PASSWORD);
+        assert_eq!(
+            String::from_utf8_lossy(&ok.stdout),
+            "logged-in\n",
+            "{method}: {}",
+            String::from_utf8_lossy(&ok.stderr)
+        );
+        let bad = run(method, "wrong password");
+        assert_eq!(bad.status.code(), Some(255), "{method}");
+        assert!(
+            String::from_utf8_lossy(&bad.stderr).contains("Permission denied"),
+            "{method}: {}",
+            String::from_utf8_lossy(&bad.stderr)
+        );
+    }
+    let log = gw.log();
+    assert!(
+        log.contains("gw-auth-fail"),
+        "failed logins get a verdict: {log}"
+    );
+}
+
+#[test]
+fn unknown_and_forbidden_targets_are_refused_naming_the_allowed_ones() {
+    let sshd = Sshd::start().unwrap();
+    let gw = Gateway::start(&sshd).unwrap();
+    let out = gw
+        .ssh()
+        .arg(format!("alice@nope@{}", gw.addr.ip()))
+        .arg("true")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(255));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("\"nope\" is not available to alice")
+            && err.contains("targets you may use: db1"),
+        "{err}"
+    );
+    // A user allowed exactly one target may omit it; `alice:db1` is accepted too.
+    let out = gw
+        .ssh()
+        .arg(format!("alice@{}", gw.addr.ip()))
+        .arg("echo implicit")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "implicit\n");
+    let out = gw
+        .ssh()
+        .arg(format!("alice:db1@{}", gw.addr.ip()))
+        .arg("echo colon")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "colon\n");
+    assert!(gw.log().contains("deny"));
+}
+
+#[test]
+fn host_key_mismatch_and_unreachable_targets_fail_with_a_message() {
+    let sshd = Sshd::start().unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let wrong_key = keygen(&other.path().join("k"));
+    let dead_port = free_port();
+    let extra = format!(
+        r#"
+[[targets]]
+name = "spoofed"
+address = "127.0.0.1:{port}"
+host_key = "{wrong_key}"
+user = "root"
+private_key = "{key}"
+
+[[targets]]
+name = "down"
+address = "127.0.0.1:{dead_port}"
+insecure_skip_host_key_check = true
+user = "root"
+private_key = "{key}"
+"#,
+        port = sshd.port,
+        key = sshd.gateway_key.display()
+    );
+    let gw = Gateway::start_with(&sshd, &extra, FULL_POLICY).unwrap();
+    let out = gw
+        .ssh()
+        .arg(format!("alice@spoofed@{}", gw.addr.ip()))
+        .arg("true")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(255));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("host key of target spoofed does not match"),
+        "{err}"
+    );
+    let out = gw
+        .ssh()
+        .arg(format!("alice@down@{}", gw.addr.ip()))
+        .arg("true")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(255));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("target down") && err.contains("unreachable"),
+        "{err}"
+    );
+    let log = gw.log();
+    assert!(
+        log.contains(r#"verdict="key-error""#) && log.contains(r#"verdict="fail""#),
+        "verdicts logged: {log}"
+    );
+}
+
+/// A TCP service that speaks first (like sshd or MySQL) and then echoes one line.
+fn banner_service() -> (u16, std::thread::JoinHandle<()>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let h = std::thread::spawn(move || {
+        for s in l.incoming().take(1) {
+            let mut s = s.unwrap();
+            s.write_all(b"HELLO-BANNER\n").unwrap();
+            let mut line = String::new();
+            BufReader::new(s.try_clone().unwrap())
+                .read_line(&mut line)
+                .unwrap();
+            s.write_all(format!("echo:{line}").as_bytes()).unwrap();
+        }
+    });
+    (port, h)
+}
+
+/// Connects to a forwarded port once the forward is up, and talks to the banner service.
+fn talk_through(port: u16, ssh: &mut std::process::Child) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut banner = String::new();
+            if r.read_line(&mut banner).is_ok() && !banner.is_empty() {
+                s.write_all(b"ping\n").unwrap();
+                let mut echo = String::new();
+                r.read_line(&mut echo).unwrap();
+                return format!("{banner}{echo}");
+            }
+        }
+        assert!(ssh.try_wait().unwrap().is_none(), "ssh exited early");
+        assert!(Instant::now() < deadline, "forward never came up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn local_forward_to_a_service_that_speaks_first_loses_nothing() {
+    let sshd = Sshd::start().unwrap();
+    let gw = Gateway::start(&sshd).unwrap();
+    let (svc, svc_thread) = banner_service();
+    let lport = free_port();
+    let mut ssh = gw
+        .ssh()
+        .args([
+            "-N",
+            "-o",
+            "ExitOnForwardFailure=yes",
+            "-L",
+            &format!("127.0.0.1:{lport}:127.0.0.1:{svc}"),
+        ])
+        .arg(gw.dest())
+        .spawn()
+        .unwrap();
+    let got = talk_through(lport, &mut ssh);
+    assert_eq!(got, "HELLO-BANNER\necho:ping\n");
+    svc_thread.join().unwrap();
+    ssh.kill().unwrap();
+    ssh.wait().unwrap();
+    let trail = gw.sealed_trail_with("direct-tcpip");
+    let info = trail_info(&trail);
+    let ch = find_channel(&info, |c| c["type"] == "direct-tcpip");
+    assert_eq!(ch["connected"]["port"], svc);
+    let id = ch["id"].as_u64().unwrap();
+    assert_eq!(
+        trail_cat(&trail, id, Some("s2c")),
+        b"HELLO-BANNER\necho:ping\n"
+    );
+    assert_eq!(trail_cat(&trail, id, Some("c2s")), b"ping\n");
+}
+
+#[test]
+fn remote_forward_is_relayed_and_recorded() {
+    let sshd = Sshd::start().unwrap();
+    let gw = Gateway::start(&sshd).unwrap();
+    let (svc, svc_thread) = banner_service();
+    let rport = free_port();
+    let mut ssh = gw
+        .ssh()
+        .args([
+            "-N",
+            "-o",
+            "ExitOnForwardFailure=yes",
+            "-R",
+            &format!("127.0.0.1:{rport}:127.0.0.1:{svc}"),
+        ])
+        .arg(gw.dest())
+        .spawn()
+        .unwrap();
+    let got = talk_through(rport, &mut ssh);
+    assert_eq!(got, "HELLO-BANNER\necho:ping\n");
+    svc_thread.join().unwrap();
+    ssh.kill().unwrap();
+    ssh.wait().unwrap();
+    let trail = gw.sealed_trail_with("forwarded-tcpip");
+    let info = trail_info(&trail);
+    let ch = find_channel(&info, |c| c["type"] == "forwarded-tcpip");
+    let id = ch["id"].as_u64().unwrap();
+    // Direction is by connection: the admin's side is the "client".
+    assert_eq!(
+        trail_cat(&trail, id, Some("c2s")),
+        b"HELLO-BANNER\necho:ping\n"
+    );
+    assert_eq!(trail_cat(&trail, id, Some("s2c")), b"ping\n");
+}
+
+#[test]
+fn denied_channel_types_are_refused_and_recorded() {
+    let sshd = Sshd::start().unwrap();
+    let gw = Gateway::start_with(&sshd, "", r#""session-shell""#).unwrap();
+    let (svc, _t) = banner_service();
+    let out = gw
+        .ssh_cmd_level("ssh", "INFO")
+        .args([
+            "-p",
+            &gw.addr.port().to_string(),
+            "-W",
+            &format!("127.0.0.1:{svc}"),
+        ])
+        .arg(gw.dest())
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("administratively prohibited"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = gw.exec("echo should-not-run");
+    assert_ne!(out.status.code(), Some(0));
+    assert!(out.stdout.is_empty());
+    let out = gw
+        .ssh()
+        .args([
+            "-R",
+            "127.0.0.1:0:127.0.0.1:1",
+            "-o",
+            "ExitOnForwardFailure=yes",
+            "-N",
+        ])
+        .arg(gw.dest())
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0), "remote forward refused");
+
+    let trail = gw.sealed_trail_with("direct-tcpip");
+    let info = trail_info(&trail);
+    let ch = find_channel(&info, |c| c["channel_type"] == "direct-tcpip");
+    assert_eq!(ch["denied"], true);
+    let trail = gw.sealed_trail_with("should-not-run");
+    let info = trail_info(&trail);
+    let ch = find_channel(&info, |c| c["command"] == "echo should-not-run");
+    assert!(ch["exit_status"].is_null(), "the denied command never ran: {ch}");
+    assert_eq!(ch["bytes_server_to_client"], 0);
+}
+
+#[test]
+fn many_sessions_in_parallel_each_get_their_own_output_and_trail() {
+    let sshd = Sshd::start().unwrap();
+    let gw = Gateway::start(&sshd).unwrap();
+    let n = 24;
+    let outs: Vec<_> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..n)
+            .map(|i| {
+                let gw = &gw;
+                s.spawn(move || {
+                    gw.exec(&format!(
+                        "echo parallel-{i}; head -c 100000 /dev/zero | tr '\\0' x"
+                    ))
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (i, o) in outs.iter().enumerate() {
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "session {i}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(text.starts_with(&format!("parallel-{i}\n")));
+        assert_eq!(o.stdout.len(), format!("parallel-{i}\n").len() + 100_000);
+    }
+    for i in 0..n {
+        let t = gw.sealed_trail_with(&format!("echo parallel-{i};"));
+        assert_eq!(trail_verify(&t).0, 0);
+    }
+}

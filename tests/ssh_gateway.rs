@@ -410,7 +410,10 @@ fn denied_channel_types_are_refused_and_recorded() {
     let trail = gw.sealed_trail_with("should-not-run");
     let info = trail_info(&trail);
     let ch = find_channel(&info, |c| c["command"] == "echo should-not-run");
-    assert!(ch["exit_status"].is_null(), "the denied command never ran: {ch}");
+    assert!(
+        ch["exit_status"].is_null(),
+        "the denied command never ran: {ch}"
+    );
     assert_eq!(ch["bytes_server_to_client"], 0);
 }
 

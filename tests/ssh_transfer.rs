@@ -1,0 +1,307 @@
+//! Bulk transfers, floods and multiplexing through the gateway with recording on.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const MIB: usize = 100;
+
+#[test]
+fn scp_and_sftp_move_100_mib_each_way_byte_exact_and_the_trail_holds_the_upload() {
+    let sshd = Sshd::start().unwrap();
+    let gw = Gateway::start(&sshd).unwrap();
+    let local = gw.dir.path().join("src.bin");
+    make_file(&local, MIB);
+    let want = sha256_file(&local);
+    let remote_dir = sshd.dir.path();
+    let port = gw.addr.port().to_string();
+
+    // Upload with the classic scp protocol (an exec channel running `scp -t`).
+    let up = remote_dir.join("up.bin");
+    let out = gw
+        .ssh_cmd("scp")
+        .args(["-O", "-P", &port, "-o", "User=alice@db1"])
+        .arg(&local)
+        .arg(format!("127.0.0.1:{}", up.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "scp: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        gw.log()
+    );
+    assert_eq!(sha256_file(&up), want, "scp upload is byte exact");
+
+    // Download with sftp (subsystem channel).
+    let down = gw.dir.path().join("down.bin");
+    let batch = gw.dir.path().join("batch");
+    std::fs::write(
+        &batch,
+        format!(
+            "get {} {}\nput {} {}\n",
+            up.display(),
+            down.display(),
+            local.display(),
+            remote_dir.join("put.bin").display()
+        ),
+    )
+    .unwrap();
+    let out = gw
+        .ssh_cmd("sftp")
+        .args(["-P", &port, "-o", "User=alice@db1", "-b"])
+        .arg(&batch)
+        .arg("127.0.0.1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "sftp: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(sha256_file(&down), want, "sftp download is byte exact");
+    assert_eq!(
+        sha256_file(&remote_dir.join("put.bin")),
+        want,
+        "sftp upload is byte exact"
+    );
+
+    // The scp trail: the uploaded bytes are in the client-to-server stream, intact.
+    let trail = gw.sealed_trail_with("scp -t");
+    let info = trail_info(&trail);
+    let ch = find_channel(&info, |c| {
+        c["command"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("scp -t"))
+    });
+    let c2s = trail_cat(&trail, ch["id"].as_u64().unwrap(), Some("c2s"));
+    let header_end = c2s.iter().position(|&b| b == b'\n').unwrap() + 1;
+    assert!(
+        c2s[..header_end].starts_with(format!("C0644 {} ", MIB << 20).as_bytes()),
+        "{:?}",
+        String::from_utf8_lossy(&c2s[..header_end])
+    );
+    let body = &c2s[header_end..header_end + (MIB << 20)];
+    let body_path = gw.dir.path().join("from-trail.bin");
+    std::fs::write(&body_path, body).unwrap();
+    assert_eq!(
+        sha256_file(&body_path),
+        want,
+        "trail cat gives the uploaded file back"
+    );
+    let (code, report) = trail_verify(&trail);
+    assert_eq!(code, 0, "{report}");
+    let size = std::fs::metadata(&trail).unwrap().len();
+    assert!(
+        size < (MIB as u64) << 20,
+        "trail is compressed: {size} bytes for {MIB} MiB"
+    );
+
+    let trail = gw.sealed_trail_with("subsystem sftp");
+    let info = trail_info(&trail);
+    let ch = find_channel(&info, |c| c["type"] == "session subsystem sftp");
+    assert!(ch["bytes_server_to_client"].as_u64().unwrap() > (MIB as u64) << 20);
+    assert!(ch["bytes_client_to_server"].as_u64().unwrap() > (MIB as u64) << 20);
+}
+
+#[test]
+fn ctrl_c_after_a_flood_reaches_the_shell_promptly() {
+    let sshd = Sshd::start().unwrap();
+    let gw = Gateway::start(&sshd).unwrap();
+    let mut child = gw
+        .ssh()
+        .arg("-tt")
+        .arg(gw.dest())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    stdin.write_all(b"yes flood-line\n").unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut seen = 0usize;
+    while seen < 4 << 20 {
+        let n = stdout.read(&mut buf).unwrap();
+        assert!(n > 0, "flood ended early");
+        seen += n;
+    }
+    stdin.write_all(b"\x03").unwrap();
+    stdin.write_all(b"echo done-$((40+2))\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut tail = Vec::new();
+    loop {
+        let n = stdout.read(&mut buf).unwrap();
+        assert!(n > 0, "session ended before the shell answered");
+        tail.extend_from_slice(&buf[..n]);
+        if tail.windows(7).any(|w| w == b"done-42") {
+            break;
+        }
+        if tail.len() > 1 << 20 {
+            tail.drain(..tail.len() - 64);
+        }
+        assert!(Instant::now() < deadline, "Ctrl-C did not stop the flood");
+    }
+    stdin.write_all(b"exit\n").unwrap();
+    drop(stdin);
+    let _ = child.wait();
+}
+
+#[test]
+fn a_client_that_stops_reading_does_not_grow_gateway_memory() {
+    let sshd = Sshd::start().unwrap();
+    let gw = Gateway::start(&sshd).unwrap();
+    let base = gw.rss_kib();
+    // The target floods; the client reads nothing: the gateway must push back, not buffer.
+    let mut child = gw
+        .ssh()
+        .arg(gw.dest())
+        .arg("cat /dev/zero")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(4);
+    let mut peak = base;
+    while Instant::now() < deadline {
+        peak = peak.max(gw.rss_kib());
+        std::thread::sleep(Duration::from_millis(100)); // sampling period of the measurement
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        peak < base + 64 * 1024,
+        "gateway RSS grew from {base} KiB to {peak} KiB with a stalled client"
+    );
+}
+
+#[test]
+fn controlmaster_multiplexes_several_channels_over_one_recorded_session() {
+    let sshd = Sshd::start().unwrap();
+    let gw = Gateway::start(&sshd).unwrap();
+    let sock = gw.dir.path().join("cm.sock");
+    let cp = format!("ControlPath={}", sock.display());
+    let mut master = gw
+        .ssh()
+        .args(["-o", "ControlMaster=yes", "-o", &cp, "-N"])
+        .arg(gw.dest())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !gw
+        .ssh()
+        .args(["-o", &cp, "-O", "check"])
+        .arg(gw.dest())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+    {
+        assert!(master.try_wait().unwrap().is_none(), "master exited");
+        assert!(Instant::now() < deadline, "master never came up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let outs: Vec<_> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..4)
+            .map(|i| {
+                let (gw, cp) = (&gw, &cp);
+                s.spawn(move || {
+                    gw.ssh()
+                        .args(["-o", cp])
+                        .arg(gw.dest())
+                        .arg(format!("sleep 0.2; echo mux-{i}"))
+                        .output()
+                        .unwrap()
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (i, o) in outs.iter().enumerate() {
+        assert_eq!(String::from_utf8_lossy(&o.stdout), format!("mux-{i}\n"));
+    }
+    let _ = gw
+        .ssh()
+        .args(["-o", &cp, "-O", "exit"])
+        .arg(gw.dest())
+        .stderr(Stdio::null())
+        .status();
+    let _ = master.wait();
+    let trail = gw.sealed_trail_with("mux-3");
+    let info = trail_info(&trail);
+    let execs = info["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["type"] == "session exec")
+        .count();
+    assert_eq!(execs, 4, "all four channels in one session's trail");
+}
+
+#[test]
+fn agent_forwarding_works_with_parallel_agent_channels() {
+    let sshd = Sshd::start().unwrap();
+    let gw = Gateway::start(&sshd).unwrap();
+    let sock = gw.dir.path().join("agent.sock");
+    let mut agent = Command::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(&sock)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sock.exists() {
+        assert!(Instant::now() < deadline, "ssh-agent did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let added = Command::new("ssh-add")
+        .arg(&gw.alice_key)
+        .env("SSH_AUTH_SOCK", &sock)
+        .output()
+        .unwrap();
+    assert!(added.status.success());
+    let out = gw
+        .ssh()
+        .arg("-A")
+        .env("SSH_AUTH_SOCK", &sock)
+        .arg(gw.dest())
+        .arg("for i in 1 2 3 4; do ssh-add -l & done; wait")
+        .output()
+        .unwrap();
+    let _ = agent.kill();
+    let _ = agent.wait();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text.matches("ED25519").count(),
+        4,
+        "four parallel agent queries answered: {text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let trail = gw.sealed_trail_with("auth-agent@openssh.com");
+    let info = trail_info(&trail);
+    let agents = info["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["channel_type"] == "auth-agent@openssh.com")
+        .count();
+    assert_eq!(agents, 4);
+}
+
+#[test]
+fn exit_signals_are_relayed_and_recorded() {
+    let sshd = Sshd::start().unwrap();
+    let gw = Gateway::start(&sshd).unwrap();
+    let out = gw.exec("echo before-kill; kill -KILL $$");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "before-kill\n");
+    assert_ne!(out.status.code(), Some(0));
+    let trail = gw.sealed_trail_with("before-kill");
+    let info = trail_info(&trail);
+    let ch = find_channel(&info, |c| c["type"] == "session exec");
+    assert_eq!(ch["exit_signal"], "KILL");
+}

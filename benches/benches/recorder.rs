@@ -382,6 +382,16 @@ mod explore {
         }
     }
 
+
+    pub fn run3(which: &str) {
+        let mut env = Env::new();
+        let corpus = if which == "bulk" { bulk_corpus() } else { interactive_corpus() };
+        let n = if which == "bulk" { 8 } else { 60 };
+        let t0 = Instant::now();
+        for _ in 0..n { let (_, s) = env.write_trail(&corpus, writer_config()); std::fs::remove_file(&s.path).ok(); }
+        println!("{which}: {:.1} MiB/s", mib_s(payload_concat(&corpus).len() * n, t0.elapsed()));
+    }
+
     pub fn run() {
         let mut env = Env::new();
         for (name, corpus) in [
@@ -626,6 +636,8 @@ fn recorder(c: &mut Criterion) {
     if std::env::var_os("TG_EXPLORE").is_some() {
         if std::env::var("TG_EXPLORE").as_deref() == Ok("2") {
             explore::run2();
+        } else if let Ok(w) = std::env::var("TG_PROFILE") {
+            explore::run3(&w);
         } else {
             explore::run();
         }

@@ -382,14 +382,92 @@ mod explore {
         }
     }
 
-
     pub fn run3(which: &str) {
         let mut env = Env::new();
-        let corpus = if which == "bulk" { bulk_corpus() } else { interactive_corpus() };
+        let corpus = if which == "bulk" {
+            bulk_corpus()
+        } else {
+            interactive_corpus()
+        };
         let n = if which == "bulk" { 8 } else { 60 };
         let t0 = Instant::now();
-        for _ in 0..n { let (_, s) = env.write_trail(&corpus, writer_config()); std::fs::remove_file(&s.path).ok(); }
-        println!("{which}: {:.1} MiB/s", mib_s(payload_concat(&corpus).len() * n, t0.elapsed()));
+        for _ in 0..n {
+            let (_, s) = env.write_trail(&corpus, writer_config());
+            std::fs::remove_file(&s.path).ok();
+        }
+        println!(
+            "{which}: {:.1} MiB/s",
+            mib_s(payload_concat(&corpus).len() * n, t0.elapsed())
+        );
+    }
+
+    pub fn run4() {
+        let mut env = Env::new();
+        let corpus = interactive_corpus();
+        let payload = payload_concat(&corpus);
+        let z3 = zstd::bulk::compress(&payload, 3).unwrap().len();
+        let (_, s) = env.write_trail(&corpus, writer_config());
+        let file = std::fs::read(&s.path).unwrap();
+        let records = zstd::stream::decode_all(&file[..]).unwrap();
+        let (recs, _) =
+            trailgate_recorder::reader::parse_records(bytes::Bytes::from(records)).unwrap();
+        for q in [1u64, 100, 1000] {
+            let (mut heads, mut bodies) = (Vec::new(), Vec::new());
+            let mut last = 0;
+            for r in &recs {
+                let t = r.time_us / q;
+                let mut one = Vec::new();
+                encode_record(&mut one, r.channel, t - last, &r.event).unwrap();
+                last = t;
+                let plen = trailgate_recorder::format::data_len(&r.event).map_or(0, |x| x.1);
+                heads.extend_from_slice(&one[..one.len() - plen]);
+                bodies.extend_from_slice(&one[one.len() - plen..]);
+            }
+            let (ch, cb) = (
+                zstd::bulk::compress(&heads, 3).unwrap().len(),
+                zstd::bulk::compress(&bodies, 3).unwrap().len(),
+            );
+            // per-256K-frame columns with wlog 17 like the writer
+            let mut fr = 0;
+            let mut i = 0;
+            let mut raw_in_frame = 0;
+            let (mut fh, mut fb) = (Vec::new(), Vec::new());
+            let mut last = 0;
+            let mut first = true;
+            while i < recs.len() {
+                let r = &recs[i];
+                let t = r.time_us / q;
+                let mut one = Vec::new();
+                encode_record(
+                    &mut one,
+                    r.channel,
+                    if first { t } else { t - last },
+                    &r.event,
+                )
+                .unwrap();
+                first = false;
+                last = t;
+                let plen = trailgate_recorder::format::data_len(&r.event).map_or(0, |x| x.1);
+                fh.extend_from_slice(&one[..one.len() - plen]);
+                fb.extend_from_slice(&one[one.len() - plen..]);
+                raw_in_frame += one.len();
+                i += 1;
+                if raw_in_frame >= 256 << 10 || i == recs.len() {
+                    fr += cctx(&fh, 3, 17, usize::MAX, 64 << 10, false)
+                        + cctx(&fb, 3, 17, usize::MAX, 64 << 10, false);
+                    fh.clear();
+                    fb.clear();
+                    raw_in_frame = 0;
+                    first = true;
+                }
+            }
+            println!(
+                "dt unit {q} us: columns heads {ch} + bodies {cb} = {} ({:+.1}%); as 256K frames wlog17: {fr} ({:+.1}%)",
+                ch + cb,
+                pct(ch + cb, z3),
+                pct(fr, z3)
+            );
+        }
     }
 
     pub fn run() {
@@ -636,6 +714,8 @@ fn recorder(c: &mut Criterion) {
     if std::env::var_os("TG_EXPLORE").is_some() {
         if std::env::var("TG_EXPLORE").as_deref() == Ok("2") {
             explore::run2();
+        } else if std::env::var("TG_EXPLORE").as_deref() == Ok("4") {
+            explore::run4();
         } else if let Ok(w) = std::env::var("TG_PROFILE") {
             explore::run3(&w);
         } else {

@@ -477,7 +477,8 @@ impl Config {
 mod tests {
     use super::*;
 
-    const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHhM8K3JtY0l5nJwq9G8x1x3p3oQmFf5Jq7V0iY0r2Ge test";
+    const KEY: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHhM8K3JtY0l5nJwq9G8x1x3p3oQmFf5Jq7V0iY0r2Ge test";
 
     fn base(target_extra: &str) -> String {
         format!(
@@ -505,21 +506,43 @@ mod tests {
     #[test]
     fn errors_name_the_key_and_the_problem() {
         let m = err(&base(""));
-        assert!(m.contains("targets[0] (db1)") && m.contains("no upstream host-key source"), "{m}");
+        assert!(
+            m.contains("targets[0] (db1)") && m.contains("no upstream host-key source"),
+            "{m}"
+        );
         assert!(Config::parse(&base("insecure_skip_host_key_check = true")).is_ok());
-        let m = err(&format!("bogus = 1\n{}", base("insecure_skip_host_key_check = true")));
+        let m = err(&format!(
+            "bogus = 1\n{}",
+            base("insecure_skip_host_key_check = true")
+        ));
         assert!(m.contains("unknown field `bogus`"), "{m}");
         let m = err(&base("host_key = \"not a key\""));
         assert!(m.contains("targets[0] (db1).host_key"), "{m}");
-        let m = err(&format!("[recording]\nzstd_level = 40\n{}", base("insecure_skip_host_key_check = true")));
+        let m = err(&format!(
+            "[recording]\nzstd_level = 40\n{}",
+            base("insecure_skip_host_key_check = true")
+        ));
         assert!(m.contains("recording.zstd_level"), "{m}");
-        let m = err(&format!("[recording]\nflush_interval = \"soon\"\n{}", base("insecure_skip_host_key_check = true")));
+        let m = err(&format!(
+            "[recording]\nflush_interval = \"soon\"\n{}",
+            base("insecure_skip_host_key_check = true")
+        ));
         assert!(m.contains("flush_interval"), "{m}");
-        let m = err(&format!("[channel_policies.default]\nallow = [\"telnet\"]\n{}", base("insecure_skip_host_key_check = true")));
-        assert!(m.contains("channel_policies.default.allow[0]") && m.contains("telnet"), "{m}");
-        let m = err(&base("insecure_skip_host_key_check = true\nallow_users = [\"mallory\"]"));
+        let m = err(&format!(
+            "[channel_policies.default]\nallow = [\"telnet\"]\n{}",
+            base("insecure_skip_host_key_check = true")
+        ));
+        assert!(
+            m.contains("channel_policies.default.allow[0]") && m.contains("telnet"),
+            "{m}"
+        );
+        let m = err(&base(
+            "insecure_skip_host_key_check = true\nallow_users = [\"mallory\"]",
+        ));
         assert!(m.contains("allow_users") && m.contains("mallory"), "{m}");
-        let m = err(&base("insecure_skip_host_key_check = true\nchannel_policy = \"strict\""));
+        let m = err(&base(
+            "insecure_skip_host_key_check = true\nchannel_policy = \"strict\"",
+        ));
         assert!(m.contains("channel_policies.strict"), "{m}");
         let m = err("[[api_tokens]]\nname = \"x\"\ntoken_sha256 = \"abc\"\nrole = \"admin\"\n");
         assert!(m.contains("api_tokens[0] (x).token_sha256"), "{m}");

@@ -30,6 +30,8 @@ pub enum RecorderError {
     WriterFailed(String),
     #[error("trail writer is closed")]
     Closed,
+    #[error("catalog: {0}")]
+    Catalog(String),
     #[error("no channel {0} in this trail")]
     NoSuchChannel(u32),
 }

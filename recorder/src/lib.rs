@@ -9,14 +9,20 @@
 //! - [`reader`]: [`TrailReader`] for complete, crashed and live trails, with verification.
 //! - [`summary`]: per-channel statistics from records.
 //! - [`export`]: `cat`, asciicast v2, terminal replay and `info`.
+//! - [`recover`]: crash recovery of unsealed trails.
+//! - [`record`]: the session record (catalog row and API shape).
+//! - [`catalog`]: the SQLite session catalog.
 //!
 //! The format is described in `docs/trail-format.md`.
 
+pub mod catalog;
 pub mod error;
 pub mod export;
 pub mod format;
 pub mod keys;
 pub mod reader;
+pub mod record;
+pub mod recover;
 pub mod scan;
 pub mod summary;
 pub mod writer;

@@ -166,6 +166,29 @@ impl TrailReader {
         })
     }
 
+    /// Offset where reading stopped: after the last verified frame, at the start of a torn tail.
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    pub fn chain_head(&self) -> [u8; 32] {
+        self.chain_head
+    }
+
+    /// Number of verified data frames (the next frame's sequence number).
+    pub fn frames(&self) -> u64 {
+        self.seq
+    }
+
+    /// An end frame that was read but not (yet) followed by its seal.
+    pub fn unsealed_end_frame(&self) -> Option<&[u8]> {
+        if self.integrity == Some(Integrity::Sealed) {
+            None
+        } else {
+            self.end_frame.as_deref()
+        }
+    }
+
     pub fn end_summary(&self) -> Option<&EndSummary> {
         self.end.as_ref()
     }

@@ -1,0 +1,381 @@
+#!/usr/bin/env bash
+# SSH gateway benchmark: Trailgate (recording ON) vs direct OpenSSH and vs OpenSSH's own jump host
+# (`ssh -J`), all on this machine, loopback only.
+#
+#   sudo benches/ssh-gateway.sh            # after: cargo build --release --bin trailgate
+#
+# What it measures, in one run:
+#   1. bulk throughput, download (`ssh H 'cat FILE' >/dev/null`) and upload
+#      (`ssh H 'cat >/dev/null' <FILE`), median of REPS runs, for direct / ssh -J / gateway;
+#      plus the gateway's trail size and CPU use per transfer;
+#   2. keystroke echo latency (benches/keystroke_latency.py) direct vs gateway;
+#   3. `ssh H true` wall time direct vs gateway (hyperfine, or a plain loop without it).
+#
+# Setup: a throwaway OpenSSH sshd on a free loopback port (same sshd_config as tests/common), the
+# release `trailgate serve` in front of it with the default recording settings (fsync = true,
+# flush_interval 1s, zstd_level 3), and an ssh_config with three hosts:
+#   direct -> sshd;  jump -> sshd via `ProxyJump direct` (sshd forwards to itself);  gw -> gateway.
+# Every client leg uses the same cipher ($CIPHER). Everything lives in one temp dir, removed on exit
+# together with every process started here.
+#
+# Knobs (environment): TRAILGATE_BIN, PAYLOAD_MIB (512), PAYLOAD (reuse an existing file), REPS (3),
+# CIPHER (chacha20-poly1305@openssh.com), KEYSTROKES (500), TRUE_RUNS (20),
+# SECTIONS ("bulk latency true"), TG_FSYNC (true), TG_ZSTD_LEVEL, TG_FLUSH_INTERVAL (e.g. "100ms").
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BIN=${TRAILGATE_BIN:-$ROOT/target/release/trailgate}
+PAYLOAD_MIB=${PAYLOAD_MIB:-512}
+REPS=${REPS:-3}
+CIPHER=${CIPHER:-chacha20-poly1305@openssh.com}
+KEYSTROKES=${KEYSTROKES:-500}
+TRUE_RUNS=${TRUE_RUNS:-20}
+SECTIONS=${SECTIONS:-bulk latency true}
+TG_FSYNC=${TG_FSYNC:-true}
+TG_ZSTD_LEVEL=${TG_ZSTD_LEVEL:-}
+TG_FLUSH_INTERVAL=${TG_FLUSH_INTERVAL:-}
+
+die() { echo "ssh-gateway.sh: $*" >&2; exit 1; }
+[ "$(id -u)" -eq 0 ] || die "run as root (sshd needs it to switch users): sudo $0"
+[ -x "$BIN" ] || die "$BIN missing: cargo build --release --bin trailgate"
+SSHD=$(command -v sshd || true)
+for p in /usr/sbin/sshd /usr/local/sbin/sshd; do [ -n "$SSHD" ] || { [ -x $p ] && SSHD=$p; }; done
+[ -n "$SSHD" ] || die "sshd not found (scripts/install-test-deps.sh)"
+for c in ssh ssh-keygen python3 awk; do command -v $c >/dev/null || die "$c not found"; done
+
+D=$(mktemp -d "${TMPDIR:-/var/tmp}/tg-sshbench.XXXXXX")
+chmod 755 "$D"
+PIDS=()
+cleanup() {
+    local rc=$?
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$D"
+    exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+has() { [[ " $SECTIONS " == *" $1 "* ]]; }
+now_ns() { date +%s%N; }
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END{if(NR%2)print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+wait_port() { # port pid what
+    for _ in $(seq 1 400); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        kill -0 "$2" 2>/dev/null || die "$3 exited before listening"
+        sleep 0.05
+    done
+    die "$3 did not listen on port $1"
+}
+cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }              # utime+stime of one process
+sys_ticks() { awk '/^cpu /{t=0; for(i=2;i<=NF;i++) t+=$i; print t-$5-$6, t}' /proc/stat; }  # busy total
+HZ=$(getconf CLK_TCK)
+NCPU=$(nproc)
+
+echo "# Trailgate SSH gateway benchmark — $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+echo "machine: $NCPU CPUs, $(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1), $(uname -r)"
+echo "openssh: $(ssh -V 2>&1)"
+echo "trailgate: $BIN ($(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'))"
+echo "temp dir: $D"
+
+# ---------------------------------------------------------------- keys, sshd, gateway, ssh_config
+mkdir -p /run/sshd
+for k in host_key gateway_key client_key; do ssh-keygen -q -t ed25519 -N '' -C bench -f "$D/$k"; done
+cat "$D/gateway_key.pub" "$D/client_key.pub" > "$D/authorized_keys"
+SSHD_PORT=$(free_port)
+cat > "$D/sshd_config" <<EOF
+Port $SSHD_PORT
+ListenAddress 127.0.0.1
+HostKey $D/host_key
+PidFile $D/sshd.pid
+AuthorizedKeysFile $D/authorized_keys
+PermitRootLogin yes
+UsePAM no
+StrictModes no
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+Subsystem sftp internal-sftp
+AllowTcpForwarding yes
+GatewayPorts no
+AllowAgentForwarding yes
+X11Forwarding no
+PrintMotd no
+PrintLastLog no
+LogLevel DEBUG1
+MaxSessions 100
+MaxStartups 200
+EOF
+"$SSHD" -t -f "$D/sshd_config" || die "sshd -t failed"
+"$SSHD" -D -e -E "$D/sshd.log" -f "$D/sshd_config" </dev/null >/dev/null 2>&1 &
+SSHD_PID=$!; PIDS+=("$SSHD_PID")
+wait_port "$SSHD_PORT" "$SSHD_PID" sshd
+
+REC="fsync = $TG_FSYNC"
+[ -n "$TG_ZSTD_LEVEL" ] && REC+=$'\n'"zstd_level = $TG_ZSTD_LEVEL"
+[ -n "$TG_FLUSH_INTERVAL" ] && REC+=$'\n'"flush_interval = \"$TG_FLUSH_INTERVAL\""
+mkdir -p "$D/gw"
+cat > "$D/gw/trailgate.toml" <<EOF
+data_dir = "$D/gw/data"
+node_id = "bench-node"
+
+[ssh]
+listen = "127.0.0.1:0"
+
+[recording]
+$REC
+
+[[users]]
+name = "alice"
+authorized_keys = ["$(cat "$D/client_key.pub")"]
+
+[[targets]]
+name = "db1"
+address = "127.0.0.1:$SSHD_PORT"
+host_key = "$(cat "$D/host_key.pub")"
+user = "$(id -un)"
+private_key = "$D/gateway_key"
+allow_users = ["alice"]
+channel_policy = "bench"
+
+[channel_policies.bench]
+allow = ["session-shell", "session-exec"]
+EOF
+TRAILGATE_LOG=warn "$BIN" serve --config "$D/gw/trailgate.toml" </dev/null >"$D/gw/stdout" 2>"$D/gw/stderr" &
+GW_PID=$!; PIDS+=("$GW_PID")
+GW_ADDR=
+for _ in $(seq 1 600); do
+    GW_ADDR=$(sed -n 's/^trailgate: ssh listening on //p' "$D/gw/stdout" | head -1)
+    [ -n "$GW_ADDR" ] && break
+    kill -0 "$GW_PID" 2>/dev/null || { cat "$D/gw/stderr" >&2; die "gateway exited"; }
+    sleep 0.05
+done
+[ -n "$GW_ADDR" ] || die "gateway did not start: $(cat "$D/gw/stderr")"
+GW_PORT=${GW_ADDR##*:}
+
+CFG=$D/ssh_config
+cat > "$CFG" <<EOF
+Host direct jump
+  HostName 127.0.0.1
+  Port $SSHD_PORT
+  User $(id -un)
+Host jump
+  ProxyJump direct
+Host gw
+  HostName 127.0.0.1
+  Port $GW_PORT
+  User alice@db1
+Host *
+  IdentityFile $D/client_key
+  IdentitiesOnly yes
+  Ciphers $CIPHER
+  Compression no
+  StrictHostKeyChecking no
+  UserKnownHostsFile /dev/null
+  LogLevel ERROR
+  BatchMode yes
+  ControlMaster no
+  ControlPath none
+  ConnectTimeout 20
+EOF
+S() { ssh -F "$CFG" "$@"; }
+for h in direct jump gw; do
+    [ "$(S "$h" 'echo ok' </dev/null)" = ok ] || die "ssh $h does not work"
+done
+
+# Negotiated ciphers: the client legs from `ssh -v`, the gateway's upstream leg from sshd's log
+# (the connection whose client software is russh).
+client_cipher() { S -o LogLevel=DEBUG1 "$1" true </dev/null 2>&1 | sed -n 's/.*kex: server->client cipher: \([^ ]*\).*/\1/p' | sort -u | paste -sd, -; }
+echo
+echo "sshd $SSHD_PORT, gateway $GW_ADDR, recording: $(echo "$REC" | paste -sd';' -) (others default)"
+echo "cipher client->sshd (direct):  $(client_cipher direct)"
+echo "cipher client legs (ssh -J):   $(client_cipher jump)   (outer jump leg and inner end-to-end leg)"
+echo "cipher client->gateway:        $(client_cipher gw)"
+UP_CIPHER=$(awk '/remote software version russh/{r=1} r && /kex: client->server cipher:/{c=$0} END{print c}' "$D/sshd.log" \
+    | sed -n 's/.*cipher: \([^ ]*\) MAC: \([^ ]*\).*/\1 (MAC \2)/p')
+UP_SW=$(sed -n 's/.*remote software version \(russh[^,]*\).*/\1/p' "$D/sshd.log" | head -1)
+echo "cipher gateway->sshd:          ${UP_CIPHER:-unknown} (${UP_SW:-russh} default preference, as seen by sshd)"
+
+# ---------------------------------------------------------------- newest trail, once sealed
+newest_trail() { find "$D/gw/data" -name '*.trail' -printf '%T@ %p\n' 2>/dev/null | sort -n | tail -1 | cut -d' ' -f2-; }
+trail_count() { find "$D/gw/data" -name '*.trail' 2>/dev/null | wc -l; }
+wait_sealed() { # expected trail count -> prints the newest trail path once sealed
+    local t=
+    for _ in $(seq 1 600); do
+        if [ "$(trail_count)" -ge "$1" ]; then
+            t=$(newest_trail)
+            if "$BIN" trail info --json "$t" 2>/dev/null | python3 -c 'import json,sys; sys.exit(0 if json.load(sys.stdin).get("integrity")=="sealed" else 1)'; then
+                echo "$t"; return 0
+            fi
+        fi
+        sleep 0.1
+    done
+    die "no sealed trail after the gateway run"
+}
+
+# ---------------------------------------------------------------- 1. bulk throughput
+declare -A MBPS
+if has bulk; then
+    if [ -n "${PAYLOAD:-}" ]; then
+        [ -f "$PAYLOAD" ] || die "PAYLOAD=$PAYLOAD missing"
+        PAYLOAD_MIB=$(( $(stat -c %s "$PAYLOAD") / 1048576 ))
+    else
+        PAYLOAD=$D/payload.bin
+        echo
+        echo "generating $PAYLOAD_MIB MiB payload (1 MiB blocks alternating random bytes / log-like text)..."
+        python3 - "$PAYLOAD" "$PAYLOAD_MIB" <<'PY'
+import random, sys
+path, mib = sys.argv[1], int(sys.argv[2])
+rng = random.Random(20240601)
+users = ["alice", "bob", "carol", "dave", "eve", "mallory", "trent", "peggy"]
+acts = ["GET /api/v1/items", "POST /api/v1/login", "SELECT * FROM orders WHERE id=", "rsync --delta",
+        "kubectl get pods -n", "systemctl restart", "tar -czf backup-", "INFO worker heartbeat"]
+def text_block(n):
+    out, size = [], 0
+    while size < n:
+        line = "2024-06-%02dT%02d:%02d:%02d.%06dZ host-%03d %s[%d]: user=%s src=10.%d.%d.%d %s%d status=%d bytes=%d\n" % (
+            rng.randint(1, 30), rng.randint(0, 23), rng.randint(0, 59), rng.randint(0, 59), rng.randint(0, 999999),
+            rng.randint(0, 199), rng.choice(["sshd", "nginx", "app", "cron", "kernel"]), rng.randint(100, 65000),
+            rng.choice(users), rng.randint(0, 255), rng.randint(0, 255), rng.randint(0, 255), rng.choice(acts),
+            rng.randint(0, 10**6), rng.choice([200, 200, 200, 201, 304, 404, 500]), rng.randint(0, 10**7))
+        out.append(line); size += len(line)
+    return "".join(out).encode()[:n]
+with open(path, "wb") as f:
+    for i in range(mib):
+        f.write(rng.randbytes(1 << 20) if i % 2 == 0 else text_block(1 << 20))
+PY
+    fi
+    echo "payload: $PAYLOAD ($PAYLOAD_MIB MiB, zstd -3 ratio of the payload: $(python3 -c '
+import sys,subprocess
+d=open(sys.argv[1],"rb").read(64<<20)
+try:
+    c=subprocess.run(["zstd","-3","-c","-q"],input=d,capture_output=True,check=True).stdout
+    print("%.2f" % (len(c)/len(d)))
+except Exception: print("n/a (no zstd CLI)")' "$PAYLOAD"))"
+    cat "$PAYLOAD" > /dev/null   # page cache warm for every path alike
+    echo
+    echo "| run | direction | path | seconds | MiB/s | machine CPU busy | gateway CPU | trail |"
+    echo "|---|---|---|---|---|---|---|---|"
+    TRAIL_DOWN=; TRAIL_UP=; GWCPU_DOWN=(); GWCPU_UP=()
+    for dir in down up; do
+        for rep in $(seq 1 "$REPS"); do
+            for path in direct jump gw; do
+                n_before=$(trail_count)
+                read -r b0 t0 < <(sys_ticks); g0=$(cpu_ticks "$GW_PID"); s=$(now_ns)
+                if [ $dir = down ]; then
+                    S "$path" "cat '$PAYLOAD'" </dev/null >/dev/null
+                else
+                    S "$path" 'cat >/dev/null' <"$PAYLOAD"
+                fi
+                e=$(now_ns); read -r b1 t1 < <(sys_ticks); g1=$(cpu_ticks "$GW_PID")
+                secs=$(awk -v a="$s" -v b="$e" 'BEGIN{printf "%.3f", (b-a)/1e9}')
+                mbps=$(awk -v m="$PAYLOAD_MIB" -v s="$secs" 'BEGIN{printf "%.1f", m/s}')
+                busy=$(awk -v b=$((b1-b0)) -v t=$((t1-t0)) -v n="$NCPU" 'BEGIN{printf "%.0f%% of %d CPUs", t? 100*b/t : 0, n}')
+                gcpu=$(awk -v g=$((g1-g0)) -v hz="$HZ" -v s="$secs" 'BEGIN{printf "%.2fs (%.0f%% of 1 CPU)", g/hz, 100*g/hz/s}')
+                trail="-"
+                if [ $path = gw ]; then
+                    t=$(wait_sealed $((n_before + 1)))
+                    sz=$(stat -c %s "$t")
+                    trail=$(awk -v z="$sz" 'BEGIN{printf "%.1f MiB", z/1048576}')
+                    if [ $dir = down ]; then TRAIL_DOWN=${TRAIL_DOWN:-$trail}; GWCPU_DOWN+=("$(awk -v g=$((g1-g0)) -v hz="$HZ" 'BEGIN{print g/hz}')")
+                    else TRAIL_UP=${TRAIL_UP:-$trail}; GWCPU_UP+=("$(awk -v g=$((g1-g0)) -v hz="$HZ" 'BEGIN{print g/hz}')"); fi
+                else
+                    gcpu="-"
+                fi
+                MBPS[$dir,$path]+="$mbps "
+                echo "| $rep | $dir | $path | $secs | $mbps | $busy | $gcpu | $trail |"
+            done
+        done
+    done
+    VERIFY=$("$BIN" trail verify "$(newest_trail)" 2>&1 | tail -1 || true)
+    echo
+    echo "trail verify (last gateway upload): $VERIFY"
+fi
+
+# ---------------------------------------------------------------- 2. keystroke echo latency
+declare -A LAT
+if has latency; then
+    echo
+    for path in direct gw; do
+        r=$(python3 "$ROOT/benches/keystroke_latency.py" --count "$KEYSTROKES" -- ssh -F "$CFG" -tt "$path")
+        LAT[$path]=$r
+        echo "keystroke echo $path: $r"
+    done
+fi
+
+# ---------------------------------------------------------------- 3. ssh HOST true
+declare -A TRUE_MS
+if has true; then
+    echo
+    if command -v hyperfine >/dev/null; then
+        hyperfine -N --warmup 3 --runs "$TRUE_RUNS" --export-json "$D/true.json" \
+            "ssh -F $CFG direct true" "ssh -F $CFG gw true" 2>&1 | sed "s|$D|\$TMP|g"
+        eval "$(python3 - "$D/true.json" <<'PY'
+import json, sys
+for r in json.load(open(sys.argv[1]))["results"]:
+    name = r["command"].split()[-2]
+    print("TRUE_MS[%s]='%.1f %.1f %.1f'" % (name, r["median"] * 1e3, r["min"] * 1e3, r["max"] * 1e3))
+PY
+)"
+    else
+        for path in direct gw; do
+            S "$path" true </dev/null; ts=()
+            for _ in $(seq 1 "$TRUE_RUNS"); do
+                s=$(now_ns); S "$path" true </dev/null; e=$(now_ns); ts+=("$(( (e - s) / 1000 ))")
+            done
+            TRUE_MS[$path]="$(awk -v u="$(median "${ts[@]}")" 'BEGIN{printf "%.1f", u/1000}') - -"
+        done
+    fi
+fi
+
+# ---------------------------------------------------------------- summary
+echo
+echo "## Summary"
+echo
+echo "Recording ON: $(echo "$REC" | paste -sd';' -) (flush_interval/zstd_level default unless listed). Client cipher: $CIPHER."
+echo "Gateway upstream leg: ${UP_CIPHER:-unknown} (${UP_SW:-russh} default preference)."
+verdict() { if [ "$1" = 1 ]; then echo "met"; else echo "**missed**"; fi; }
+if has bulk; then
+    echo
+    echo "### Bulk throughput ($PAYLOAD_MIB MiB, median of $REPS, MiB/s)"
+    echo
+    echo "| direction | direct ssh | ssh -J | gateway | gateway / ssh -J | gateway / direct | gateway CPU s (median) | trail size (1 run) | target >= 1.0x ssh -J |"
+    echo "|---|---|---|---|---|---|---|---|---|"
+    for dir in down up; do
+        md=$(median ${MBPS[$dir,direct]}); mj=$(median ${MBPS[$dir,jump]}); mg=$(median ${MBPS[$dir,gw]})
+        if [ $dir = down ]; then tr=$TRAIL_DOWN; gc=$(median "${GWCPU_DOWN[@]}"); lbl="download"; else tr=$TRAIL_UP; gc=$(median "${GWCPU_UP[@]}"); lbl="upload"; fi
+        rj=$(awk -v g="$mg" -v j="$mj" 'BEGIN{printf "%.2f", g/j}')
+        rd=$(awk -v g="$mg" -v d="$md" 'BEGIN{printf "%.2f", g/d}')
+        ok=$(awk -v r="$rj" 'BEGIN{print (r >= 1.0) ? 1 : 0}')
+        echo "| $lbl | $md | $mj | $mg | ${rj}x | ${rd}x | $gc | $tr | $(verdict "$ok") |"
+    done
+fi
+if has latency; then
+    get() { sed -n "s/.*$2=\([0-9.]*\).*/\1/p" <<<"${LAT[$1]}"; }
+    dm=$(get direct median_us); gm=$(get gw median_us); dp=$(get direct p90_us); gp=$(get gw p90_us)
+    added=$(awk -v a="$gm" -v b="$dm" 'BEGIN{printf "%.0f", a-b}')
+    echo
+    echo "### Keystroke echo latency ($KEYSTROKES keystrokes, 1 byte each, µs)"
+    echo
+    echo "| path | median | p90 |"
+    echo "|---|---|---|"
+    echo "| direct ssh | $dm | $dp |"
+    echo "| gateway | $gm | $gp |"
+    echo "| added by gateway | $added | $(awk -v a="$gp" -v b="$dp" 'BEGIN{printf "%.0f", a-b}') |"
+    echo
+    echo "Target: added latency at the median < 100 µs: $(verdict "$(awk -v a="$added" 'BEGIN{print (a < 100) ? 1 : 0}')") ($added µs)."
+fi
+if has true; then
+    read -r td _ <<<"${TRUE_MS[direct]}"; read -r tg _ <<<"${TRUE_MS[gw]}"
+    diff=$(awk -v a="$tg" -v b="$td" 'BEGIN{printf "%.1f", a-b}')
+    echo
+    echo "### \`ssh HOST true\` wall time ($TRUE_RUNS runs, ms)"
+    echo
+    echo "| path | median | min | max |"
+    echo "|---|---|---|---|"
+    read -r a b c <<<"${TRUE_MS[direct]}"; echo "| direct ssh | $a | $b | $c |"
+    read -r a b c <<<"${TRUE_MS[gw]}"; echo "| gateway | $a | $b | $c |"
+    echo "| added by gateway | $diff | | |"
+    echo
+    echo "Target: gateway <= direct + 60 ms: $(verdict "$(awk -v d="$diff" 'BEGIN{print (d <= 60) ? 1 : 0}')") (+$diff ms)."
+fi

@@ -1,0 +1,488 @@
+//! The session catalog: every connection attempt as a [`SessionRecord`] in an embedded SQLite
+//! database (`<data_dir>/catalog.sqlite`, WAL mode). Trails stay the source of truth; the catalog
+//! can be rebuilt from them ([`Catalog::reindex`]).
+//!
+//! Writes never block the gateway: [`Catalog::upsert`] stores the latest record per session in a
+//! map that a writer thread drains in batches (updates of one session coalesce), so memory is
+//! bounded by the number of sessions changing at once. Reads use a small pool of read connections.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{RecorderError, Result};
+use crate::record::*;
+
+fn db_err(e: rusqlite::Error) -> RecorderError {
+    RecorderError::Catalog(e.to_string())
+}
+
+/// Filters and paging of a session list.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Query {
+    pub limit: Option<u32>,
+    pub offset: Option<u64>,
+    pub active: Option<bool>,
+    pub protocol: Option<String>,
+    pub user: Option<String>,
+    pub target: Option<String>,
+    pub verdict: Option<String>,
+    /// Sessions started at or after (unix microseconds).
+    pub since_us: Option<i64>,
+    /// Sessions started before (unix microseconds).
+    pub until_us: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TrailDownload {
+    pub session_id: String,
+    pub token: String,
+    pub time: String,
+    pub format: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub range: Option<String>,
+    pub follow: bool,
+}
+
+struct Pending {
+    map: Mutex<(HashMap<String, SessionRecord>, bool)>,
+    cv: Condvar,
+    /// Signalled when the writer has drained everything (for `flush`).
+    idle: Condvar,
+}
+
+pub struct Catalog {
+    path: PathBuf,
+    pending: Arc<Pending>,
+    readers: Mutex<Vec<Connection>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+const SCHEMA: &str = r#"
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = NORMAL;
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    start_us INTEGER NOT NULL,
+    active INTEGER NOT NULL,
+    protocol TEXT NOT NULL,
+    user TEXT,
+    target TEXT,
+    verdict TEXT,
+    status TEXT NOT NULL,
+    trail_path TEXT,
+    record TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sessions_start ON sessions(start_us DESC, id);
+CREATE INDEX IF NOT EXISTS sessions_user ON sessions(user, start_us DESC);
+CREATE INDEX IF NOT EXISTS sessions_target ON sessions(target, start_us DESC);
+CREATE INDEX IF NOT EXISTS sessions_verdict ON sessions(verdict, start_us DESC);
+CREATE INDEX IF NOT EXISTS sessions_active ON sessions(active, start_us DESC);
+CREATE INDEX IF NOT EXISTS sessions_protocol ON sessions(protocol, start_us DESC);
+CREATE TABLE IF NOT EXISTS trail_downloads (
+    n INTEGER PRIMARY KEY AUTOINCREMENT,
+    session_id TEXT NOT NULL,
+    token TEXT NOT NULL,
+    time TEXT NOT NULL,
+    format TEXT NOT NULL,
+    range TEXT,
+    follow INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS trail_downloads_session ON trail_downloads(session_id, n);
+"#;
+
+fn open_conn(path: &Path) -> Result<Connection> {
+    let c = Connection::open(path).map_err(db_err)?;
+    c.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(db_err)?;
+    Ok(c)
+}
+
+fn upsert_row(tx: &rusqlite::Transaction<'_>, r: &SessionRecord) -> Result<()> {
+    let json = serde_json::to_string(r)?;
+    tx.execute(
+        "INSERT INTO sessions (id, start_us, active, protocol, user, target, verdict, status, trail_path, record)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+         ON CONFLICT(id) DO UPDATE SET start_us=?2, active=?3, protocol=?4, user=?5, target=?6, verdict=?7,
+             status=?8, trail_path=?9, record=?10",
+        params![
+            r.id,
+            r.start_unix_us,
+            r.active,
+            r.protocol,
+            r.user.name,
+            r.target.name,
+            r.verdict.map(|v| v.as_str()),
+            r.status.as_str(),
+            r.trail.path,
+            json
+        ],
+    )
+    .map_err(db_err)?;
+    Ok(())
+}
+
+impl Catalog {
+    pub fn open(data_dir: &Path) -> Result<Arc<Catalog>> {
+        std::fs::create_dir_all(data_dir).map_err(|e| RecorderError::io(data_dir, e))?;
+        let path = data_dir.join("catalog.sqlite");
+        let conn = open_conn(&path)?;
+        conn.execute_batch(SCHEMA).map_err(db_err)?;
+        let pending = Arc::new(Pending {
+            map: Mutex::new((HashMap::new(), false)),
+            cv: Condvar::new(),
+            idle: Condvar::new(),
+        });
+        let p = pending.clone();
+        let writer = std::thread::Builder::new()
+            .name("catalog-writer".into())
+            .spawn(move || writer_loop(conn, p))
+            .map_err(RecorderError::RawIo)?;
+        Ok(Arc::new(Catalog {
+            path,
+            pending,
+            readers: Mutex::new(Vec::new()),
+            writer: Mutex::new(Some(writer)),
+        }))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Queues the latest state of a session; never blocks on the database.
+    pub fn upsert(&self, r: &SessionRecord) {
+        if let Ok(mut g) = self.pending.map.lock() {
+            g.0.insert(r.id.clone(), r.clone());
+            self.pending.cv.notify_one();
+        }
+    }
+
+    /// Waits until every queued record is written.
+    pub fn flush(&self) {
+        let Ok(mut g) = self.pending.map.lock() else {
+            return;
+        };
+        while !g.0.is_empty() {
+            self.pending.cv.notify_one();
+            match self
+                .pending
+                .idle
+                .wait_timeout(g, std::time::Duration::from_millis(100))
+            {
+                Ok((ng, _)) => g = ng,
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Writes records synchronously in one transaction (bulk loads, reindex).
+    pub fn insert_many(&self, recs: &[SessionRecord]) -> Result<()> {
+        let mut c = open_conn(&self.path)?;
+        let tx = c.transaction().map_err(db_err)?;
+        for r in recs {
+            upsert_row(&tx, r)?;
+        }
+        tx.commit().map_err(db_err)
+    }
+
+    fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let conn = match self.readers.lock().ok().and_then(|mut v| v.pop()) {
+            Some(c) => c,
+            None => open_conn(&self.path)?,
+        };
+        let r = f(&conn);
+        if let Ok(mut v) = self.readers.lock() {
+            if v.len() < 8 {
+                v.push(conn);
+            }
+        }
+        r
+    }
+
+    pub fn get(&self, id: &str) -> Result<Option<SessionRecord>> {
+        self.with_reader(|c| {
+            let s: Option<String> = c
+                .query_row("SELECT record FROM sessions WHERE id = ?1", [id], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(db_err)?;
+            s.map(|s| serde_json::from_str(&s).map_err(RecorderError::from))
+                .transpose()
+        })
+    }
+
+    /// Newest first. Returns the page and the total number of matches.
+    pub fn list(&self, q: &Query) -> Result<(Vec<SessionRecord>, u64)> {
+        let mut wh = Vec::new();
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        let mut add = |cond: &str, v: rusqlite::types::Value| {
+            args.push(v);
+            wh.push(cond.replace('?', &format!("?{}", args.len())));
+        };
+        if let Some(a) = q.active {
+            add("active = ?", (a as i64).into());
+        }
+        if let Some(p) = &q.protocol {
+            add("protocol = ?", p.clone().into());
+        }
+        if let Some(u) = &q.user {
+            add("user = ?", u.clone().into());
+        }
+        if let Some(t) = &q.target {
+            add("target = ?", t.clone().into());
+        }
+        if let Some(v) = &q.verdict {
+            add("verdict = ?", v.clone().into());
+        }
+        if let Some(s) = q.since_us {
+            add("start_us >= ?", s.into());
+        }
+        if let Some(u) = q.until_us {
+            add("start_us < ?", u.into());
+        }
+        let where_sql = if wh.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", wh.join(" AND "))
+        };
+        let limit = q.limit.unwrap_or(50).clamp(1, 1000);
+        let offset = q.offset.unwrap_or(0);
+        self.with_reader(|c| {
+            let total: i64 = c
+                .query_row(&format!("SELECT COUNT(*) FROM sessions {where_sql}"), params_from_iter(args.iter()), |r| r.get(0))
+                .map_err(db_err)?;
+            let mut stmt = c
+                .prepare_cached(&format!("SELECT record FROM sessions {where_sql} ORDER BY start_us DESC, id DESC LIMIT {limit} OFFSET {offset}"))
+                .map_err(db_err)?;
+            let rows = stmt.query_map(params_from_iter(args.iter()), |r| r.get::<_, String>(0)).map_err(db_err)?;
+            let mut out = Vec::new();
+            for row in rows {
+                out.push(serde_json::from_str(&row.map_err(db_err)?)?);
+            }
+            Ok((out, total as u64))
+        })
+    }
+
+    /// Records that are still marked active (at start-up: sessions the last run left open).
+    pub fn active(&self) -> Result<Vec<SessionRecord>> {
+        let (v, _) = self.list(&Query {
+            active: Some(true),
+            limit: Some(1000),
+            ..Default::default()
+        })?;
+        Ok(v)
+    }
+
+    pub fn add_download(&self, d: &TrailDownload) -> Result<()> {
+        self.with_reader(|c| {
+            c.execute(
+                "INSERT INTO trail_downloads (session_id, token, time, format, range, follow) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![d.session_id, d.token, d.time, d.format, d.range, d.follow],
+            )
+            .map_err(db_err)?;
+            Ok(())
+        })
+    }
+
+    pub fn downloads(&self, id: &str) -> Result<Vec<TrailDownload>> {
+        self.with_reader(|c| {
+            let mut stmt = c
+                .prepare_cached("SELECT session_id, token, time, format, range, follow FROM trail_downloads WHERE session_id = ?1 ORDER BY n")
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map([id], |r| {
+                    Ok(TrailDownload { session_id: r.get(0)?, token: r.get(1)?, time: r.get(2)?, format: r.get(3)?, range: r.get(4)?, follow: r.get(5)? })
+                })
+                .map_err(db_err)?;
+            rows.map(|r| r.map_err(db_err)).collect()
+        })
+    }
+
+    /// Rebuilds session records from the trails under `data_dir/trails` (rejected attempts that
+    /// never got a trail exist only in the catalog and are kept). Returns the number indexed.
+    pub fn reindex(&self, data_dir: &Path) -> Result<usize> {
+        let mut files = Vec::new();
+        collect_trails(&data_dir.join("trails"), &mut files);
+        let mut recs = Vec::new();
+        for f in &files {
+            match record_from_trail(f) {
+                Ok(r) => recs.push(r),
+                Err(e) => {
+                    tracing::warn!(path = %f.display(), error = %e, "skipping unreadable trail")
+                }
+            }
+        }
+        self.insert_many(&recs)?;
+        Ok(recs.len())
+    }
+
+    /// Stops the writer thread after draining what is queued.
+    pub fn close(&self) {
+        self.flush();
+        if let Ok(mut g) = self.pending.map.lock() {
+            g.1 = true;
+            self.pending.cv.notify_all();
+        }
+        if let Some(h) = self.writer.lock().ok().and_then(|mut w| w.take()) {
+            let _ = h.join();
+        }
+    }
+}
+
+fn writer_loop(mut conn: Connection, p: Arc<Pending>) {
+    loop {
+        let batch: Vec<SessionRecord> = {
+            let Ok(mut g) = p.map.lock() else { return };
+            while g.0.is_empty() && !g.1 {
+                p.idle.notify_all();
+                g = match p.cv.wait(g) {
+                    Ok(g) => g,
+                    Err(_) => return,
+                };
+            }
+            if g.0.is_empty() && g.1 {
+                p.idle.notify_all();
+                return;
+            }
+            g.0.drain().map(|(_, v)| v).collect()
+        };
+        let res = (|| -> Result<()> {
+            let tx = conn.transaction().map_err(db_err)?;
+            for r in &batch {
+                upsert_row(&tx, r)?;
+            }
+            tx.commit().map_err(db_err)
+        })();
+        if let Err(e) = res {
+            // The trail is the source of truth; a catalog write failure is loud but not fatal.
+            tracing::error!(error = %e, sessions = batch.len(), "catalog write failed");
+        }
+        if let Ok(g) = p.map.lock() {
+            if g.0.is_empty() {
+                p.idle.notify_all();
+            }
+        }
+    }
+}
+
+fn collect_trails(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            collect_trails(&p, out);
+        } else if p.extension().is_some_and(|x| x == "trail") {
+            out.push(p);
+        }
+    }
+}
+
+/// A session record as far as a trail can tell.
+pub fn record_from_trail(path: &Path) -> Result<SessionRecord> {
+    let info = crate::export::info(path)?;
+    let m = &info.meta;
+    let start_us = crate::reader::TrailReader::open(path)?.header.start_unix_us;
+    let end_us = info
+        .end_time
+        .as_ref()
+        .map(|_| start_us + (info.duration_seconds * 1e6) as i64);
+    let verdict = info
+        .verdict
+        .as_deref()
+        .and_then(Verdict::parse)
+        .or(Some(Verdict::Accept));
+    let status = match (&info.end_reason, info.integrity.as_str()) {
+        (Some(r), _) if r.starts_with("terminated by") => Status::Terminated,
+        _ => Status::Disconnected,
+    };
+    Ok(SessionRecord {
+        id: info.session_id.clone(),
+        protocol: info.protocol.clone(),
+        active: false,
+        status,
+        verdict,
+        client: m
+            .client
+            .as_ref()
+            .map(|c| ClientAddr {
+                ip: c.host.clone(),
+                port: c.port as u16,
+            })
+            .unwrap_or_default(),
+        target: TargetRef {
+            name: m.target_name.clone(),
+            ip: m.target_address.as_ref().map(|a| a.host.clone()),
+            port: m.target_address.as_ref().map(|a| a.port as u16),
+        },
+        user: UserRef {
+            name: m.gateway_user.clone(),
+            server_username: m.target_user.clone(),
+        },
+        auth_method: m.auth_method.clone(),
+        start_time: info.start_time.clone(),
+        start_unix_us: start_us,
+        end_time: info.end_time.clone(),
+        end_unix_us: end_us,
+        duration: Some(info.duration_seconds),
+        bytes_client_to_server: info.bytes_client_to_server,
+        bytes_server_to_client: info.bytes_server_to_client,
+        end_reason: info
+            .end_reason
+            .clone()
+            .or_else(|| Some("gateway restarted".into())),
+        channels: info
+            .channels
+            .iter()
+            .map(|c| {
+                let at = |us: u64| {
+                    time::OffsetDateTime::from_unix_timestamp_nanos(
+                        i128::from(start_us + us as i64) * 1000,
+                    )
+                    .map(crate::writer::rfc3339)
+                    .unwrap_or_default()
+                };
+                ChannelRecord {
+                    id: c.id,
+                    kind: c.label.clone(),
+                    verdict: if c.stats.denied {
+                        "deny".into()
+                    } else {
+                        "accept".into()
+                    },
+                    start_time: at(c.stats.start_time_us),
+                    end_time: c.stats.end_time_us.map(at),
+                    command: c.stats.command.clone(),
+                    subsystem: c.stats.subsystem.clone(),
+                    originator: c
+                        .stats
+                        .originator
+                        .as_ref()
+                        .map(|e| format!("{}:{}", e.host, e.port)),
+                    connected: c
+                        .stats
+                        .connected
+                        .as_ref()
+                        .map(|e| format!("{}:{}", e.host, e.port)),
+                    exit_status: c.stats.exit_status,
+                    bytes_client_to_server: c.stats.bytes_client_to_server,
+                    bytes_server_to_client: c.stats.bytes_server_to_client,
+                }
+            })
+            .collect(),
+        policies: m.policies.clone(),
+        trail: TrailRef {
+            path: Some(path.display().to_string()),
+            size: info.file_bytes,
+            integrity: info.integrity.clone(),
+            error: info.integrity_detail.clone(),
+        },
+        node_id: m.node_id.clone().unwrap_or_default(),
+    })
+}

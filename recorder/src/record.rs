@@ -1,0 +1,143 @@
+//! The session record: what the catalog stores and the API shows for every connection attempt.
+//! The gateway builds it; the catalog persists it; the control API serves it.
+//! Field names follow the vendor APIs auditors know (SPS, PrivX, Fudo).
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Connected,
+    Disconnected,
+    Terminated,
+    Rejected,
+    Failed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Connected => "connected",
+            Status::Disconnected => "disconnected",
+            Status::Terminated => "terminated",
+            Status::Rejected => "rejected",
+            Status::Failed => "failed",
+        }
+    }
+}
+
+/// Connection verdicts, as in SPS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub enum Verdict {
+    #[serde(rename = "accept")]
+    Accept,
+    #[serde(rename = "accept-terminated")]
+    AcceptTerminated,
+    #[serde(rename = "gw-auth-fail")]
+    GwAuthFail,
+    #[serde(rename = "auth-fail")]
+    AuthFail,
+    #[serde(rename = "key-error")]
+    KeyError,
+    #[serde(rename = "deny")]
+    Deny,
+    #[serde(rename = "fail")]
+    Fail,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Accept => "accept",
+            Verdict::AcceptTerminated => "accept-terminated",
+            Verdict::GwAuthFail => "gw-auth-fail",
+            Verdict::AuthFail => "auth-fail",
+            Verdict::KeyError => "key-error",
+            Verdict::Deny => "deny",
+            Verdict::Fail => "fail",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ClientAddr {
+    pub ip: String,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TargetRef {
+    pub name: Option<String>,
+    pub ip: Option<String>,
+    pub port: Option<u16>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct UserRef {
+    pub name: Option<String>,
+    pub server_username: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ChannelRecord {
+    pub id: u32,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub verdict: String,
+    pub start_time: String,
+    pub end_time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subsystem: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub originator: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connected: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_status: Option<u32>,
+    pub bytes_client_to_server: u64,
+    pub bytes_server_to_client: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TrailRef {
+    pub path: Option<String>,
+    pub size: u64,
+    /// `recording`, `sealed`, `incomplete`, `corrupt`, `failed`, `none`.
+    pub integrity: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SessionRecord {
+    pub id: String,
+    pub protocol: String,
+    pub active: bool,
+    pub status: Status,
+    pub verdict: Option<Verdict>,
+    pub client: ClientAddr,
+    pub target: TargetRef,
+    pub user: UserRef,
+    pub auth_method: Option<String>,
+    pub start_time: String,
+    pub start_unix_us: i64,
+    pub end_time: Option<String>,
+    pub end_unix_us: Option<i64>,
+    pub duration: Option<f64>,
+    pub bytes_client_to_server: u64,
+    pub bytes_server_to_client: u64,
+    pub end_reason: Option<String>,
+    pub channels: Vec<ChannelRecord>,
+    pub policies: Vec<String>,
+    pub trail: TrailRef,
+    pub node_id: String,
+}
+
+impl Verdict {
+    pub fn parse(s: &str) -> Option<Verdict> {
+        serde_json::from_value(serde_json::Value::String(s.to_string())).ok()
+    }
+}

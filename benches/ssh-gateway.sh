@@ -15,11 +15,16 @@
 # release `trailgate serve` in front of it with the default recording settings (fsync = true,
 # flush_interval 1s, zstd_level 3), and an ssh_config with three hosts:
 #   direct -> sshd;  jump -> sshd via `ProxyJump direct` (sshd forwards to itself);  gw -> gateway.
-# Every client leg uses the same cipher ($CIPHER). Everything lives in one temp dir, removed on exit
-# together with every process started here.
+# Every client leg uses the same cipher ($CIPHER) and key exchange ($KEX: the one russh, hence the
+# gateway's upstream leg, picks against OpenSSH 9.x; OpenSSH's own default, sntrup761x25519, costs the
+# client ~100 ms of CPU per connection, KEX=default keeps it). sshd gives sessions an empty HOME so
+# the remote user's shell rc files (e.g. a `pyenv init` in root's .bashrc) do not dominate `ssh true`.
+# The binary is copied into the temp dir first, so a concurrent rebuild cannot swap it mid-run.
+# Everything lives in one temp dir, removed on exit together with every process started here.
 #
 # Knobs (environment): TRAILGATE_BIN, PAYLOAD_MIB (512), PAYLOAD (reuse an existing file), REPS (3),
-# CIPHER (chacha20-poly1305@openssh.com), KEYSTROKES (500), TRUE_RUNS (20),
+# CIPHER (chacha20-poly1305@openssh.com), KEX (curve25519-sha256, or "default"), KEYSTROKES (500),
+# KEY_GAP_MS (5), TRUE_RUNS (20),
 # SECTIONS ("bulk latency true"), TG_FSYNC (true), TG_ZSTD_LEVEL, TG_FLUSH_INTERVAL (e.g. "100ms").
 set -euo pipefail
 
@@ -28,7 +33,9 @@ BIN=${TRAILGATE_BIN:-$ROOT/target/release/trailgate}
 PAYLOAD_MIB=${PAYLOAD_MIB:-512}
 REPS=${REPS:-3}
 CIPHER=${CIPHER:-chacha20-poly1305@openssh.com}
+KEX=${KEX:-curve25519-sha256}
 KEYSTROKES=${KEYSTROKES:-500}
+KEY_GAP_MS=${KEY_GAP_MS:-5}
 TRUE_RUNS=${TRUE_RUNS:-20}
 SECTIONS=${SECTIONS:-bulk latency true}
 TG_FSYNC=${TG_FSYNC:-true}
@@ -78,6 +85,8 @@ echo "machine: $NCPU CPUs, $(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | he
 echo "openssh: $(ssh -V 2>&1)"
 echo "trailgate: $BIN ($(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'))"
 echo "temp dir: $D"
+echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine skews every number)"
+cp "$BIN" "$D/trailgate"; BIN=$D/trailgate
 
 # ---------------------------------------------------------------- keys, sshd, gateway, ssh_config
 mkdir -p /run/sshd
@@ -105,7 +114,9 @@ PrintLastLog no
 LogLevel DEBUG1
 MaxSessions 100
 MaxStartups 200
+SetEnv HOME=$D/home
 EOF
+mkdir -p "$D/home"
 "$SSHD" -t -f "$D/sshd_config" || die "sshd -t failed"
 "$SSHD" -D -e -E "$D/sshd.log" -f "$D/sshd_config" </dev/null >/dev/null 2>&1 &
 SSHD_PID=$!; PIDS+=("$SSHD_PID")
@@ -169,6 +180,7 @@ Host *
   IdentityFile $D/client_key
   IdentitiesOnly yes
   Ciphers $CIPHER
+$( [ "$KEX" = default ] || echo "  KexAlgorithms $KEX" )
   Compression no
   StrictHostKeyChecking no
   UserKnownHostsFile /dev/null
@@ -185,14 +197,18 @@ done
 
 # Negotiated ciphers: the client legs from `ssh -v`, the gateway's upstream leg from sshd's log
 # (the connection whose client software is russh).
-client_cipher() { S -o LogLevel=DEBUG1 "$1" true </dev/null 2>&1 | sed -n 's/.*kex: server->client cipher: \([^ ]*\).*/\1/p' | sort -u | paste -sd, -; }
+client_cipher() {
+    local v; v=$(S -o LogLevel=DEBUG1 "$1" true </dev/null 2>&1)
+    echo "$(sed -n 's/.*kex: server->client cipher: \([^ ]*\).*/\1/p' <<<"$v" | sort -u | paste -sd, -)," \
+         "kex $(sed -n 's/.*kex: algorithm: \([^ ]*\).*/\1/p' <<<"$v" | sort -u | paste -sd, -)"
+}
 echo
 echo "sshd $SSHD_PORT, gateway $GW_ADDR, recording: $(echo "$REC" | paste -sd';' -) (others default)"
 echo "cipher client->sshd (direct):  $(client_cipher direct)"
 echo "cipher client legs (ssh -J):   $(client_cipher jump)   (outer jump leg and inner end-to-end leg)"
 echo "cipher client->gateway:        $(client_cipher gw)"
-UP_CIPHER=$(awk '/remote software version russh/{r=1} r && /kex: client->server cipher:/{c=$0} END{print c}' "$D/sshd.log" \
-    | sed -n 's/.*cipher: \([^ ]*\) MAC: \([^ ]*\).*/\1 (MAC \2)/p')
+russh_log() { awk -v pat="$1" '/remote software version russh/{r=1} r && $0 ~ pat {c=$0} END{print c}' "$D/sshd.log"; }
+UP_CIPHER="$(russh_log 'kex: client->server cipher:' | sed -n 's/.*cipher: \([^ ]*\) MAC: .*/\1/p'), kex $(russh_log 'kex: algorithm:' | sed -n 's/.*kex: algorithm: \([^ ]*\).*/\1/p')"
 UP_SW=$(sed -n 's/.*remote software version \(russh[^,]*\).*/\1/p' "$D/sshd.log" | head -1)
 echo "cipher gateway->sshd:          ${UP_CIPHER:-unknown} (${UP_SW:-russh} default preference, as seen by sshd)"
 
@@ -296,8 +312,8 @@ fi
 declare -A LAT
 if has latency; then
     echo
-    for path in direct gw; do
-        r=$(python3 "$ROOT/benches/keystroke_latency.py" --count "$KEYSTROKES" -- ssh -F "$CFG" -tt "$path")
+    for path in direct jump gw; do
+        r=$(python3 "$ROOT/benches/keystroke_latency.py" --count "$KEYSTROKES" --gap-ms "$KEY_GAP_MS" -- ssh -F "$CFG" -tt "$path")
         LAT[$path]=$r
         echo "keystroke echo $path: $r"
     done
@@ -330,9 +346,11 @@ fi
 
 # ---------------------------------------------------------------- summary
 echo
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo
 echo "## Summary"
 echo
-echo "Recording ON: $(echo "$REC" | paste -sd';' -) (flush_interval/zstd_level default unless listed). Client cipher: $CIPHER."
+echo "Recording ON: $(echo "$REC" | paste -sd';' -) (flush_interval/zstd_level default unless listed). Client legs: cipher $CIPHER, kex $KEX."
 echo "Gateway upstream leg: ${UP_CIPHER:-unknown} (${UP_SW:-russh} default preference)."
 verdict() { if [ "$1" = 1 ]; then echo "met"; else echo "**missed**"; fi; }
 if has bulk; then
@@ -353,14 +371,17 @@ fi
 if has latency; then
     get() { sed -n "s/.*$2=\([0-9.]*\).*/\1/p" <<<"${LAT[$1]}"; }
     dm=$(get direct median_us); gm=$(get gw median_us); dp=$(get direct p90_us); gp=$(get gw p90_us)
+    jm=$(get jump median_us); jp=$(get jump p90_us)
     added=$(awk -v a="$gm" -v b="$dm" 'BEGIN{printf "%.0f", a-b}')
     echo
-    echo "### Keystroke echo latency ($KEYSTROKES keystrokes, 1 byte each, µs)"
+    echo "### Keystroke echo latency ($KEYSTROKES keystrokes, 1 byte each, $KEY_GAP_MS ms apart, µs)"
     echo
     echo "| path | median | p90 |"
     echo "|---|---|---|"
     echo "| direct ssh | $dm | $dp |"
+    echo "| ssh -J (reference) | $jm | $jp |"
     echo "| gateway | $gm | $gp |"
+    echo "| added by ssh -J | $(awk -v a="$jm" -v b="$dm" 'BEGIN{printf "%.0f", a-b}') | $(awk -v a="$jp" -v b="$dp" 'BEGIN{printf "%.0f", a-b}') |"
     echo "| added by gateway | $added | $(awk -v a="$gp" -v b="$dp" 'BEGIN{printf "%.0f", a-b}') |"
     echo
     echo "Target: added latency at the median < 100 µs: $(verdict "$(awk -v a="$added" 'BEGIN{print (a < 100) ? 1 : 0}')") ($added µs)."

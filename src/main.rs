@@ -38,6 +38,11 @@ enum Cmd {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Rebuild the session catalog from the trail files.
+    Reindex {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Read a password from standard input and print its argon2id hash for `password_hash`.
     HashPassword,
     /// Generate key material.
@@ -64,6 +69,7 @@ fn main() -> ExitCode {
         Cmd::Serve { config } => serve::run(&config),
         Cmd::CheckConfig { config } => serve::check(&config),
         Cmd::HashPassword => serve::hash_password(),
+        Cmd::Reindex { config } => serve::reindex(&config),
         Cmd::Keygen {
             what: KeygenCmd::TrailSigning { out },
         } => trail_cmd::keygen_trail_signing(&out),

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use trailgate_proxy::session::NoObserver;
+use trailgate_control_api::{ApiState, Token};
 use trailgate_proxy::{Config, Gateway};
+use trailgate_recorder::catalog::Catalog;
 
 pub fn run(config: &Path) -> Result<ExitCode> {
     let cfg = Config::load(config)?;
@@ -18,18 +19,67 @@ pub fn run(config: &Path) -> Result<ExitCode> {
         .build()
         .context("starting the runtime")?;
     rt.block_on(async move {
-        let gw = Gateway::new(cfg, Arc::new(NoObserver))?;
+        let catalog = Catalog::open(&cfg.data_dir).context("opening the session catalog")?;
+        let gw = Gateway::new(cfg, catalog.clone())?;
+        // Nothing may show as active without a live connection: close what the last run left.
+        let cat = catalog.clone();
+        let key = gw.signing_key.clone();
+        let n = tokio::task::spawn_blocking(move || cat.reconcile_after_restart(&key)).await??;
+        if n > 0 {
+            tracing::warn!(
+                sessions = n,
+                "closed sessions left active by the previous run (gateway restarted)"
+            );
+        }
         let listener = gw.bind_ssh().await?;
         let addr = listener.local_addr()?;
-        // One stable line on stdout: scripts and tests wait for it (and learn the port when
-        // the config says port 0).
+        let api = match &gw.cfg.api {
+            Some(api_cfg) => {
+                let l = tokio::net::TcpListener::bind(api_cfg.listen)
+                    .await
+                    .with_context(|| format!("api.listen {}", api_cfg.listen))?;
+                let api_addr = l.local_addr()?;
+                let state = Arc::new(ApiState {
+                    catalog: catalog.clone(),
+                    registry: gw.registry.clone(),
+                    tokens: gw
+                        .cfg
+                        .api_tokens
+                        .iter()
+                        .filter_map(Token::from_config)
+                        .collect(),
+                    data_dir: gw.cfg.data_dir.clone(),
+                });
+                let app = trailgate_control_api::router(state);
+                let stop = gw.shutdown.clone();
+                Some((
+                    api_addr,
+                    tokio::spawn(async move {
+                        axum::serve(l, app)
+                            .with_graceful_shutdown(async move { stop.cancelled().await })
+                            .await
+                    }),
+                ))
+            }
+            None => None,
+        };
+        // Stable lines on stdout: scripts and tests wait for them (and learn the ports when the
+        // config says port 0).
         println!("trailgate: ssh listening on {addr}");
+        if let Some((a, _)) = &api {
+            println!("trailgate: api listening on {a}");
+        }
         std::io::stdout().flush().ok();
         let serve = tokio::spawn(gw.clone().serve_ssh(listener));
         wait_for_signal().await;
         tracing::info!("shutting down");
         gw.shutdown(Duration::from_secs(10)).await;
         serve.abort();
+        if let Some((_, h)) = api {
+            let _ = tokio::time::timeout(Duration::from_secs(5), h).await;
+        }
+        let cat = catalog.clone();
+        let _ = tokio::task::spawn_blocking(move || cat.close()).await;
         Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
     })
 }
@@ -83,5 +133,18 @@ pub fn hash_password() -> Result<ExitCode> {
     }
     let h = trailgate_proxy::auth::hash_password(pw).map_err(anyhow::Error::msg)?;
     println!("{h}");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn reindex(config: &Path) -> Result<ExitCode> {
+    let cfg = Config::load(config)?;
+    init_tracing();
+    let catalog = Catalog::open(&cfg.data_dir)?;
+    let n = catalog.reindex(&cfg.data_dir)?;
+    catalog.close();
+    println!(
+        "reindexed {n} sessions from the trails under {}",
+        cfg.data_dir.join("trails").display()
+    );
     Ok(ExitCode::SUCCESS)
 }

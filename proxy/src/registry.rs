@@ -21,6 +21,8 @@ pub struct LiveSession {
     kill: CancellationToken,
     reason: Mutex<Option<KillReason>>,
     snapshot: Mutex<Option<SessionRecord>>,
+    /// Builds a fresh record on demand (live byte counters), set by the session.
+    live_view: std::sync::OnceLock<Box<dyn Fn() -> Option<SessionRecord> + Send + Sync>>,
 }
 
 impl LiveSession {
@@ -30,6 +32,7 @@ impl LiveSession {
             kill: CancellationToken::new(),
             reason: Mutex::new(None),
             snapshot: Mutex::new(None),
+            live_view: std::sync::OnceLock::new(),
         })
     }
 
@@ -61,7 +64,15 @@ impl LiveSession {
         }
     }
 
+    pub fn set_live_view(&self, f: Box<dyn Fn() -> Option<SessionRecord> + Send + Sync>) {
+        let _ = self.live_view.set(f);
+    }
+
+    /// The current record: built live when the session provides a view, else the last published.
     pub fn snapshot(&self) -> Option<SessionRecord> {
+        if let Some(r) = self.live_view.get().and_then(|f| f()) {
+            return Some(r);
+        }
         self.snapshot.lock().ok().and_then(|s| s.clone())
     }
 }

@@ -14,3 +14,10 @@ pub struct NoObserver;
 impl SessionObserver for NoObserver {
     fn session_changed(&self, _record: &SessionRecord) {}
 }
+
+/// The catalog is the gateway's observer in production: every change is queued for SQLite.
+impl SessionObserver for trailgate_recorder::catalog::Catalog {
+    fn session_changed(&self, record: &SessionRecord) {
+        self.upsert(record);
+    }
+}

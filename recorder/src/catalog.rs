@@ -486,3 +486,58 @@ pub fn record_from_trail(path: &Path) -> Result<SessionRecord> {
         node_id: m.node_id.clone().unwrap_or_default(),
     })
 }
+
+impl Catalog {
+    /// At start-up: sessions the last run left marked active (crash, kill -9) are closed with end
+    /// reason `gateway restarted`, and their trails recovered (torn tail repaired, left unsealed so
+    /// they verify as incomplete). Returns how many sessions were reconciled.
+    pub fn reconcile_after_restart(&self, key: &ed25519_dalek::SigningKey) -> Result<usize> {
+        let stale = self.active()?;
+        let now = time::OffsetDateTime::now_utc();
+        let mut fixed = Vec::new();
+        for mut rec in stale {
+            if let Some(path) = rec.trail.path.clone().map(PathBuf::from) {
+                match crate::recover::recover(&path, key) {
+                    Ok(rep) => {
+                        tracing::warn!(session = %rec.id, before = rep.before.label(), after = rep.after.label(),
+                            salvaged = rep.records_salvaged, cut = rep.bytes_cut, "recovered the trail of a session left open by the last run");
+                        if let Ok(from_trail) = record_from_trail(&path) {
+                            rec.bytes_client_to_server = from_trail.bytes_client_to_server;
+                            rec.bytes_server_to_client = from_trail.bytes_server_to_client;
+                            rec.channels = from_trail.channels;
+                            rec.duration = from_trail.duration;
+                            rec.end_unix_us =
+                                rec.duration.map(|d| rec.start_unix_us + (d * 1e6) as i64);
+                            rec.trail.size = from_trail.trail.size;
+                        }
+                        rec.trail.integrity = rep.after.label().into();
+                    }
+                    Err(e) => {
+                        tracing::error!(session = %rec.id, error = %e, "trail of a session left open could not be recovered");
+                        rec.trail.integrity = "failed".into();
+                        rec.trail.error = Some(e.to_string());
+                    }
+                }
+            }
+            rec.active = false;
+            if rec.end_unix_us.is_none() {
+                rec.end_unix_us = Some((now.unix_timestamp_nanos() / 1000) as i64);
+            }
+            rec.end_time = rec
+                .end_unix_us
+                .and_then(|us| {
+                    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000).ok()
+                })
+                .map(crate::writer::rfc3339);
+            rec.end_reason = Some("gateway restarted".into());
+            rec.status = if rec.verdict == Some(Verdict::Accept) {
+                Status::Disconnected
+            } else {
+                Status::Rejected
+            };
+            fixed.push(rec);
+        }
+        self.insert_many(&fixed)?;
+        Ok(fixed.len())
+    }
+}

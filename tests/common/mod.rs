@@ -136,6 +136,7 @@ pub const ALICE_PASSWORD: &str = "correct horse battery staple";
 pub struct Gateway {
     pub dir: tempfile::TempDir,
     pub addr: SocketAddr,
+    pub api: SocketAddr,
     pub alice_key: PathBuf,
     pub config: PathBuf,
     child: Child,
@@ -183,6 +184,19 @@ channel_policy = "test"
 
 [channel_policies.test]
 allow = [{policy}]
+
+[api]
+listen = "127.0.0.1:0"
+
+[[api_tokens]]
+name = "admin-tok"
+token_sha256 = "16175223c8ddce5ace0493c948569c211b03c4c6bb3d3e484434999448cffe01"
+role = "admin"
+
+[[api_tokens]]
+name = "audit-tok"
+token_sha256 = "a0e0c9b193eef8f255d6349f6db6e24ccfd2f547fcb0a1b76a4370d03e64c473"
+role = "auditor"
 {extra}
 "#,
         port = sshd.port,
@@ -209,44 +223,64 @@ impl Gateway {
 
     pub fn run(dir: tempfile::TempDir, config: PathBuf, extra: String) -> Result<Gateway> {
         let stderr_log = dir.path().join("gateway.log");
+        let (child, addr, api) = Self::spawn(&config, &stderr_log)?;
+        Ok(Gateway {
+            alice_key: dir.path().join("alice_key"),
+            dir,
+            addr,
+            api,
+            config,
+            child,
+            stderr_log,
+            extra,
+        })
+    }
+
+    /// Starts the binary and waits for its "listening" lines on stdout.
+    fn spawn(config: &Path, stderr_log: &Path) -> Result<(Child, SocketAddr, SocketAddr)> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(stderr_log)?;
         let mut child = Command::new(bin())
             .arg("serve")
             .arg("--config")
-            .arg(&config)
+            .arg(config)
             .env("TRAILGATE_LOG", "info,russh=warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr_log)?)
+            .stderr(log)
             .spawn()
             .context("starting trailgate")?;
         let stdout = child.stdout.take().context("stdout")?;
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(a) = line.strip_prefix("trailgate: ssh listening on ") {
-                    let _ = tx.send(a.trim().to_string());
+                for (k, prefix) in [
+                    ("ssh", "trailgate: ssh listening on "),
+                    ("api", "trailgate: api listening on "),
+                ] {
+                    if let Some(a) = line.strip_prefix(prefix) {
+                        let _ = tx.send((k, a.trim().to_string()));
+                    }
                 }
             }
         });
-        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(a) => a.parse()?,
-            Err(_) => {
-                let _ = child.kill();
-                bail!(
-                    "gateway did not start: {}",
-                    std::fs::read_to_string(&stderr_log).unwrap_or_default()
-                );
+        let (mut addr, mut api) = (None, None);
+        while addr.is_none() || api.is_none() {
+            match rx.recv_timeout(Duration::from_secs(30)) {
+                Ok(("ssh", a)) => addr = Some(a.parse()?),
+                Ok((_, a)) => api = Some(a.parse()?),
+                Err(_) => {
+                    let _ = child.kill();
+                    bail!(
+                        "gateway did not start: {}",
+                        std::fs::read_to_string(stderr_log).unwrap_or_default()
+                    );
+                }
             }
-        };
-        Ok(Gateway {
-            alice_key: dir.path().join("alice_key"),
-            dir,
-            addr,
-            config,
-            child,
-            stderr_log,
-            extra,
-        })
+        }
+        Ok((child, addr.context("ssh")?, api.context("api")?))
     }
 
     pub fn log(&self) -> String {
@@ -328,6 +362,51 @@ impl Gateway {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// kill -9 the gateway and start it again on the same config and data directory.
+    pub fn crash_and_restart(&mut self) -> Result<()> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (child, addr, api) = Self::spawn(&self.config, &self.stderr_log)?;
+        (self.child, self.addr, self.api) = (child, addr, api);
+        Ok(())
+    }
+
+    /// Calls the control API with curl; returns the status code and the body.
+    pub fn api_call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> (u16, Vec<u8>) {
+        let mut c = Command::new("curl");
+        c.args(["-sS", "-o", "-", "-w", "\n%{http_code}", "-X", method]);
+        if let Some(t) = token {
+            c.args(["-H", &format!("Authorization: Bearer {t}")]);
+        }
+        if let Some(b) = body {
+            c.args(["-H", "Content-Type: application/json", "--data", b]);
+        }
+        c.arg(format!("http://{}{}", self.api, path));
+        let out = c.output().expect("curl");
+        let mut v = out.stdout;
+        let pos = v.iter().rposition(|&b| b == b'\n').unwrap_or(0);
+        let code = String::from_utf8_lossy(&v[pos + 1..])
+            .trim()
+            .parse()
+            .unwrap_or(0);
+        v.truncate(pos);
+        (code, v)
+    }
+
+    pub fn api_json(&self, method: &str, path: &str, token: &str) -> (u16, serde_json::Value) {
+        let (code, body) = self.api_call(method, path, Some(token), None);
+        (
+            code,
+            serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+        )
     }
 
     pub fn pid(&self) -> u32 {

@@ -80,7 +80,7 @@ impl Shared {
             },
             node_id: gw.node_id.clone(),
         };
-        Arc::new(Shared {
+        let sh = Arc::new(Shared {
             live: LiveSession::new(id.clone()),
             id,
             gw,
@@ -101,7 +101,11 @@ impl Shared {
             next_channel: AtomicU32::new(1),
             channels: Mutex::new(BTreeMap::new()),
             ended: AtomicBool::new(false),
-        })
+        });
+        let weak = Arc::downgrade(&sh);
+        sh.live
+            .set_live_view(Box::new(move || weak.upgrade().map(|s| s.snapshot())));
+        sh
     }
 
     pub fn elapsed_us(&self) -> u64 {

@@ -1,0 +1,51 @@
+//! The OpenAPI document, generated from the handlers' annotations and the record types.
+
+use axum::Json;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+
+use crate::auth::Caller;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Trailgate control API", description = "Sessions, kills and trails of the Trailgate recording gateway."),
+    paths(
+        crate::routes::list_sessions,
+        crate::routes::get_session,
+        crate::routes::get_channels,
+        crate::routes::kill_session,
+        crate::routes::trail_downloads,
+        crate::trail::download,
+    ),
+    components(schemas(
+        crate::routes::SessionList,
+        crate::routes::Meta,
+        crate::routes::ChannelList,
+        crate::routes::DownloadList,
+        crate::routes::KillRequest,
+        trailgate_recorder::record::SessionRecord,
+        trailgate_recorder::catalog::TrailDownload,
+    )),
+    modifiers(&Bearer)
+)]
+pub struct ApiDoc;
+
+struct Bearer;
+
+impl utoipa::Modify for Bearer {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let c = doc.components.get_or_insert_with(Default::default);
+        c.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+pub fn document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+pub async fn serve(_c: Caller) -> Json<utoipa::openapi::OpenApi> {
+    Json(document())
+}

@@ -1,0 +1,268 @@
+//! Session endpoints.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use trailgate_proxy::registry::KillReason;
+use trailgate_recorder::catalog::{self, TrailDownload};
+use trailgate_recorder::record::{ChannelRecord, SessionRecord};
+
+use crate::ApiState;
+use crate::auth::Caller;
+use crate::error::ApiError;
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct ListParams {
+    /// Page size, default 50, at most 1000.
+    pub limit: Option<u32>,
+    pub offset: Option<u64>,
+    pub active: Option<bool>,
+    pub protocol: Option<String>,
+    pub user: Option<String>,
+    pub target: Option<String>,
+    pub verdict: Option<String>,
+    /// RFC 3339: sessions that started at or after.
+    pub since: Option<String>,
+    /// RFC 3339: sessions that started before.
+    pub until: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Meta {
+    pub limit: u32,
+    pub offset: u64,
+    pub total: u64,
+    /// Link to the next page, or null.
+    pub next: Option<String>,
+    /// Link to the previous page, or null.
+    pub previous: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SessionList {
+    pub items: Vec<SessionRecord>,
+    pub meta: Meta,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ChannelList {
+    pub items: Vec<ChannelRecord>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DownloadList {
+    pub items: Vec<TrailDownload>,
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+pub struct KillRequest {
+    /// Shown to the user and recorded as the end reason.
+    pub reason: Option<String>,
+}
+
+fn parse_time(key: &str, v: &Option<String>) -> Result<Option<i64>, ApiError> {
+    v.as_deref()
+        .map(|s| {
+            time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                .map(|t| (t.unix_timestamp_nanos() / 1000) as i64)
+                .map_err(|_| {
+                    ApiError::BadRequest(format!(
+                        "{key}: expected an RFC 3339 time such as 2026-11-22T10:00:00Z"
+                    ))
+                })
+        })
+        .transpose()
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+}
+
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::NotFound("no such endpoint".into())
+}
+
+/// List sessions, newest first.
+#[utoipa::path(get, path = "/api/v1/sessions", params(ListParams), security(("bearer" = [])),
+    responses((status = 200, body = SessionList), (status = 400), (status = 401), (status = 403)))]
+pub async fn list_sessions(
+    State(st): State<Arc<ApiState>>,
+    _c: Caller,
+    Query(p): Query<ListParams>,
+) -> Result<Json<SessionList>, ApiError> {
+    if p.limit.is_some_and(|l| l == 0 || l > 1000) {
+        return Err(ApiError::BadRequest(
+            "limit: must be between 1 and 1000".into(),
+        ));
+    }
+    if let Some(v) = &p.verdict {
+        if trailgate_recorder::record::Verdict::parse(v).is_none() {
+            return Err(ApiError::BadRequest(format!(
+                "verdict: unknown verdict {v:?}"
+            )));
+        }
+    }
+    let q = catalog::Query {
+        limit: Some(p.limit.unwrap_or(50)),
+        offset: p.offset,
+        active: p.active,
+        protocol: p.protocol.clone(),
+        user: p.user.clone(),
+        target: p.target.clone(),
+        verdict: p.verdict.clone(),
+        since_us: parse_time("since", &p.since)?,
+        until_us: parse_time("until", &p.until)?,
+    };
+    let limit = q.limit.unwrap_or(50);
+    let offset = q.offset.unwrap_or(0);
+    let cat = st.catalog.clone();
+    let registry = st.registry.clone();
+    let (mut items, total) = blocking(move || cat.list(&q).map_err(ApiError::from)).await?;
+    // Active sessions: the live view is fresher than the catalog (byte counters, channels).
+    for it in items.iter_mut().filter(|i| i.active) {
+        if let Some(live) = registry.get(&it.id).and_then(|s| s.snapshot()) {
+            *it = live;
+        }
+    }
+    let link = |off: u64| {
+        let mut q = vec![format!("limit={limit}"), format!("offset={off}")];
+        for (k, v) in [
+            ("protocol", &p.protocol),
+            ("user", &p.user),
+            ("target", &p.target),
+            ("verdict", &p.verdict),
+            ("since", &p.since),
+            ("until", &p.until),
+        ] {
+            if let Some(v) = v {
+                q.push(format!("{k}={}", urlencode(v)));
+            }
+        }
+        if let Some(a) = p.active {
+            q.push(format!("active={a}"));
+        }
+        format!("/api/v1/sessions?{}", q.join("&"))
+    };
+    let next = (offset + u64::from(limit) < total).then(|| link(offset + u64::from(limit)));
+    let previous = (offset > 0).then(|| link(offset.saturating_sub(u64::from(limit))));
+    Ok(Json(SessionList {
+        items,
+        meta: Meta {
+            limit,
+            offset,
+            total,
+            next,
+            previous,
+        },
+    }))
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A session: the live view while active, the catalog record after.
+pub async fn find(st: &Arc<ApiState>, id: &str) -> Result<SessionRecord, ApiError> {
+    if let Some(live) = st.registry.get(id).and_then(|s| s.snapshot()) {
+        return Ok(live);
+    }
+    let cat = st.catalog.clone();
+    let id2 = id.to_string();
+    blocking(move || cat.get(&id2).map_err(ApiError::from))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no session {id}")))
+}
+
+#[utoipa::path(get, path = "/api/v1/sessions/{id}", params(("id" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, body = SessionRecord), (status = 401), (status = 404)))]
+pub async fn get_session(
+    State(st): State<Arc<ApiState>>,
+    _c: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<SessionRecord>, ApiError> {
+    Ok(Json(find(&st, &id).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/sessions/{id}/channels", params(("id" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, body = ChannelList), (status = 401), (status = 404)))]
+pub async fn get_channels(
+    State(st): State<Arc<ApiState>>,
+    _c: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<ChannelList>, ApiError> {
+    Ok(Json(ChannelList {
+        items: find(&st, &id).await?.channels,
+    }))
+}
+
+/// Terminate a live session (admin). The client is disconnected with the reason, the trail sealed.
+#[utoipa::path(post, path = "/api/v1/sessions/{id}/kill", params(("id" = String, Path)), request_body(content = KillRequest, description = "optional"),
+    security(("bearer" = [])),
+    responses((status = 200, body = SessionRecord, description = "the ended session"), (status = 401), (status = 403), (status = 404), (status = 409)))]
+pub async fn kill_session(
+    State(st): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Option<Json<KillRequest>>,
+) -> Result<Json<SessionRecord>, ApiError> {
+    caller.require_admin()?;
+    let reason = body
+        .and_then(|b| b.0.reason)
+        .filter(|r| !r.trim().is_empty())
+        .unwrap_or_else(|| "terminated by an operator".into());
+    let Some(live) = st.registry.get(&id) else {
+        find(&st, &id).await?;
+        return Err(ApiError::Conflict(format!(
+            "session {id} has already ended"
+        )));
+    };
+    tracing::info!(session = %id, token = %caller.name, %reason, "kill requested");
+    live.kill(KillReason {
+        reason,
+        by: format!("api token {}", caller.name),
+    });
+    // Answer with the final record: wait until the session has ended and its trail is sealed.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while st.registry.get(&id).is_some() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let cat = st.catalog.clone();
+    blocking(move || {
+        cat.flush();
+        Ok(())
+    })
+    .await?;
+    Ok(Json(find(&st, &id).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/sessions/{id}/trail_downloads", params(("id" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, body = DownloadList), (status = 401), (status = 404)))]
+pub async fn trail_downloads(
+    State(st): State<Arc<ApiState>>,
+    _c: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<DownloadList>, ApiError> {
+    find(&st, &id).await?;
+    let cat = st.catalog.clone();
+    let items = blocking(move || cat.downloads(&id).map_err(ApiError::from)).await?;
+    Ok(Json(DownloadList { items }))
+}

@@ -8,6 +8,7 @@ command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
 command -v zstd >/dev/null 2>&1 || need+=(zstd)
 command -v setsid >/dev/null 2>&1 || need+=(util-linux)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v ssh-agent >/dev/null 2>&1 || need+=(openssh-client)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""

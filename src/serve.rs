@@ -52,14 +52,24 @@ pub fn run(config: &Path) -> Result<ExitCode> {
                 });
                 let app = trailgate_control_api::router(state);
                 let stop = gw.shutdown.clone();
-                Some((
-                    api_addr,
-                    tokio::spawn(async move {
+                let task = match (&api_cfg.tls_cert, &api_cfg.tls_key) {
+                    (Some(cert), Some(key)) => {
+                        let tls = trailgate_control_api::tls::server_config(cert, key)
+                            .map_err(anyhow::Error::msg)?;
+                        let l = trailgate_control_api::tls::TlsListener::new(l, tls)?;
+                        tokio::spawn(async move {
+                            axum::serve(l, app)
+                                .with_graceful_shutdown(async move { stop.cancelled().await })
+                                .await
+                        })
+                    }
+                    _ => tokio::spawn(async move {
                         axum::serve(l, app)
                             .with_graceful_shutdown(async move { stop.cancelled().await })
                             .await
                     }),
-                ))
+                };
+                Some((api_addr, task))
             }
             None => None,
         };

@@ -517,3 +517,62 @@ fn a_restart_after_kill_9_closes_open_sessions_and_recovers_their_trails() {
         "after-restart\n"
     );
 }
+
+#[test]
+fn the_api_serves_https_when_given_a_certificate() {
+    let sshd = Sshd::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let sh = |args: &str| {
+        let st = Command::new("sh")
+            .arg("-c")
+            .arg(args)
+            .current_dir(d)
+            .stderr(Stdio::null())
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success(), "{args}");
+    };
+    sh(
+        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=test-ca -keyout ca.key -out ca.pem -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign",
+    );
+    sh(
+        "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost -keyout srv.key -out srv.csr",
+    );
+    std::fs::write(d.join("ext"), "basicConstraints=critical,CA:FALSE\nsubjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n").unwrap();
+    sh(
+        "openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -out srv.pem -extfile ext",
+    );
+    let text = gateway_config(d, &sshd, "", FULL_POLICY).unwrap().replace(
+        "[api]\nlisten = \"127.0.0.1:0\"",
+        &format!(
+            "[api]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"{}\"\ntls_key = \"{}\"",
+            d.join("srv.pem").display(),
+            d.join("srv.key").display()
+        ),
+    );
+    let config = d.join("trailgate.toml");
+    std::fs::write(&config, text).unwrap();
+    let gw = Gateway::run(dir, config, String::new()).unwrap();
+    let out = Command::new("curl")
+        .args(["-sS", "--cacert"])
+        .arg(gw.dir.path().join("ca.pem"))
+        .args(["-H", &format!("Authorization: Bearer {AUDITOR}")])
+        .arg(format!(
+            "https://127.0.0.1:{}/api/v1/sessions",
+            gw.api.port()
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["items"].is_array());
+    // Plain HTTP to the HTTPS port is refused.
+    let (code, _) = gw.api_call("GET", "/healthz", None, None);
+    assert_ne!(code, 200);
+}

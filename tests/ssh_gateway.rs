@@ -451,3 +451,40 @@ fn many_sessions_in_parallel_each_get_their_own_output_and_trail() {
         assert_eq!(trail_verify(&t).0, 0);
     }
 }
+
+#[test]
+fn an_idle_session_is_ended_by_the_settings_policy_with_its_reason() {
+    let sshd = Sshd::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let text = gateway_config(
+        dir.path(),
+        &sshd,
+        "\n[settings_policies.short]\nidle_timeout = \"1s\"\n",
+        FULL_POLICY,
+    )
+    .unwrap()
+    .replace(
+        "channel_policy = \"test\"",
+        "channel_policy = \"test\"\nsettings_policy = \"short\"",
+    );
+    let config = dir.path().join("trailgate.toml");
+    std::fs::write(&config, text).unwrap();
+    let gw = Gateway::run(dir, config, String::new()).unwrap();
+    // Output for a while (activity), then silence: the session ends on the idle timeout.
+    let out = gw.exec("for i in 1 2 3; do echo tick-$i; sleep 0.4; done; sleep 30; echo never");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "tick-1\ntick-2\ntick-3\n"
+    );
+    assert_eq!(out.status.code(), Some(255));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("idle timeout"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let trail = gw.sealed_trail_with("tick-$i");
+    assert_eq!(
+        trail_info(&trail)["end_reason"],
+        "terminated by policy: idle timeout"
+    );
+}

@@ -26,13 +26,33 @@ fn record(i: u64, rng: &mut StdRng) -> SessionRecord {
     let active = i % 5000 == 0;
     SessionRecord {
         id: format!("{:016x}-{i:08}", start),
-        protocol: if rng.gen_bool(0.9) { "ssh".into() } else { "vnc".into() },
+        protocol: if rng.gen_bool(0.9) {
+            "ssh".into()
+        } else {
+            "vnc".into()
+        },
         active,
-        status: if active { Status::Connected } else if verdict == Verdict::Accept { Status::Disconnected } else { Status::Rejected },
+        status: if active {
+            Status::Connected
+        } else if verdict == Verdict::Accept {
+            Status::Disconnected
+        } else {
+            Status::Rejected
+        },
         verdict: Some(verdict),
-        client: ClientAddr { ip: format!("10.0.{}.{}", rng.gen_range(0..255), rng.gen_range(1..255)), port: rng.gen_range(1024..65535) },
-        target: TargetRef { name: Some(format!("target-{}", rng.gen_range(0..50))), ip: Some("10.1.0.1".into()), port: Some(22) },
-        user: UserRef { name: Some(format!("user-{}", rng.gen_range(0..100))), server_username: Some("root".into()) },
+        client: ClientAddr {
+            ip: format!("10.0.{}.{}", rng.gen_range(0..255), rng.gen_range(1..255)),
+            port: rng.gen_range(1024..65535),
+        },
+        target: TargetRef {
+            name: Some(format!("target-{}", rng.gen_range(0..50))),
+            ip: Some("10.1.0.1".into()),
+            port: Some(22),
+        },
+        user: UserRef {
+            name: Some(format!("user-{}", rng.gen_range(0..100))),
+            server_username: Some("root".into()),
+        },
         auth_method: Some("publickey".into()),
         start_time: String::new(),
         start_unix_us: start,
@@ -44,7 +64,12 @@ fn record(i: u64, rng: &mut StdRng) -> SessionRecord {
         end_reason: Some("client disconnected".into()),
         channels: vec![],
         policies: vec!["channel:default".into()],
-        trail: TrailRef { path: Some(format!("/var/lib/trailgate/trails/2026/01/01/{i}.trail")), size: 123_456, integrity: "sealed".into(), error: None },
+        trail: TrailRef {
+            path: Some(format!("/var/lib/trailgate/trails/2026/01/01/{i}.trail")),
+            size: 123_456,
+            integrity: "sealed".into(),
+            error: None,
+        },
         node_id: "bench".into(),
     }
 }
@@ -56,9 +81,14 @@ fn pct(mut v: Vec<Duration>, p: f64) -> Duration {
 
 fn main() {
     // `cargo bench` passes --bench; `cargo test --benches` passes nothing useful: stay quick there.
-    let n: u64 = std::env::var("CATALOG_SESSIONS").ok().and_then(|s| s.parse().ok()).unwrap_or(
-        if std::env::args().any(|a| a == "--bench") { 1_000_000 } else { 10_000 },
-    );
+    let n: u64 = std::env::var("CATALOG_SESSIONS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(if std::env::args().any(|a| a == "--bench") {
+            1_000_000
+        } else {
+            10_000
+        });
     let dir = tempfile::tempdir().expect("tempdir");
     let cat = Catalog::open(dir.path()).expect("catalog");
     let mut rng = StdRng::seed_from_u64(42);
@@ -73,17 +103,65 @@ fn main() {
     }
     cat.insert_many(&batch).expect("insert");
     let db = std::fs::metadata(cat.path()).map(|m| m.len()).unwrap_or(0);
-    println!("catalog: {n} sessions inserted in {:.1} s, {:.0} MiB on disk", t.elapsed().as_secs_f64(), db as f64 / 1048576.0);
+    println!(
+        "catalog: {n} sessions inserted in {:.1} s, {:.0} MiB on disk",
+        t.elapsed().as_secs_f64(),
+        db as f64 / 1048576.0
+    );
 
     let since = |days: i64| Some(T0 + days * 24 * 3600 * 1_000_000);
     let cases: Vec<(&str, Box<dyn Fn(&mut StdRng) -> Query>)> = vec![
         ("newest page (no filter)", Box::new(|_| Query::default())),
-        ("user=U", Box::new(|r| Query { user: Some(format!("user-{}", r.gen_range(0..100))), ..Default::default() })),
-        ("target=T&verdict=accept", Box::new(|r| Query { target: Some(format!("target-{}", r.gen_range(0..50))), verdict: Some("accept".into()), ..Default::default() })),
-        ("active=true", Box::new(|_| Query { active: Some(true), ..Default::default() })),
-        ("since/until one week", Box::new(move |r| { let d = r.gen_range(0..350); Query { since_us: since(d), until_us: since(d + 7), ..Default::default() } })),
-        ("user=U&since one month", Box::new(move |r| Query { user: Some(format!("user-{}", r.gen_range(0..100))), since_us: since(r.gen_range(0..330)), until_us: None, ..Default::default() })),
-        ("verdict=gw-auth-fail, page 20", Box::new(|_| Query { verdict: Some("gw-auth-fail".into()), offset: Some(1000), ..Default::default() })),
+        (
+            "user=U",
+            Box::new(|r| Query {
+                user: Some(format!("user-{}", r.gen_range(0..100))),
+                ..Default::default()
+            }),
+        ),
+        (
+            "target=T&verdict=accept",
+            Box::new(|r| Query {
+                target: Some(format!("target-{}", r.gen_range(0..50))),
+                verdict: Some("accept".into()),
+                ..Default::default()
+            }),
+        ),
+        (
+            "active=true",
+            Box::new(|_| Query {
+                active: Some(true),
+                ..Default::default()
+            }),
+        ),
+        (
+            "since/until one week",
+            Box::new(move |r| {
+                let d = r.gen_range(0..350);
+                Query {
+                    since_us: since(d),
+                    until_us: since(d + 7),
+                    ..Default::default()
+                }
+            }),
+        ),
+        (
+            "user=U&since one month",
+            Box::new(move |r| Query {
+                user: Some(format!("user-{}", r.gen_range(0..100))),
+                since_us: since(r.gen_range(0..330)),
+                until_us: None,
+                ..Default::default()
+            }),
+        ),
+        (
+            "verdict=gw-auth-fail, page 20",
+            Box::new(|_| Query {
+                verdict: Some("gw-auth-fail".into()),
+                offset: Some(1000),
+                ..Default::default()
+            }),
+        ),
     ];
     println!("| query (limit 50) | p50 | p99 | max | total matches (last) |");
     println!("|---|---|---|---|---|");
@@ -99,7 +177,12 @@ fn main() {
             std::hint::black_box(items);
         }
         let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1e3);
-        println!("| {name} | {} | {} | {} | {total} |", ms(pct(times.clone(), 0.5)), ms(pct(times.clone(), 0.99)), ms(pct(times, 1.0)));
+        println!(
+            "| {name} | {} | {} | {} | {total} |",
+            ms(pct(times.clone(), 0.5)),
+            ms(pct(times.clone(), 0.99)),
+            ms(pct(times, 1.0))
+        );
     }
     cat.close();
 }

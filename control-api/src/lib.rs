@@ -7,12 +7,14 @@
 //! - [`error`]: the JSON error shape.
 //! - [`routes`]: session endpoints.
 //! - [`trail`]: trail downloads, exports and live follow.
+//! - [`tls`]: optional HTTPS listener (rustls).
 //! - [`openapi`]: the OpenAPI document.
 
 pub mod auth;
 pub mod error;
 pub mod openapi;
 pub mod routes;
+pub mod tls;
 pub mod trail;
 
 use std::path::PathBuf;

@@ -243,6 +243,7 @@ impl SshHandler {
             r.status = Status::Connected;
         });
         sh.authenticated.store(true, Ordering::Relaxed);
+        sh.policy_changed.notify_one();
         sh.rec(0, Event::Note(serde_json::json!({"event": "authenticated", "method": self.auth_method, "user": user, "target": target.name})))
             .await;
         tracing::info!(%user, target = %target.name, method = ?self.auth_method, "session accepted");

@@ -32,6 +32,8 @@ pub struct Shared {
     pub policy: OnceLock<ChannelPolicy>,
     pub settings: OnceLock<SettingsPolicyConfig>,
     pub authenticated: AtomicBool,
+    /// Wakes the policy timers when the session's policies become known.
+    pub policy_changed: tokio::sync::Notify,
     pub bytes_c2s: AtomicU64,
     pub bytes_s2c: AtomicU64,
     /// Microseconds since `start` of the last channel data in either direction / from the client.
@@ -94,6 +96,7 @@ impl Shared {
             policy: OnceLock::new(),
             settings: OnceLock::new(),
             authenticated: AtomicBool::new(false),
+            policy_changed: tokio::sync::Notify::new(),
             bytes_c2s: AtomicU64::new(0),
             bytes_s2c: AtomicU64::new(0),
             last_activity: AtomicU64::new(0),
@@ -344,7 +347,11 @@ pub async fn policy_timers(sh: Arc<Shared>) {
                 }
             }
         }
-        // Wake at the earliest deadline; activity may have moved it, so re-check then.
-        tokio::time::sleep(next.max(Duration::from_millis(20))).await;
+        // Wake at the earliest deadline (activity may have moved it: re-check then), or when the
+        // policies become known at authentication.
+        tokio::select! {
+            _ = tokio::time::sleep(next.max(Duration::from_millis(20))) => {}
+            _ = sh.policy_changed.notified() => {}
+        }
     }
 }

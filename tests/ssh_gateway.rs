@@ -34,13 +34,37 @@ fn exec_relays_stdout_stderr_and_exit_code_and_records_them() {
 
     // Origin: the gateway's public key proves who sealed it; another key does not.
     let pubkey = gw.data_dir().join("keys/trail-signing.pub");
-    let out = Command::new(bin()).args(["trail", "verify"]).arg(&trail).arg("--key").arg(&pubkey).output().unwrap();
+    let out = Command::new(bin())
+        .args(["trail", "verify"])
+        .arg(&trail)
+        .arg("--key")
+        .arg(&pubkey)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).contains("origin proven"));
     let other = gw.dir.path().join("other.key");
-    assert!(Command::new(bin()).args(["keygen", "trail-signing", "--out"]).arg(&other).status().unwrap().success());
-    let out = Command::new(bin()).args(["trail", "verify"]).arg(&trail).arg("--key").arg(other.with_extension("pub")).output().unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        Command::new(bin())
+            .args(["keygen", "trail-signing", "--out"])
+            .arg(&other)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = Command::new(bin())
+        .args(["trail", "verify"])
+        .arg(&trail)
+        .arg("--key")
+        .arg(other.with_extension("pub"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     // Tampering and truncation, as auditors see them.
     let bytes = std::fs::read(&trail).unwrap();
     let copy = gw.dir.path().join("copy.trail");
@@ -54,7 +78,11 @@ fn exec_relays_stdout_stderr_and_exit_code_and_records_them() {
     let (code, report) = trail_verify(&copy);
     assert_eq!(code, 3, "{report}");
     // The file is one zstd stream: zstdcat prints the recorded bytes.
-    let z = Command::new("zstd").args(["-dc"]).arg(&trail).output().unwrap();
+    let z = Command::new("zstd")
+        .args(["-dc"])
+        .arg(&trail)
+        .output()
+        .unwrap();
     assert!(z.status.success());
     assert!(String::from_utf8_lossy(&z.stdout).contains("hello-out"));
 }

@@ -348,34 +348,49 @@ fn talk_through(port: u16, ssh: &mut std::process::Child) -> String {
     }
 }
 
-#[test]
-fn local_forward_to_a_service_that_speaks_first_loses_nothing() {
+/// Forwards a port with `-L` or `-R` to the banner service, talks through it, and returns the
+/// session's trail and the forwarded channel's id.
+fn forward_round_trip(flag: &str, kind: &str) -> (Gateway, std::path::PathBuf, u64, u16) {
     let sshd = Sshd::start().unwrap();
     let gw = Gateway::start(&sshd).unwrap();
     let (svc, svc_thread) = banner_service();
-    let lport = free_port();
+    let port = free_port();
     let mut ssh = gw
         .ssh()
         .args([
             "-N",
             "-o",
             "ExitOnForwardFailure=yes",
-            "-L",
-            &format!("127.0.0.1:{lport}:127.0.0.1:{svc}"),
+            flag,
+            &format!("127.0.0.1:{port}:127.0.0.1:{svc}"),
         ])
         .arg(gw.dest())
         .spawn()
         .unwrap();
-    let got = talk_through(lport, &mut ssh);
-    assert_eq!(got, "HELLO-BANNER\necho:ping\n");
+    let got = talk_through(port, &mut ssh);
+    assert_eq!(
+        got, "HELLO-BANNER\necho:ping\n",
+        "the first bytes of a service that speaks first arrive"
+    );
     svc_thread.join().unwrap();
     ssh.kill().unwrap();
     ssh.wait().unwrap();
-    let trail = gw.sealed_trail_with("direct-tcpip");
+    let trail = gw.sealed_trail_with(kind);
     let info = trail_info(&trail);
-    let ch = find_channel(&info, |c| c["type"] == "direct-tcpip");
-    assert_eq!(ch["connected"]["port"], svc);
-    let id = ch["id"].as_u64().unwrap();
+    let ch = find_channel(&info, |c| c["type"] == kind).clone();
+    drop(sshd);
+    (
+        gw,
+        trail,
+        ch["id"].as_u64().unwrap(),
+        ch["connected"]["port"].as_u64().unwrap_or(0) as u16,
+    )
+}
+
+#[test]
+fn local_forward_to_a_service_that_speaks_first_loses_nothing() {
+    let (_gw, trail, id, connected) = forward_round_trip("-L", "direct-tcpip");
+    assert_ne!(connected, 0);
     assert_eq!(
         trail_cat(&trail, id, Some("s2c")),
         b"HELLO-BANNER\necho:ping\n"
@@ -385,31 +400,7 @@ fn local_forward_to_a_service_that_speaks_first_loses_nothing() {
 
 #[test]
 fn remote_forward_is_relayed_and_recorded() {
-    let sshd = Sshd::start().unwrap();
-    let gw = Gateway::start(&sshd).unwrap();
-    let (svc, svc_thread) = banner_service();
-    let rport = free_port();
-    let mut ssh = gw
-        .ssh()
-        .args([
-            "-N",
-            "-o",
-            "ExitOnForwardFailure=yes",
-            "-R",
-            &format!("127.0.0.1:{rport}:127.0.0.1:{svc}"),
-        ])
-        .arg(gw.dest())
-        .spawn()
-        .unwrap();
-    let got = talk_through(rport, &mut ssh);
-    assert_eq!(got, "HELLO-BANNER\necho:ping\n");
-    svc_thread.join().unwrap();
-    ssh.kill().unwrap();
-    ssh.wait().unwrap();
-    let trail = gw.sealed_trail_with("forwarded-tcpip");
-    let info = trail_info(&trail);
-    let ch = find_channel(&info, |c| c["type"] == "forwarded-tcpip");
-    let id = ch["id"].as_u64().unwrap();
+    let (_gw, trail, id, _) = forward_round_trip("-R", "forwarded-tcpip");
     // Direction is by connection: the admin's side is the "client".
     assert_eq!(
         trail_cat(&trail, id, Some("c2s")),

@@ -270,11 +270,15 @@ impl SshHandler {
         let sh = self.sh.clone();
         let id = sh.alloc_channel();
         if !allowed || sh.upstream.get().is_none() {
-            let mut open = open;
-            open.reason = Some("denied by channel policy".into());
             tracing::info!(kind = %open.kind, "channel denied by policy");
-            let ctx = ChanCtx::new(id, &open, "deny", None);
-            relay::register(&sh, &ctx, open, true).await;
+            relay::refuse(
+                &sh,
+                id,
+                open,
+                "deny",
+                "denied by channel policy".to_string(),
+            )
+            .await;
             reply
                 .reject(ChannelOpenFailure::AdministrativelyProhibited)
                 .await;
@@ -288,14 +292,13 @@ impl SshHandler {
                 let ctx = ChanCtx::new(id, &open, "accept", Some(up_write.clone()));
                 relay::register(&sh, &ctx, open, false).await;
                 self.channels.insert(down_id, ctx.clone());
-                relay::spawn_pumps(&sh, ctx, channel, up_read, up_write);
+                // Confirm the open before any data can be written to the channel: data sent on an
+                // unconfirmed channel would be dropped (a service that speaks first would lose its banner).
                 reply.accept().await;
+                relay::spawn_pumps(&sh, ctx, channel, up_read, up_write);
             }
             Err(e) => {
-                let mut open = open;
-                open.reason = Some(format!("target refused: {e}"));
-                let ctx = ChanCtx::new(id, &open, "fail", None);
-                relay::register(&sh, &ctx, open, true).await;
+                relay::refuse(&sh, id, open, "fail", format!("target refused: {e}")).await;
                 let reason = match e {
                     russh::Error::ChannelOpenFailure(f) => f,
                     _ => ChannelOpenFailure::ConnectFailed,

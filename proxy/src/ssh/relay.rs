@@ -134,6 +134,19 @@ pub async fn register(sh: &Arc<Shared>, ctx: &Arc<ChanCtx>, open: ChannelOpen, d
     sh.publish();
 }
 
+/// Records a channel that was not opened (policy denial or a peer's refusal) with its reason.
+pub async fn refuse(
+    sh: &Arc<Shared>,
+    id: u32,
+    mut open: ChannelOpen,
+    verdict: &str,
+    reason: String,
+) {
+    open.reason = Some(reason);
+    let ctx = ChanCtx::new(id, &open, verdict, None);
+    register(sh, &ctx, open, true).await;
+}
+
 /// Starts both pumps of an accepted channel.
 pub fn spawn_pumps(
     sh: &Arc<Shared>,
@@ -148,60 +161,69 @@ pub fn spawn_pumps(
     tracker.spawn(pump_s2c(sh.clone(), ctx, up_read, down_write));
 }
 
+/// Records one data message and passes it on, waiting for the peer's window (backpressure).
+/// `false` when the other side is gone.
+async fn relay_data<S>(
+    sh: &Shared,
+    ctx: &ChanCtx,
+    dir: Direction,
+    ext: Option<u32>,
+    data: bytes::Bytes,
+    to: &ChannelWriteHalf<S>,
+) -> bool
+where
+    S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static,
+{
+    let n = data.len();
+    let counter = if dir == Direction::ClientToServer {
+        &ctx.c2s
+    } else {
+        &ctx.s2c
+    };
+    counter.fetch_add(n as u64, Ordering::Relaxed);
+    sh.data_activity(dir == Direction::ClientToServer, n);
+    let event = match ext {
+        None => Event::Data {
+            dir,
+            data: data.clone(),
+        },
+        Some(code) => Event::ExtendedData {
+            dir,
+            code,
+            data: data.clone(),
+        },
+    };
+    sh.rec(ctx.id, event).await;
+    match ext {
+        None => to.data_bytes(data).await.is_ok(),
+        Some(code) => to.extended_data_bytes(code, data).await.is_ok(),
+    }
+}
+
 async fn pump_c2s(
     sh: Arc<Shared>,
     ctx: Arc<ChanCtx>,
     mut rx: ChannelReadHalf,
     up: Arc<ChannelWriteHalf<client::Msg>>,
 ) {
+    let dir = Direction::ClientToServer;
     while let Some(msg) = rx.wait().await {
-        match msg {
-            ChannelMsg::Data { data } => {
-                let n = data.len();
-                ctx.c2s.fetch_add(n as u64, Ordering::Relaxed);
-                sh.data_activity(true, n);
-                sh.rec(
-                    ctx.id,
-                    Event::Data {
-                        dir: Direction::ClientToServer,
-                        data: data.clone(),
-                    },
-                )
-                .await;
-                if up.data_bytes(data).await.is_err() {
-                    break;
-                }
-            }
+        let more = match msg {
+            ChannelMsg::Data { data } => relay_data(&sh, &ctx, dir, None, data, &up).await,
             ChannelMsg::ExtendedData { data, ext } => {
-                let n = data.len();
-                ctx.c2s.fetch_add(n as u64, Ordering::Relaxed);
-                sh.data_activity(true, n);
-                sh.rec(
-                    ctx.id,
-                    Event::ExtendedData {
-                        dir: Direction::ClientToServer,
-                        code: ext,
-                        data: data.clone(),
-                    },
-                )
-                .await;
-                if up.extended_data_bytes(ext, data).await.is_err() {
-                    break;
-                }
+                relay_data(&sh, &ctx, dir, Some(ext), data, &up).await
             }
             ChannelMsg::Eof => {
-                sh.rec(
-                    ctx.id,
-                    Event::Eof {
-                        dir: Direction::ClientToServer,
-                    },
-                )
-                .await;
+                sh.rec(ctx.id, Event::Eof { dir }).await;
                 let _ = up.eof().await;
+                true
             }
-            ChannelMsg::Close => break,
+            ChannelMsg::Close => false,
             // Requests arrive here too, but are handled (and replied to) in the handler callbacks.
-            _ => {}
+            _ => true,
+        };
+        if !more {
+            break;
         }
     }
     ctx.close_once(&sh).await;
@@ -215,49 +237,21 @@ async fn pump_s2c(
     down: ChannelWriteHalf<server::Msg>,
 ) {
     let down_id = down.id();
+    let dir = Direction::ServerToClient;
     while let Some(msg) = rx.wait().await {
         match msg {
             ChannelMsg::Data { data } => {
-                let n = data.len();
-                ctx.s2c.fetch_add(n as u64, Ordering::Relaxed);
-                sh.data_activity(false, n);
-                sh.rec(
-                    ctx.id,
-                    Event::Data {
-                        dir: Direction::ServerToClient,
-                        data: data.clone(),
-                    },
-                )
-                .await;
-                if down.data_bytes(data).await.is_err() {
+                if !relay_data(&sh, &ctx, dir, None, data, &down).await {
                     break;
                 }
             }
             ChannelMsg::ExtendedData { data, ext } => {
-                let n = data.len();
-                ctx.s2c.fetch_add(n as u64, Ordering::Relaxed);
-                sh.data_activity(false, n);
-                sh.rec(
-                    ctx.id,
-                    Event::ExtendedData {
-                        dir: Direction::ServerToClient,
-                        code: ext,
-                        data: data.clone(),
-                    },
-                )
-                .await;
-                if down.extended_data_bytes(ext, data).await.is_err() {
+                if !relay_data(&sh, &ctx, dir, Some(ext), data, &down).await {
                     break;
                 }
             }
             ChannelMsg::Eof => {
-                sh.rec(
-                    ctx.id,
-                    Event::Eof {
-                        dir: Direction::ServerToClient,
-                    },
-                )
-                .await;
+                sh.rec(ctx.id, Event::Eof { dir }).await;
                 let _ = down.eof().await;
             }
             ChannelMsg::ExitStatus { exit_status } => {

@@ -211,10 +211,14 @@ impl UpClient {
         let allowed = sh.policy.get().is_some_and(|p| p.allows(&kind));
         let down_handle = sh.down.get().cloned();
         let (Some(h), true) = (down_handle, allowed) else {
-            let mut open = open;
-            open.reason = Some("denied by channel policy".into());
-            let ctx = ChanCtx::new(id, &open, "deny", None);
-            relay::register(&sh, &ctx, open, true).await;
+            relay::refuse(
+                &sh,
+                id,
+                open,
+                "deny",
+                "denied by channel policy".to_string(),
+            )
+            .await;
             reply
                 .reject(ChannelOpenFailure::AdministrativelyProhibited)
                 .await;
@@ -230,14 +234,13 @@ impl UpClient {
                     let up_write = Arc::new(up_write);
                     let ctx = ChanCtx::new(id, &open, "accept", Some(up_write.clone()));
                     relay::register(&sh2, &ctx, open, false).await;
-                    relay::spawn_pumps(&sh2, ctx, down, up_read, up_write);
+                    // Confirm the open before any data can be written to the channel: data sent on an
+                    // unconfirmed channel would be dropped (a service that speaks first would lose its banner).
                     reply.accept().await;
+                    relay::spawn_pumps(&sh2, ctx, down, up_read, up_write);
                 }
                 Err(e) => {
-                    let mut open = open;
-                    open.reason = Some(format!("client refused: {e}"));
-                    let ctx = ChanCtx::new(id, &open, "fail", None);
-                    relay::register(&sh2, &ctx, open, true).await;
+                    relay::refuse(&sh2, id, open, "fail", format!("client refused: {e}")).await;
                     reply.reject(ChannelOpenFailure::ConnectFailed).await;
                 }
             }

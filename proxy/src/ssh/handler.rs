@@ -8,6 +8,7 @@ use std::sync::{Arc, OnceLock};
 use russh::keys::ssh_key::HashAlg;
 use russh::server::{self, Auth, Msg, Session};
 use russh::{Channel, ChannelId, ChannelOpenFailure, Disconnect, MethodKind, MethodSet, Pty, Sig};
+use tracing::Instrument;
 use trailgate_recorder::{
     ChannelOpen, Direction, Event, Request, SessionMeta, TrailSpec, TrailWriter,
 };
@@ -60,7 +61,7 @@ impl SshHandler {
 
     fn failed_attempt(&mut self, login: &str, method: &str) -> Auth {
         self.failures += 1;
-        tracing::info!(login, method, "gateway authentication failed");
+        tracing::info!(parent: &self.sh.span, login, method, "gateway authentication failed");
         self.sh.update(|r| {
             let (u, _) = auth::split_login(login);
             r.user.name = Some(u.to_string());
@@ -100,9 +101,14 @@ impl SshHandler {
         .unwrap_or(false)
     }
 
+    async fn start_session(&mut self, session: &mut Session) -> Result<(), russh::Error> {
+        let span = self.sh.span.clone();
+        self.start_session_inner(session).instrument(span).await
+    }
+
     /// After gateway authentication: pick the target, connect upstream, open the trail. Failures
     /// disconnect the client with a message that says what went wrong.
-    async fn start_session(&mut self, session: &mut Session) -> Result<(), russh::Error> {
+    async fn start_session_inner(&mut self, session: &mut Session) -> Result<(), russh::Error> {
         let sh = self.sh.clone();
         let gw = sh.gw.clone();
         let Some((user, wanted)) = self.login.clone() else {
@@ -255,8 +261,25 @@ impl SshHandler {
         self.sh.policy.get().is_some_and(|p| p.allows(kind))
     }
 
-    /// Opens the same channel at the target, then accepts the client's; or refuses and records it.
     async fn open_relayed<F>(
+        &mut self,
+        channel: Channel<Msg>,
+        reply: server::ChannelOpenHandle,
+        open: ChannelOpen,
+        allowed: bool,
+        open_up: F,
+    ) -> Result<(), russh::Error>
+    where
+        F: std::future::Future<Output = Result<Channel<russh::client::Msg>, russh::Error>>,
+    {
+        let span = self.sh.span.clone();
+        self.open_relayed_inner(channel, reply, open, allowed, open_up)
+            .instrument(span)
+            .await
+    }
+
+    /// Opens the same channel at the target, then accepts the client's; or refuses and records it.
+    async fn open_relayed_inner<F>(
         &mut self,
         channel: Channel<Msg>,
         reply: server::ChannelOpenHandle,
@@ -309,9 +332,26 @@ impl SshHandler {
         Ok(())
     }
 
+    async fn relay_request<F>(
+        &mut self,
+        channel: ChannelId,
+        request: Request,
+        kind: Option<ChannelKind>,
+        session: &mut Session,
+        send: impl FnOnce(Arc<russh::ChannelWriteHalf<russh::client::Msg>>) -> F,
+    ) -> Result<(), russh::Error>
+    where
+        F: std::future::Future<Output = Result<(), russh::Error>>,
+    {
+        let span = self.sh.span.clone();
+        self.relay_request_inner(channel, request, kind, session, send)
+            .instrument(span)
+            .await
+    }
+
     /// Relays a want-reply request on a session channel and answers the client with the target's
     /// reply. `kind`: the policy decision this request needs, if any.
-    async fn relay_request<F>(
+    async fn relay_request_inner<F>(
         &mut self,
         channel: ChannelId,
         request: Request,
@@ -462,7 +502,7 @@ impl server::Handler for SshHandler {
                 .any(|k| auth::same_key(&k, key.public_key))
         });
         if known {
-            tracing::info!(fingerprint = %key.public_key.fingerprint(HashAlg::Sha256), "public key accepted");
+            tracing::info!(parent: &self.sh.span, fingerprint = %key.public_key.fingerprint(HashAlg::Sha256), "public key accepted");
             return Ok(self.accept(user, "publickey"));
         }
         Ok(self.failed_attempt(user, "publickey"))

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf, client, server};
 use tokio::sync::oneshot;
+use tracing::Instrument;
 use trailgate_recorder::{ChannelOpen, Direction, Event, Request};
 
 use super::shared::Shared;
@@ -157,8 +158,9 @@ pub fn spawn_pumps(
 ) {
     let (down_read, down_write) = down.split();
     let tracker = &sh.gw.tracker;
-    tracker.spawn(pump_c2s(sh.clone(), ctx.clone(), down_read, up_write));
-    tracker.spawn(pump_s2c(sh.clone(), ctx, up_read, down_write));
+    tracker
+        .spawn(pump_c2s(sh.clone(), ctx.clone(), down_read, up_write).instrument(sh.span.clone()));
+    tracker.spawn(pump_s2c(sh.clone(), ctx, up_read, down_write).instrument(sh.span.clone()));
 }
 
 /// Records one data message and passes it on, waiting for the peer's window (backpressure).

@@ -20,6 +20,8 @@ use crate::session::*;
 
 pub struct Shared {
     pub id: String,
+    /// The session's tracing span: work done in russh's tasks and in the pumps enters it.
+    pub span: tracing::Span,
     pub gw: Arc<Gateway>,
     pub live: Arc<LiveSession>,
     pub start: Instant,
@@ -84,6 +86,8 @@ impl Shared {
         };
         let sh = Arc::new(Shared {
             live: LiveSession::new(id.clone()),
+            // Built inside the connection task's span (see `serve_connection`).
+            span: tracing::Span::current(),
             id,
             gw,
             start: Instant::now(),

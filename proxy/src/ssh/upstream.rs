@@ -8,6 +8,7 @@ use russh::client::{self, Msg};
 use russh::keys::PrivateKeyWithHashAlg;
 use russh::keys::ssh_key::{HashAlg, PublicKey};
 use russh::{Channel, ChannelOpenFailure};
+use tracing::Instrument;
 use trailgate_recorder::ChannelOpen;
 
 use super::relay::{self, ChanCtx, endpoint};
@@ -227,24 +228,28 @@ impl UpClient {
         // Opening toward the client waits for its confirmation; do it off this connection's loop
         // so the target connection keeps flowing meanwhile.
         let sh2 = sh.clone();
-        sh.gw.tracker.spawn(async move {
-            match open_down(h).await {
-                Ok(down) => {
-                    let (up_read, up_write) = channel.split();
-                    let up_write = Arc::new(up_write);
-                    let ctx = ChanCtx::new(id, &open, "accept", Some(up_write.clone()));
-                    relay::register(&sh2, &ctx, open, false).await;
-                    // Confirm the open before any data can be written to the channel: data sent on an
-                    // unconfirmed channel would be dropped (a service that speaks first would lose its banner).
-                    reply.accept().await;
-                    relay::spawn_pumps(&sh2, ctx, down, up_read, up_write);
-                }
-                Err(e) => {
-                    relay::refuse(&sh2, id, open, "fail", format!("client refused: {e}")).await;
-                    reply.reject(ChannelOpenFailure::ConnectFailed).await;
+        let span = sh.span.clone();
+        sh.gw.tracker.spawn(
+            async move {
+                match open_down(h).await {
+                    Ok(down) => {
+                        let (up_read, up_write) = channel.split();
+                        let up_write = Arc::new(up_write);
+                        let ctx = ChanCtx::new(id, &open, "accept", Some(up_write.clone()));
+                        relay::register(&sh2, &ctx, open, false).await;
+                        // Confirm the open before any data can be written to the channel: data sent on an
+                        // unconfirmed channel would be dropped (a service that speaks first would lose its banner).
+                        reply.accept().await;
+                        relay::spawn_pumps(&sh2, ctx, down, up_read, up_write);
+                    }
+                    Err(e) => {
+                        relay::refuse(&sh2, id, open, "fail", format!("client refused: {e}")).await;
+                        reply.reject(ChannelOpenFailure::ConnectFailed).await;
+                    }
                 }
             }
-        });
+            .instrument(span),
+        );
         Ok(())
     }
 }

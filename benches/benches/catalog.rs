@@ -23,7 +23,7 @@ fn record(i: u64, rng: &mut StdRng) -> SessionRecord {
         _ => Verdict::AuthFail,
     };
     let start = T0 + rng.gen_range(0..YEAR_US);
-    let active = i % 5000 == 0;
+    let active = i.is_multiple_of(5000);
     SessionRecord {
         id: format!("{:016x}-{i:08}", start),
         protocol: if rng.gen_bool(0.9) {

@@ -107,12 +107,12 @@ pub async fn list_sessions(
             "limit: must be between 1 and 1000".into(),
         ));
     }
-    if let Some(v) = &p.verdict {
-        if trailgate_recorder::record::Verdict::parse(v).is_none() {
-            return Err(ApiError::BadRequest(format!(
-                "verdict: unknown verdict {v:?}"
-            )));
-        }
+    if let Some(v) = &p.verdict
+        && trailgate_recorder::record::Verdict::parse(v).is_none()
+    {
+        return Err(ApiError::BadRequest(format!(
+            "verdict: unknown verdict {v:?}"
+        )));
     }
     let q = catalog::Query {
         limit: Some(p.limit.unwrap_or(50)),

@@ -195,10 +195,10 @@ impl Catalog {
             None => open_conn(&self.path)?,
         };
         let r = f(&conn);
-        if let Ok(mut v) = self.readers.lock() {
-            if v.len() < 8 {
-                v.push(conn);
-            }
+        if let Ok(mut v) = self.readers.lock()
+            && v.len() < 8
+        {
+            v.push(conn);
         }
         r
     }
@@ -362,10 +362,10 @@ fn writer_loop(mut conn: Connection, p: Arc<Pending>) {
             // The trail is the source of truth; a catalog write failure is loud but not fatal.
             tracing::error!(error = %e, sessions = batch.len(), "catalog write failed");
         }
-        if let Ok(g) = p.map.lock() {
-            if g.0.is_empty() {
-                p.idle.notify_all();
-            }
+        if let Ok(g) = p.map.lock()
+            && g.0.is_empty()
+        {
+            p.idle.notify_all();
         }
     }
 }

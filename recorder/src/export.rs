@@ -58,10 +58,9 @@ pub fn cat_extended(
     let integrity = r.for_each_record(|rec| {
         if let (true, Event::ExtendedData { code: c, data, .. }) =
             (rec.channel == channel, &rec.event)
+            && *c == code
         {
-            if *c == code {
-                out.write_all(data)?;
-            }
+            out.write_all(data)?;
         }
         Ok(())
     })?;

@@ -395,29 +395,28 @@ impl Task {
         let t = t.max(self.last_t);
         self.last_t = t;
         self.last_record_at = Instant::now();
-        if let Event::Data { dir, data } = &event {
-            if data.len() < COALESCE_MAX {
-                if let Some(p) = &mut self.pending {
-                    if p.channel == channel
-                        && p.dir == *dir
-                        && t - p.last_t <= self.cfg.coalesce_us
-                        && p.data.len() + data.len() <= COALESCE_MAX
-                    {
-                        p.data.extend_from_slice(data);
-                        p.last_t = t;
-                        return Ok(());
-                    }
-                }
-                self.emit_pending()?;
-                self.pending = Some(Pending {
-                    channel,
-                    dir: *dir,
-                    t,
-                    last_t: t,
-                    data: data.to_vec(),
-                });
-                return self.maybe_compress().await;
+        if let Event::Data { dir, data } = &event
+            && data.len() < COALESCE_MAX
+        {
+            if let Some(p) = &mut self.pending
+                && p.channel == channel
+                && p.dir == *dir
+                && t - p.last_t <= self.cfg.coalesce_us
+                && p.data.len() + data.len() <= COALESCE_MAX
+            {
+                p.data.extend_from_slice(data);
+                p.last_t = t;
+                return Ok(());
             }
+            self.emit_pending()?;
+            self.pending = Some(Pending {
+                channel,
+                dir: *dir,
+                t,
+                last_t: t,
+                data: data.to_vec(),
+            });
+            return self.maybe_compress().await;
         }
         self.emit_pending()?;
         self.emit(channel, t, &event)?;

@@ -507,10 +507,10 @@ pub fn trail_verify(path: &Path) -> (i32, String) {
 }
 
 /// The channel in a trail's info whose fields satisfy `pred`.
-pub fn find_channel<'a>(
-    info: &'a serde_json::Value,
+pub fn find_channel(
+    info: &serde_json::Value,
     pred: impl Fn(&serde_json::Value) -> bool,
-) -> &'a serde_json::Value {
+) -> &serde_json::Value {
     info["channels"]
         .as_array()
         .and_then(|cs| cs.iter().find(|c| pred(c)))

@@ -232,7 +232,36 @@ pub struct Record {
     pub event: Event,
 }
 
-/// Wire kinds. Every record is `kind u8 | channel varint | dt varint | len varint | payload`.
+/// Gaps of at least this many microseconds are recorded to the millisecond.
+pub const COARSE_DT_FROM_US: u64 = 10_000;
+
+/// Exact time delta on the wire: `µs << 1`.
+pub fn dt_wire_exact(us: u64) -> u64 {
+    us << 1
+}
+
+/// Time delta on the wire, and the delta a reader will reconstruct from it. Gaps of 10 ms or
+/// more are stored as `ms << 1 | 1`: human-scale pauses (keystrokes) need no microseconds, and
+/// the coarser value compresses far better. Shorter gaps stay exact.
+pub fn dt_wire(us: u64) -> (u64, u64) {
+    if us >= COARSE_DT_FROM_US {
+        let ms = (us + 500) / 1000;
+        ((ms << 1) | 1, ms * 1000)
+    } else {
+        (us << 1, us)
+    }
+}
+
+pub fn dt_from_wire(w: u64) -> u64 {
+    if w & 1 == 1 {
+        (w >> 1).saturating_mul(1000)
+    } else {
+        w >> 1
+    }
+}
+
+/// Wire kinds. Every record is `kind u8 | channel varint | dt varint | len varint | payload`,
+/// where `dt` is encoded by [`dt_wire`].
 mod kind {
     pub const DATA_C2S: u8 = 1;
     pub const DATA_S2C: u8 = 2;
@@ -256,7 +285,8 @@ fn put_head(out: &mut Vec<u8>, k: u8, channel: u32, dt: u64, len: usize) {
     put_varint(out, len as u64);
 }
 
-/// Appends one record. `dt` is the time since the previous record in this frame (or since the
+/// Appends one record. `dt` is the wire form ([`dt_wire`]) of the time since the previous record
+/// in this frame (or, for a frame's first record, [`dt_wire_exact`] of its time since the
 /// frame's base time for its first record).
 pub fn encode_record(out: &mut Vec<u8>, channel: u32, dt: u64, event: &Event) -> Result<()> {
     match event {
@@ -320,7 +350,7 @@ pub fn decode_record(buf: &Bytes) -> Result<Option<(u32, u64, Event, usize)>> {
         return Ok(None);
     };
     pos += n;
-    let Some((dt, n)) = get_varint(&buf[pos..])? else {
+    let Some((dt_raw, n)) = get_varint(&buf[pos..])? else {
         return Ok(None);
     };
     pos += n;
@@ -379,7 +409,7 @@ pub fn decode_record(buf: &Bytes) -> Result<Option<(u32, u64, Event, usize)>> {
             )));
         }
     };
-    Ok(Some((channel, dt, event, end)))
+    Ok(Some((channel, dt_from_wire(dt_raw), event, end)))
 }
 
 /// Payload bytes a record carries for accounting (data and extended data only).
@@ -702,6 +732,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn coarse_deltas_round_to_the_millisecond_and_short_ones_stay_exact() {
+        assert_eq!(dt_from_wire(dt_wire(9_999).0), 9_999);
+        assert_eq!(dt_wire(10_499), ((10 << 1) | 1, 10_000));
+        assert_eq!(dt_from_wire(dt_wire(150_501).0), 151_000);
+        assert_eq!(dt_from_wire(dt_wire_exact(123_456_789)), 123_456_789);
+    }
+
+    #[test]
     fn varint_roundtrip_and_truncation() {
         for v in [
             0u64,
@@ -768,7 +806,7 @@ mod tests {
         ];
         let mut buf = Vec::new();
         for (i, e) in events.iter().enumerate() {
-            encode_record(&mut buf, i as u32, i as u64 * 1000, e).unwrap();
+            encode_record(&mut buf, i as u32, dt_wire_exact(i as u64 * 1000), e).unwrap();
         }
         let mut b = Bytes::from(buf);
         for (i, e) in events.iter().enumerate() {

@@ -69,11 +69,13 @@ pub fn recover(path: &Path, key: &SigningKey) -> Result<Recovery> {
         let mut raw = Vec::new();
         let mut last = 0u64;
         for (i, rec) in partial.iter().enumerate() {
-            let dt = if i == 0 {
+            // Reconstructed times are exact multiples where they were coarsened: exact deltas
+            // reproduce them.
+            let dt = dt_wire_exact(if i == 0 {
                 rec.time_us
             } else {
                 rec.time_us - last
-            };
+            });
             encode_record(&mut raw, rec.channel, dt, &rec.event)?;
             last = rec.time_us;
         }

@@ -448,16 +448,20 @@ impl Task {
             hasher: ChainHasher::new(&self.chain_head),
         });
         // The first record of a frame carries its absolute time so every frame decodes alone.
-        let dt = if frame.records == 0 {
-            t
+        // Later ones carry the delta, coarsened for human-scale gaps; times are kept as the reader
+        // will reconstruct them so rounding never accumulates.
+        let (wire, t) = if frame.records == 0 {
+            (dt_wire_exact(t), t)
         } else {
-            t - frame.last_t
+            let (w, d) = dt_wire(t.saturating_sub(frame.last_t));
+            (w, frame.last_t + d)
         };
         let before = self.raw.len();
-        encode_record(&mut self.raw, channel, dt, event)?;
+        encode_record(&mut self.raw, channel, wire, event)?;
         frame.raw_len += (self.raw.len() - before) as u64;
         frame.records += 1;
         frame.last_t = t;
+        self.last_t = self.last_t.max(t);
         self.unflushed = true;
         self.stats.apply(channel, t, event);
         Ok(())

@@ -25,7 +25,8 @@
 # Knobs (environment): TRAILGATE_BIN, PAYLOAD_MIB (512), PAYLOAD (reuse an existing file), REPS (3),
 # CIPHER (chacha20-poly1305@openssh.com), KEX (curve25519-sha256, or "default"), KEYSTROKES (500),
 # KEY_GAP_MS (5), TRUE_RUNS (20),
-# SECTIONS ("bulk latency true"), TG_FSYNC (true), TG_ZSTD_LEVEL, TG_FLUSH_INTERVAL (e.g. "100ms").
+# SECTIONS ("bulk latency true"), BULK_PATHS ("direct jump gw"), TG_FSYNC (true), TG_ZSTD_LEVEL,
+# TG_FLUSH_INTERVAL (e.g. "100ms"). The gateway inherits the environment (e.g. TOKIO_WORKER_THREADS).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -38,6 +39,7 @@ KEYSTROKES=${KEYSTROKES:-500}
 KEY_GAP_MS=${KEY_GAP_MS:-5}
 TRUE_RUNS=${TRUE_RUNS:-20}
 SECTIONS=${SECTIONS:-bulk latency true}
+BULK_PATHS=${BULK_PATHS:-direct jump gw}
 TG_FSYNC=${TG_FSYNC:-true}
 TG_ZSTD_LEVEL=${TG_ZSTD_LEVEL:-}
 TG_FLUSH_INTERVAL=${TG_FLUSH_INTERVAL:-}
@@ -83,7 +85,7 @@ NCPU=$(nproc)
 echo "# Trailgate SSH gateway benchmark — $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 echo "machine: $NCPU CPUs, $(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1), $(uname -r)"
 echo "openssh: $(ssh -V 2>&1)"
-echo "trailgate: $BIN ($(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'))"
+echo "trailgate: $BIN (built $(date -u -r "$BIN" +%Y-%m-%dT%H:%M:%SZ); repo HEAD $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'))"
 echo "temp dir: $D"
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine skews every number)"
 cp "$BIN" "$D/trailgate"; BIN=$D/trailgate
@@ -275,7 +277,7 @@ except Exception: print("n/a (no zstd CLI)")' "$PAYLOAD"))"
     TRAIL_DOWN=; TRAIL_UP=; GWCPU_DOWN=(); GWCPU_UP=()
     for dir in down up; do
         for rep in $(seq 1 "$REPS"); do
-            for path in direct jump gw; do
+            for path in $BULK_PATHS; do
                 n_before=$(trail_count)
                 read -r b0 t0 < <(sys_ticks); g0=$(cpu_ticks "$GW_PID"); s=$(now_ns)
                 if [ $dir = down ]; then
@@ -360,12 +362,12 @@ if has bulk; then
     echo "| direction | direct ssh | ssh -J | gateway | gateway / ssh -J | gateway / direct | gateway CPU s (median) | trail size (1 run) | target >= 1.0x ssh -J |"
     echo "|---|---|---|---|---|---|---|---|---|"
     for dir in down up; do
-        md=$(median ${MBPS[$dir,direct]}); mj=$(median ${MBPS[$dir,jump]}); mg=$(median ${MBPS[$dir,gw]})
+        md=$(median ${MBPS[$dir,direct]:-}); mj=$(median ${MBPS[$dir,jump]:-}); mg=$(median ${MBPS[$dir,gw]:-})
         if [ $dir = down ]; then tr=$TRAIL_DOWN; gc=$(median "${GWCPU_DOWN[@]}"); lbl="download"; else tr=$TRAIL_UP; gc=$(median "${GWCPU_UP[@]}"); lbl="upload"; fi
-        rj=$(awk -v g="$mg" -v j="$mj" 'BEGIN{printf "%.2f", g/j}')
-        rd=$(awk -v g="$mg" -v d="$md" 'BEGIN{printf "%.2f", g/d}')
-        ok=$(awk -v r="$rj" 'BEGIN{print (r >= 1.0) ? 1 : 0}')
-        echo "| $lbl | $md | $mj | $mg | ${rj}x | ${rd}x | $gc | $tr | $(verdict "$ok") |"
+        ratio() { awk -v a="$1" -v b="$2" 'BEGIN{if (a == "" || b == "" || b == 0) print "-"; else printf "%.2fx", a/b}'; }
+        rj=$(ratio "$mg" "$mj"); rd=$(ratio "$mg" "$md")
+        case $rj in -) v="-" ;; *) v=$(verdict "$(awk -v r="${rj%x}" 'BEGIN{print (r >= 1.0) ? 1 : 0}')") ;; esac
+        echo "| $lbl | ${md:--} | ${mj:--} | ${mg:--} | $rj | $rd | ${gc:--} | ${tr:--} | $v |"
     done
 fi
 if has latency; then

@@ -59,11 +59,11 @@ impl Default for WriterConfig {
         WriterConfig {
             flush_interval: Duration::from_secs(1),
             zstd_level: 3,
-            frame_max_raw: 256 * 1024,
+            frame_max_raw: 1024 * 1024,
             frame_max_age: Duration::from_secs(60),
             frame_idle_close: Duration::from_secs(15),
             queue_bytes: 256 * 1024,
-            chunk_bytes: 64 * 1024,
+            chunk_bytes: 256 * 1024,
             window_log: 17,
             hash_log: 14,
             chain_log: 14,

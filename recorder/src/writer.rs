@@ -304,12 +304,21 @@ impl TrailWriter {
     }
 }
 
+/// A small data record held back in case the next one continues it. Keeps the original `Bytes`
+/// until a second piece arrives, so the common case costs no copy and no allocation.
 struct Pending {
     channel: u32,
     dir: Direction,
     t: u64,
     last_t: u64,
-    data: Vec<u8>,
+    first: Bytes,
+    more: Option<Vec<u8>>,
+}
+
+impl Pending {
+    fn len(&self) -> usize {
+        self.more.as_ref().map_or(self.first.len(), Vec::len)
+    }
 }
 
 struct OpenFrame {
@@ -402,9 +411,12 @@ impl Task {
                 && p.channel == channel
                 && p.dir == *dir
                 && t - p.last_t <= self.cfg.coalesce_us
-                && p.data.len() + data.len() <= COALESCE_MAX
+                && p.len() + data.len() <= COALESCE_MAX
             {
-                p.data.extend_from_slice(data);
+                let first = &p.first;
+                p.more
+                    .get_or_insert_with(|| first.to_vec())
+                    .extend_from_slice(data);
                 p.last_t = t;
                 return Ok(());
             }
@@ -414,7 +426,8 @@ impl Task {
                 dir: *dir,
                 t,
                 last_t: t,
-                data: data.to_vec(),
+                first: data.clone(),
+                more: None,
             });
             return self.maybe_compress().await;
         }
@@ -425,11 +438,11 @@ impl Task {
 
     fn emit_pending(&mut self) -> Result<()> {
         if let Some(p) = self.pending.take() {
-            let ev = Event::Data {
-                dir: p.dir,
-                data: Bytes::from(p.data),
+            let data = match p.more {
+                Some(v) => Bytes::from(v),
+                None => p.first,
             };
-            self.emit(p.channel, p.t, &ev)?;
+            self.emit(p.channel, p.t, &Event::Data { dir: p.dir, data })?;
         }
         Ok(())
     }

@@ -62,7 +62,7 @@ impl Default for WriterConfig {
             frame_max_raw: 1024 * 1024,
             frame_max_age: Duration::from_secs(60),
             frame_idle_close: Duration::from_secs(15),
-            queue_bytes: 256 * 1024,
+            queue_bytes: 1024 * 1024,
             chunk_bytes: 256 * 1024,
             window_log: 17,
             hash_log: 14,
@@ -200,6 +200,10 @@ impl TrailWriter {
             file,
             path: path.clone(),
             offset: header_len,
+            chain_head: h0,
+            seq: 0,
+            index: Vec::new(),
+            cur: None,
             cctx: None,
             out: Vec::new(),
             key,
@@ -210,13 +214,12 @@ impl TrailWriter {
             rx,
             cfg,
             sink: Some(sink),
+            inflight: None,
             raw: Vec::new(),
+            spare: Vec::new(),
             pending: None,
             frame: None,
-            chain_head: h0,
-            seq: 0,
             stats: Stats::default(),
-            index: Vec::new(),
             last_t: 0,
             last_record_at: Instant::now(),
             unflushed: false,
@@ -321,29 +324,52 @@ impl Pending {
     }
 }
 
+/// What the task knows of the frame being filled (the compression side lives in the sink).
 struct OpenFrame {
-    offset: u64,
-    compressed: u64,
     raw_len: u64,
     records: u32,
     first_t: u64,
     last_t: u64,
     first_record: u64,
     opened_at: Instant,
-    hasher: ChainHasher,
 }
+
+/// A frame's accounting, handed to the sink with the chunk that ends it.
+#[derive(Clone, Copy)]
+struct FrameMeta {
+    raw_len: u64,
+    records: u32,
+    first_t: u64,
+    last_t: u64,
+    first_record: u64,
+}
+
+impl OpenFrame {
+    fn meta(&self) -> FrameMeta {
+        FrameMeta {
+            raw_len: self.raw_len,
+            records: self.records,
+            first_t: self.first_t,
+            last_t: self.last_t,
+            first_record: self.first_record,
+        }
+    }
+}
+
+type Job = tokio::task::JoinHandle<(Sink, Vec<u8>, Result<()>)>;
 
 struct Task {
     rx: mpsc::UnboundedReceiver<Cmd>,
     cfg: WriterConfig,
+    /// The sink when no compression job holds it.
     sink: Option<Sink>,
+    /// At most one chunk is compressed while the next one fills (pipelining).
+    inflight: Option<Job>,
     raw: Vec<u8>,
+    spare: Vec<u8>,
     pending: Option<Pending>,
     frame: Option<OpenFrame>,
-    chain_head: [u8; 32],
-    seq: u64,
     stats: Stats,
-    index: Vec<IndexEntry>,
     last_t: u64,
     last_record_at: Instant,
     unflushed: bool,
@@ -380,6 +406,7 @@ impl Task {
                         // Every handle dropped without finish: keep what we have (unsealed, so it
                         // verifies as incomplete) rather than invent an end.
                         let _ = self.close_frame(false).await;
+                        let _ = self.take_sink().await;
                         return;
                     }
                 },
@@ -450,15 +477,12 @@ impl Task {
     /// Serializes a record into the raw buffer of the open frame and updates the statistics.
     fn emit(&mut self, channel: u32, t: u64, event: &Event) -> Result<()> {
         let frame = self.frame.get_or_insert_with(|| OpenFrame {
-            offset: 0,
-            compressed: 0,
             raw_len: 0,
             records: 0,
             first_t: t,
             last_t: t,
             first_record: self.stats.records,
             opened_at: Instant::now(),
-            hasher: ChainHasher::new(&self.chain_head),
         });
         // The first record of a frame carries its absolute time so every frame decodes alone.
         // Later ones carry the delta, coarsened for human-scale gaps; times are kept as the reader
@@ -524,36 +548,36 @@ impl Task {
         Ok(())
     }
 
-    /// Hands the raw buffer to the blocking pool: compress, hash, write (and on `End`, chain).
+    /// Hands the raw buffer to the blocking pool (compress, hash, write; on `End`, the chain
+    /// entry) and returns at once: the next chunk fills while this one is compressed. Waits only
+    /// for the previous chunk's job, whose errors surface here.
     async fn compress(&mut self, op: Op) -> Result<()> {
-        let Some(mut frame) = self.frame.take() else {
-            return Ok(());
+        let meta = match op {
+            Op::End { .. } => self.frame.take().map(|f| f.meta()),
+            _ => self.frame.as_ref().map(|f| f.meta()),
         };
-        let mut sink = self.sink.take().ok_or(RecorderError::Closed)?;
-        let raw = std::mem::take(&mut self.raw);
-        let seq = self.seq;
-        let (sink, raw, frame, entry) = tokio::task::spawn_blocking(move || {
-            let r = sink.compress(&mut frame, &raw, op, seq);
-            (sink, raw, frame, r)
-        })
-        .await
-        .map_err(|e| RecorderError::WriterFailed(format!("compression task: {e}")))?;
-        self.sink = Some(sink);
-        self.raw = raw;
-        self.raw.clear();
-        match entry? {
-            Some(entry) => {
-                self.index.push(IndexEntry {
-                    offset: entry.data_offset,
-                    time_us: entry.first_time_us,
-                    first_record: frame.first_record,
-                });
-                self.chain_head = entry.hash;
-                self.seq += 1;
-            }
-            None => self.frame = Some(frame),
-        }
+        let Some(meta) = meta else { return Ok(()) };
+        let mut sink = self.take_sink().await?;
+        let raw = std::mem::replace(&mut self.raw, std::mem::take(&mut self.spare));
+        self.inflight = Some(tokio::task::spawn_blocking(move || {
+            let r = sink.compress(&raw, op, meta);
+            (sink, raw, r)
+        }));
         Ok(())
+    }
+
+    /// The sink, once the compression job that holds it (if any) is done.
+    async fn take_sink(&mut self) -> Result<Sink> {
+        if let Some(job) = self.inflight.take() {
+            let (sink, mut raw, r) = job
+                .await
+                .map_err(|e| RecorderError::WriterFailed(format!("compression task: {e}")))?;
+            raw.clear();
+            self.spare = raw;
+            r?;
+            return Ok(sink);
+        }
+        self.sink.take().ok_or(RecorderError::Closed)
     }
 
     async fn finish(&mut self, end: SessionEnd) -> Result<TrailSummary> {
@@ -571,15 +595,20 @@ impl Task {
             duration_us: t,
             end,
             records: self.stats.records,
-            frames: self.seq,
+            frames: 0,
             bytes_client_to_server: self.stats.bytes_client_to_server,
             bytes_server_to_client: self.stats.bytes_server_to_client,
             channels: self.stats.channels.values().cloned().collect(),
-            index: std::mem::take(&mut self.index),
+            index: Vec::new(),
+        };
+        let mut sink = self.take_sink().await?;
+        let summary = EndSummary {
+            frames: sink.seq,
+            index: std::mem::take(&mut sink.index),
+            ..summary
         };
         let end_frame = encode_end(&summary)?;
-        let mut sink = self.sink.take().ok_or(RecorderError::Closed)?;
-        let head = self.chain_head;
+        let head = sink.chain_head;
         let (file_bytes, summary) =
             tokio::task::spawn_blocking(move || -> Result<(u64, EndSummary)> {
                 let end_hash = sha256(&[&end_frame]);
@@ -616,6 +645,12 @@ struct Sink {
     file: File,
     path: PathBuf,
     offset: u64,
+    /// Head of the hash chain, sequence number and seek index of finished frames.
+    chain_head: [u8; 32],
+    seq: u64,
+    index: Vec<IndexEntry>,
+    /// The frame being compressed: where it starts, its size so far, its running chain hash.
+    cur: Option<(u64, u64, ChainHasher)>,
     cctx: Option<CCtx<'static>>,
     out: Vec<u8>,
     key: Arc<SigningKey>,
@@ -644,16 +679,7 @@ impl Sink {
     }
 
     /// Compresses `raw` into the open frame; on `End`, finishes it and writes its chain entry.
-    fn compress(
-        &mut self,
-        frame: &mut OpenFrame,
-        raw: &[u8],
-        op: Op,
-        seq: u64,
-    ) -> Result<Option<ChainEntry>> {
-        if frame.compressed == 0 {
-            frame.offset = self.offset;
-        }
+    fn compress(&mut self, raw: &[u8], op: Op, meta: FrameMeta) -> Result<()> {
         let directive = match op {
             Op::Continue => ZSTD_EndDirective::ZSTD_e_continue,
             Op::Flush => ZSTD_EndDirective::ZSTD_e_flush,
@@ -682,30 +708,36 @@ impl Sink {
                 break;
             }
         }
-        frame.hasher.update(&out);
-        frame.compressed += out.len() as u64;
+        let (start, head) = (self.offset, self.chain_head);
+        let cur = self
+            .cur
+            .get_or_insert_with(|| (start, 0, ChainHasher::new(&head)));
+        cur.2.update(&out);
+        cur.1 += out.len() as u64;
         let written = self.write(&out);
         self.out = out;
         written?;
         let Op::End { free_context } = op else {
-            return Ok(None);
+            return Ok(());
         };
         if free_context {
             self.cctx = None;
         }
+        let Some((offset, compressed, hasher)) = self.cur.take() else {
+            return Ok(());
+        };
         let mut entry = ChainEntry {
-            seq,
-            data_offset: frame.offset,
-            data_len: u32::try_from(frame.compressed)
+            seq: self.seq,
+            data_offset: offset,
+            data_len: u32::try_from(compressed)
                 .map_err(|_| RecorderError::WriterFailed("frame over 4 GiB".into()))?,
-            raw_len: frame.raw_len as u32,
-            records: frame.records,
-            first_time_us: frame.first_t,
-            last_time_us: frame.last_t,
+            raw_len: meta.raw_len as u32,
+            records: meta.records,
+            first_time_us: meta.first_t,
+            last_time_us: meta.last_t,
             hash: [0; 32],
             signature: [0; 64],
         };
-        let hasher = std::mem::replace(&mut frame.hasher, ChainHasher::new(&[0; 32]));
         entry.hash = hasher.finish(&entry.hashed_prefix());
         entry.signature = self.key.sign(&entry.signed_message()).to_bytes();
         self.write(&entry.encode())?;
@@ -714,7 +746,14 @@ impl Sink {
                 .sync_data()
                 .map_err(|e| RecorderError::io(&self.path, e))?;
         }
-        Ok(Some(entry))
+        self.chain_head = entry.hash;
+        self.seq += 1;
+        self.index.push(IndexEntry {
+            offset,
+            time_us: meta.first_t,
+            first_record: meta.first_record,
+        });
+        Ok(())
     }
 }
 

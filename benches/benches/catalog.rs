@@ -168,7 +168,7 @@ fn main() {
     for (name, make) in &cases {
         let mut times = Vec::new();
         let mut total = 0;
-        for _ in 0..300 {
+        for _ in 0..200 {
             let q = make(&mut rng);
             let t = Instant::now();
             let (items, tot) = cat.list(&q).expect("list");

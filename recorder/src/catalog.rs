@@ -76,12 +76,14 @@ CREATE TABLE IF NOT EXISTS sessions (
     trail_path TEXT,
     record TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS sessions_start ON sessions(start_us DESC, id);
-CREATE INDEX IF NOT EXISTS sessions_user ON sessions(user, start_us DESC);
-CREATE INDEX IF NOT EXISTS sessions_target ON sessions(target, start_us DESC);
-CREATE INDEX IF NOT EXISTS sessions_verdict ON sessions(verdict, start_us DESC);
-CREATE INDEX IF NOT EXISTS sessions_active ON sessions(active, start_us DESC);
-CREATE INDEX IF NOT EXISTS sessions_protocol ON sessions(protocol, start_us DESC);
+-- Every list is ordered by (start_us DESC, id DESC): each filter has an index in that order, so
+-- a page is read straight from an index, never sorted.
+CREATE INDEX IF NOT EXISTS sessions_by_start ON sessions(start_us DESC, id DESC);
+CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions(user, start_us DESC, id DESC);
+CREATE INDEX IF NOT EXISTS sessions_by_target ON sessions(target, start_us DESC, id DESC);
+CREATE INDEX IF NOT EXISTS sessions_by_verdict ON sessions(verdict, start_us DESC, id DESC);
+CREATE INDEX IF NOT EXISTS sessions_by_active ON sessions(active, start_us DESC, id DESC);
+CREATE INDEX IF NOT EXISTS sessions_by_protocol ON sessions(protocol, start_us DESC, id DESC);
 CREATE TABLE IF NOT EXISTS trail_downloads (
     n INTEGER PRIMARY KEY AUTOINCREMENT,
     session_id TEXT NOT NULL,

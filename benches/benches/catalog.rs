@@ -102,6 +102,7 @@ fn main() {
         }
     }
     cat.insert_many(&batch).expect("insert");
+    cat.analyze().expect("analyze");
     let db = std::fs::metadata(cat.path()).map(|m| m.len()).unwrap_or(0);
     println!(
         "catalog: {n} sessions inserted in {:.1} s, {:.0} MiB on disk",

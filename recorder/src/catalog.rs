@@ -135,7 +135,8 @@ impl Catalog {
         let conn = open_conn(&path)?;
         conn.execute_batch(SCHEMA).map_err(db_err)?;
         // Keeps the planner's statistics current so it picks the most selective index.
-        conn.execute_batch("PRAGMA optimize=0x10002;").map_err(db_err)?;
+        conn.execute_batch("PRAGMA optimize=0x10002;")
+            .map_err(db_err)?;
         let pending = Arc::new(Pending {
             map: Mutex::new((HashMap::new(), false)),
             cv: Condvar::new(),
@@ -197,7 +198,9 @@ impl Catalog {
 
     /// Refreshes the query planner's statistics (after bulk loads).
     pub fn analyze(&self) -> Result<()> {
-        open_conn(&self.path)?.execute_batch("ANALYZE;").map_err(db_err)
+        open_conn(&self.path)?
+            .execute_batch("ANALYZE;")
+            .map_err(db_err)
     }
 
     fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {

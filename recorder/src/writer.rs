@@ -390,26 +390,41 @@ impl Task {
     async fn run(mut self) {
         let mut tick = tokio::time::interval(self.cfg.flush_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Commands are taken in batches: one wake-up per batch, not per record.
+        let mut batch: Vec<Cmd> = Vec::with_capacity(256);
         loop {
             let res = tokio::select! {
-                cmd = self.rx.recv() => match cmd {
-                    Some(Cmd::Rec { channel, t, event, _permit }) => self.on_record(channel, t, event).await,
-                    Some(Cmd::Finish { end, reply }) => {
-                        let r = self.finish(end).await;
-                        if let Err(e) = &r {
-                            let _ = self.failure.set(e.to_string());
-                        }
-                        let _ = reply.send(r);
-                        return;
-                    }
-                    None => {
+                n = self.rx.recv_many(&mut batch, 256) => {
+                    if n == 0 {
                         // Every handle dropped without finish: keep what we have (unsealed, so it
                         // verifies as incomplete) rather than invent an end.
                         let _ = self.close_frame(false).await;
                         let _ = self.take_sink().await;
                         return;
                     }
-                },
+                    let mut res = Ok(());
+                    for cmd in batch.drain(..) {
+                        match cmd {
+                            Cmd::Rec { channel, t, event, _permit } => {
+                                if res.is_ok() {
+                                    res = self.on_record(channel, t, event).await;
+                                }
+                            }
+                            Cmd::Finish { end, reply } => {
+                                let r = match res {
+                                    Ok(()) => self.finish(end).await,
+                                    Err(e) => Err(e),
+                                };
+                                if let Err(e) = &r {
+                                    let _ = self.failure.set(e.to_string());
+                                }
+                                let _ = reply.send(r);
+                                return;
+                            }
+                        }
+                    }
+                    res
+                }
                 _ = tick.tick() => self.on_tick().await,
             };
             if let Err(e) = res {

@@ -1,9 +1,11 @@
 //! Recorder throughput and size: `TrailWriter` against raw zstd level 3 on the same payload.
 //!
-//! `cargo bench -p trailgate-benches --bench recorder`
+//! `cargo bench -p trailgate-benches --bench recorder`; on one core:
+//! `taskset -c 1 target/release/deps/recorder-<hash> --bench` after a `--no-run` build.
 //!
 //! Before the timed benches, each corpus is written once to report the trail size against
-//! `zstd -3` of the bare payload, and the CPU time the writer used (all threads).
+//! `zstd -3` of the bare payload (the trail is verified as sealed), then writer and zstd runs are
+//! interleaved to report their wall and CPU (all threads) throughput and ratio.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -113,18 +115,18 @@ fn process_cpu() -> Option<Duration> {
     Some(Duration::from_nanos(ns))
 }
 
-/// Runs `f` `n` times; returns the smallest wall time and the smallest CPU time of a run.
-fn least(n: usize, mut f: impl FnMut()) -> (Duration, Option<Duration>) {
-    let (mut wall, mut cpu) = (Duration::MAX, None::<Duration>);
-    for _ in 0..n {
-        let (c0, t0) = (process_cpu(), Instant::now());
-        f();
-        wall = wall.min(t0.elapsed());
-        if let (Some(c0), Some(c1)) = (c0, process_cpu()) {
-            cpu = Some(cpu.map_or(c1 - c0, |c| c.min(c1 - c0)));
-        }
-    }
+/// Wall and CPU time of one run of `f`.
+fn timed(f: impl FnOnce()) -> (Duration, Duration) {
+    let (c0, t0) = (process_cpu(), Instant::now());
+    f();
+    let wall = t0.elapsed();
+    let cpu = process_cpu().zip(c0).map_or(wall, |(c1, c0)| c1 - c0);
     (wall, cpu)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
 
 fn mib_s(bytes: usize, d: Duration) -> f64 {
@@ -149,25 +151,32 @@ fn report(name: &str, corpus: &[Item], payload: &[u8]) {
         payload.len() as f64 / trail as f64,
     );
     std::fs::remove_file(&s.path).ok();
-    // CPU time is what "on one core" means, and it is less disturbed than wall time by other
-    // work on the machine: report both, best of 5 runs each.
-    let (w_wall, w_cpu) = least(5, || {
-        let (_, s) = env.write_trail(corpus, writer_config());
-        std::fs::remove_file(&s.path).ok();
-    });
-    let (z_wall, z_cpu) = least(5, || {
-        std::hint::black_box(zstd_stream(payload));
-    });
-    let (w_cpu, z_cpu) = (w_cpu.unwrap_or(w_wall), z_cpu.unwrap_or(z_wall));
+    // Writer and zstd runs interleaved, so that drifts in machine speed (a shared VM) hit both
+    // alike; the ratio is the median of the pairs' ratios. CPU time (all threads) is what "on one
+    // core" means; wall time shows what a second core adds.
+    let mut runs = Vec::new();
+    for _ in 0..7 {
+        let w = timed(|| {
+            let (_, s) = env.write_trail(corpus, writer_config());
+            std::fs::remove_file(&s.path).ok();
+        });
+        let z = timed(|| {
+            std::hint::black_box(zstd_stream(payload));
+        });
+        runs.push((w, z));
+    }
+    let n = payload.len();
+    type Run = ((Duration, Duration), (Duration, Duration));
+    let med = |f: &dyn Fn(&Run) -> f64| median(runs.iter().map(f).collect());
     println!(
         "cpu {name}: writer {:.0} MiB/s wall, {:.0} MiB per cpu-s; zstd-3 stream {:.0} MiB/s wall, \
-         {:.0} MiB per cpu-s; writer/zstd {:.0}% wall, {:.0}% cpu",
-        mib_s(payload.len(), w_wall),
-        mib_s(payload.len(), w_cpu),
-        mib_s(payload.len(), z_wall),
-        mib_s(payload.len(), z_cpu),
-        z_wall.as_secs_f64() / w_wall.as_secs_f64() * 100.0,
-        z_cpu.as_secs_f64() / w_cpu.as_secs_f64() * 100.0,
+         {:.0} MiB per cpu-s; writer/zstd {:.0}% wall, {:.0}% cpu (medians of 7 interleaved pairs)",
+        med(&|r| mib_s(n, r.0.0)),
+        med(&|r| mib_s(n, r.0.1)),
+        med(&|r| mib_s(n, r.1.0)),
+        med(&|r| mib_s(n, r.1.1)),
+        med(&|r| r.1.0.as_secs_f64() / r.0.0.as_secs_f64() * 100.0),
+        med(&|r| r.1.1.as_secs_f64() / r.0.1.as_secs_f64() * 100.0),
     );
 }
 

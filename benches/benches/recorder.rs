@@ -21,10 +21,17 @@ use trailgate_recorder::{
     WriterConfig,
 };
 
+/// Default writer settings without fsync; `TG_FLUSH_MS`, `TG_FRAME_AGE_S` and `TG_IDLE_CLOSE_S`
+/// override the timers for experiments.
 fn writer_config() -> WriterConfig {
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
+    let d = WriterConfig::default();
     WriterConfig {
         fsync: false,
-        ..WriterConfig::default()
+        flush_interval: env("TG_FLUSH_MS").map_or(d.flush_interval, Duration::from_millis),
+        frame_max_age: env("TG_FRAME_AGE_S").map_or(d.frame_max_age, Duration::from_secs),
+        frame_idle_close: env("TG_IDLE_CLOSE_S").map_or(d.frame_idle_close, Duration::from_secs),
+        ..d
     }
 }
 
@@ -133,10 +140,26 @@ fn mib_s(bytes: usize, d: Duration) -> f64 {
     bytes as f64 / (1 << 20) as f64 / d.as_secs_f64()
 }
 
+/// The writer's timers off: no flush, frames end only when full. Isolates the per-record and
+/// compression cost from the per-flush cost of a live session.
+fn untimed_config() -> WriterConfig {
+    let forever = Duration::from_secs(1 << 40);
+    WriterConfig {
+        flush_interval: forever,
+        frame_max_age: forever,
+        frame_idle_close: forever,
+        ..writer_config()
+    }
+}
+
 /// Outside timing: trail size vs `zstd -3` of the payload, and CPU use of the writer.
-fn report(name: &str, corpus: &[Item], payload: &[u8]) {
+///
+/// The writer applies its flush and frame timers to the records' own timestamps as well as to
+/// the clock, so writing a 3-hour corpus in milliseconds flushes and cuts frames exactly where
+/// the live session would have.
+fn report(name: &str, corpus: &[Item], payload: &[u8], cfg: fn() -> WriterConfig) {
     let mut env = Env::new();
-    let (_, s) = env.write_trail(corpus, writer_config());
+    let (_, s) = env.write_trail(corpus, cfg());
     let v = trailgate_recorder::verify(&s.path, None).expect("verify");
     assert_eq!(v.integrity, Integrity::Sealed, "bench trail must verify");
     let trail = s.file_bytes as usize;
@@ -157,7 +180,7 @@ fn report(name: &str, corpus: &[Item], payload: &[u8]) {
     let mut runs = Vec::new();
     for _ in 0..7 {
         let w = timed(|| {
-            let (_, s) = env.write_trail(corpus, writer_config());
+            let (_, s) = env.write_trail(corpus, cfg());
             std::fs::remove_file(&s.path).ok();
         });
         let z = timed(|| {
@@ -182,7 +205,10 @@ fn report(name: &str, corpus: &[Item], payload: &[u8]) {
 
 fn bench_corpus(c: &mut Criterion, name: &str, corpus: &[Item]) {
     let payload = payload_concat(corpus);
-    report(name, corpus, &payload);
+    report(name, corpus, &payload, writer_config);
+    if name == "interactive" {
+        report("interactive (timers off)", corpus, &payload, untimed_config);
+    }
     let mut env = Env::new();
     let mut g = c.benchmark_group(name);
     g.sample_size(10)

@@ -1,4 +1,4 @@
-//! The trail format, version 1: pure encoding and decoding, no I/O.
+//! The trail format, version 2: pure encoding and decoding, no I/O.
 //!
 //! A trail is a sequence of zstd frames, so the whole file is one valid zstd stream:
 //!
@@ -14,7 +14,9 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{RecorderError, Result};
 
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
+/// Oldest format version readers still accept (v1: record heads and payloads interleaved).
+pub const MIN_FORMAT_VERSION: u16 = 1;
 pub const HEADER_TAG: &[u8; 8] = b"TGTRAIL\0";
 pub const ZSTD_MAGIC: u32 = 0xFD2F_B528;
 pub const SKIP_HEADER: u32 = 0x184D_2A50;
@@ -234,25 +236,41 @@ pub struct Record {
 
 /// Gaps of at least this many microseconds are recorded to the millisecond.
 pub const COARSE_DT_FROM_US: u64 = 10_000;
+/// Gaps from this many microseconds up to [`COARSE_DT_FROM_US`] are recorded to 100 µs (v2).
+pub const FINE_DT_FROM_US: u64 = 1_000;
 
-/// Exact time delta on the wire: `µs << 1`.
+/// Exact time delta on the wire: `µs << 1` (any value; v1 and v2).
 pub fn dt_wire_exact(us: u64) -> u64 {
     us << 1
 }
 
-/// Time delta on the wire, and the delta a reader will reconstruct from it. Gaps of 10 ms or
-/// more are stored as `ms << 1 | 1`: human-scale pauses (keystrokes) need no microseconds, and
-/// the coarser value compresses far better. Shorter gaps stay exact.
+/// Time delta on the wire (format v2), and the delta a reader will reconstruct from it. Gaps
+/// under 1 ms stay exact (`µs << 1`); gaps of 1-10 ms are stored to 100 µs (`n << 2 | 1`), longer
+/// ones to the millisecond (`ms << 2 | 3`): human-scale pauses (keystrokes, echoes) need no
+/// microseconds, and the coarser values compress far better. Relative error stays under 5%.
 pub fn dt_wire(us: u64) -> (u64, u64) {
     if us >= COARSE_DT_FROM_US {
         let ms = (us + 500) / 1000;
-        ((ms << 1) | 1, ms * 1000)
+        ((ms << 2) | 3, ms * 1000)
+    } else if us >= FINE_DT_FROM_US {
+        let n = (us + 50) / 100;
+        ((n << 2) | 1, n * 100)
     } else {
         (us << 1, us)
     }
 }
 
+/// Reconstructed delta of a v2 wire time.
 pub fn dt_from_wire(w: u64) -> u64 {
+    match w & 3 {
+        1 => (w >> 2).saturating_mul(100),
+        3 => (w >> 2).saturating_mul(1000),
+        _ => w >> 1,
+    }
+}
+
+/// Reconstructed delta of a v1 wire time (`µs << 1`, or `ms << 1 | 1`).
+pub fn dt_from_wire_v1(w: u64) -> u64 {
     if w & 1 == 1 {
         (w >> 1).saturating_mul(1000)
     } else {
@@ -260,8 +278,8 @@ pub fn dt_from_wire(w: u64) -> u64 {
     }
 }
 
-/// Wire kinds. Every record is `kind u8 | channel varint | dt varint | len varint | payload`,
-/// where `dt` is encoded by [`dt_wire`].
+/// Wire kinds. A record is a head `kind u8 | channel varint | dt varint | len varint` and a
+/// payload of `len` bytes, where `dt` is encoded by [`dt_wire`].
 mod kind {
     pub const DATA_C2S: u8 = 1;
     pub const DATA_S2C: u8 = 2;
@@ -278,96 +296,166 @@ mod kind {
     pub const END: u8 = 13;
 }
 
-fn put_head(out: &mut Vec<u8>, k: u8, channel: u32, dt: u64, len: usize) {
-    out.push(k);
-    put_varint(out, u64::from(channel));
-    put_varint(out, dt);
-    put_varint(out, len as u64);
+/// Wire kind of a data record in one direction.
+pub fn data_kind(dir: Direction) -> u8 {
+    match dir {
+        Direction::ClientToServer => kind::DATA_C2S,
+        Direction::ServerToClient => kind::DATA_S2C,
+    }
 }
 
-/// Appends one record. `dt` is the wire form ([`dt_wire`]) of the time since the previous record
-/// in this frame (or, for a frame's first record, [`dt_wire_exact`] of its time since the
-/// frame's base time for its first record).
-pub fn encode_record(out: &mut Vec<u8>, channel: u32, dt: u64, event: &Event) -> Result<()> {
-    match event {
+/// Appends a record's payload to `payloads` and returns its wire kind.
+fn put_payload(payloads: &mut Vec<u8>, event: &Event) -> Result<u8> {
+    Ok(match event {
         Event::Data { dir, data } => {
-            let k = match dir {
-                Direction::ClientToServer => kind::DATA_C2S,
-                Direction::ServerToClient => kind::DATA_S2C,
-            };
-            put_head(out, k, channel, dt, data.len());
-            out.extend_from_slice(data);
+            payloads.extend_from_slice(data);
+            data_kind(*dir)
         }
         Event::ExtendedData { dir, code, data } => {
-            let k = match dir {
+            put_varint(payloads, u64::from(*code));
+            payloads.extend_from_slice(data);
+            match dir {
                 Direction::ClientToServer => kind::EXT_C2S,
                 Direction::ServerToClient => kind::EXT_S2C,
-            };
-            let mut c = Vec::with_capacity(5);
-            put_varint(&mut c, u64::from(*code));
-            put_head(out, k, channel, dt, c.len() + data.len());
-            out.extend_from_slice(&c);
-            out.extend_from_slice(data);
+            }
         }
-        Event::Eof { dir } => {
-            let k = match dir {
-                Direction::ClientToServer => kind::EOF_C2S,
-                Direction::ServerToClient => kind::EOF_S2C,
-            };
-            put_head(out, k, channel, dt, 0);
-        }
-        Event::Close => put_head(out, kind::CLOSE, channel, dt, 0),
-        Event::Open(o) => put_json(out, kind::OPEN, channel, dt, o)?,
-        Event::Denied(o) => put_json(out, kind::DENIED, channel, dt, o)?,
+        Event::Eof { dir } => match dir {
+            Direction::ClientToServer => kind::EOF_C2S,
+            Direction::ServerToClient => kind::EOF_S2C,
+        },
+        Event::Close => kind::CLOSE,
+        Event::Open(o) => put_json(payloads, kind::OPEN, o)?,
+        Event::Denied(o) => put_json(payloads, kind::DENIED, o)?,
         Event::Request { dir, request } => {
             let k = match dir {
                 Direction::ClientToServer => kind::REQ_C2S,
                 Direction::ServerToClient => kind::REQ_S2C,
             };
-            put_json(out, k, channel, dt, request)?
+            put_json(payloads, k, request)?
         }
-        Event::Note(v) => put_json(out, kind::NOTE, channel, dt, v)?,
-        Event::End(e) => put_json(out, kind::END, channel, dt, e)?,
+        Event::Note(v) => put_json(payloads, kind::NOTE, v)?,
+        Event::End(e) => put_json(payloads, kind::END, e)?,
+    })
+}
+
+fn put_json<T: Serialize>(out: &mut Vec<u8>, k: u8, v: &T) -> Result<u8> {
+    serde_json::to_writer(&mut *out, v)?;
+    Ok(k)
+}
+
+/// Format v1 encoding of one record (`kind | channel | dt | len | payload`), for recovering
+/// old trails.
+pub fn encode_record_v1(out: &mut Vec<u8>, channel: u32, dt: u64, event: &Event) -> Result<()> {
+    let mut p = Vec::new();
+    let k = put_payload(&mut p, event)?;
+    out.push(k);
+    put_varint(out, u64::from(channel));
+    put_varint(out, dt);
+    put_varint(out, p.len() as u64);
+    out.extend_from_slice(&p);
+    Ok(())
+}
+
+/// A batch of records as format v2 stores them in a data frame, in three columns:
+/// `heads_len varint | times_len varint | heads | times | payloads`, where a head is
+/// `kind u8 | channel varint | len varint` and a time is the record's `dt` ([`dt_wire`]).
+/// Keeping the small, repetitive heads and the times apart from the payloads lets zstd compress
+/// each far better than interleaved (keystroke traffic is mostly heads and times). The writer
+/// makes one batch per flush or chunk, so a flushed frame always ends on a batch boundary.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub heads: Vec<u8>,
+    pub times: Vec<u8>,
+    pub payloads: Vec<u8>,
+    pub records: u32,
+}
+
+impl Batch {
+    /// Appends a record; `dt` as for [`dt_wire`] (the frame's first record: [`dt_wire_exact`] of
+    /// its time since session start).
+    pub fn push(&mut self, channel: u32, dt: u64, event: &Event) -> Result<()> {
+        let before = self.payloads.len();
+        let k = put_payload(&mut self.payloads, event)?;
+        let len = self.payloads.len() - before;
+        self.push_head(k, channel, dt, len);
+        Ok(())
     }
-    Ok(())
+
+    /// Appends the head and time of a record whose `len` payload bytes were already appended to
+    /// `payloads` (the writer merges consecutive small data records in place this way).
+    pub fn push_head(&mut self, k: u8, channel: u32, dt: u64, len: usize) {
+        self.heads.push(k);
+        put_varint(&mut self.heads, u64::from(channel));
+        put_varint(&mut self.heads, len as u64);
+        put_varint(&mut self.times, dt);
+        self.records += 1;
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records == 0
+    }
+
+    /// Bytes buffered (columns without the prefix).
+    pub fn raw_len(&self) -> usize {
+        self.heads.len() + self.times.len() + self.payloads.len()
+    }
+
+    /// The batch's column-length prefix (empty for an empty batch, which encodes to nothing).
+    pub fn prefix(&self) -> Vec<u8> {
+        let mut p = Vec::with_capacity(20);
+        if !self.is_empty() {
+            put_varint(&mut p, self.heads.len() as u64);
+            put_varint(&mut p, self.times.len() as u64);
+        }
+        p
+    }
+
+    pub fn encoded_len(&self) -> usize {
+        if self.is_empty() {
+            return 0;
+        }
+        self.prefix().len() + self.raw_len()
+    }
+
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.prefix());
+        out.extend_from_slice(&self.heads);
+        out.extend_from_slice(&self.times);
+        out.extend_from_slice(&self.payloads);
+    }
+
+    pub fn clear(&mut self) {
+        self.heads.clear();
+        self.times.clear();
+        self.payloads.clear();
+        self.records = 0;
+    }
 }
 
-fn put_json<T: Serialize>(out: &mut Vec<u8>, k: u8, channel: u32, dt: u64, v: &T) -> Result<()> {
-    let body = serde_json::to_vec(v)?;
-    put_head(out, k, channel, dt, body.len());
-    out.extend_from_slice(&body);
-    Ok(())
-}
-
-/// Parses one record from the start of `buf` (a slice of a decompressed frame). Returns the
-/// record's channel, delta time, event and encoded length; `Ok(None)` if `buf` ends inside it.
-pub fn decode_record(buf: &Bytes) -> Result<Option<(u32, u64, Event, usize)>> {
+/// Parses a v1 record head; `Ok(None)` if `buf` ends inside it.
+/// Returns `(kind, channel, wire dt, payload len, head len)`.
+fn decode_head_v1(buf: &[u8]) -> Result<Option<(u8, u32, u64, usize, usize)>> {
     let Some(&k) = buf.first() else {
         return Ok(None);
     };
     let mut pos = 1;
-    let Some((channel, n)) = get_varint(&buf[pos..])? else {
+    let mut field = || -> Result<Option<u64>> {
+        let Some((v, n)) = get_varint(&buf[pos..])? else {
+            return Ok(None);
+        };
+        pos += n;
+        Ok(Some(v))
+    };
+    let (Some(channel), Some(dt), Some(len)) = (field()?, field()?, field()?) else {
         return Ok(None);
     };
-    pos += n;
-    let Some((dt_raw, n)) = get_varint(&buf[pos..])? else {
-        return Ok(None);
-    };
-    pos += n;
-    let Some((len, n)) = get_varint(&buf[pos..])? else {
-        return Ok(None);
-    };
-    pos += n;
     let channel =
         u32::try_from(channel).map_err(|_| RecorderError::Record("channel id too large".into()))?;
     let len = usize::try_from(len).map_err(|_| RecorderError::Record("record too large".into()))?;
-    let end = pos
-        .checked_add(len)
-        .ok_or_else(|| RecorderError::Record("record too large".into()))?;
-    if buf.len() < end {
-        return Ok(None);
-    }
-    let payload = buf.slice(pos..end);
+    Ok(Some((k, channel, dt, len, pos)))
+}
+
+fn decode_event(k: u8, payload: Bytes) -> Result<Event> {
     let dir_of = |c2s: u8| {
         if k == c2s {
             Direction::ClientToServer
@@ -375,7 +463,7 @@ pub fn decode_record(buf: &Bytes) -> Result<Option<(u32, u64, Event, usize)>> {
             Direction::ServerToClient
         }
     };
-    let event = match k {
+    Ok(match k {
         kind::DATA_C2S | kind::DATA_S2C => Event::Data {
             dir: dir_of(kind::DATA_C2S),
             data: payload,
@@ -408,8 +496,94 @@ pub fn decode_record(buf: &Bytes) -> Result<Option<(u32, u64, Event, usize)>> {
                 "unknown record kind {other}"
             )));
         }
+    })
+}
+
+/// Format v1 (records with heads and payloads interleaved): parses one record from the start of
+/// `buf`. Returns channel, delta time, event and encoded length; `Ok(None)` if `buf` ends inside.
+pub fn decode_record_v1(buf: &Bytes) -> Result<Option<(u32, u64, Event, usize)>> {
+    let Some((k, channel, dt_raw, len, pos)) = decode_head_v1(buf)? else {
+        return Ok(None);
     };
-    Ok(Some((channel, dt_from_wire(dt_raw), event, end)))
+    let end = pos
+        .checked_add(len)
+        .ok_or_else(|| RecorderError::Record("record too large".into()))?;
+    if buf.len() < end {
+        return Ok(None);
+    }
+    let event = decode_event(k, buf.slice(pos..end))?;
+    Ok(Some((channel, dt_from_wire_v1(dt_raw), event, end)))
+}
+
+/// Parses the batches of one data frame's raw bytes (format v2) into records with delta times
+/// (the first one's "delta" is its time since session start). Returns the records and the count
+/// of trailing bytes that do not form a whole batch; of a cut-off batch, the records whose
+/// payloads are complete are returned, so every prefix of a frame yields a prefix of its records.
+pub fn parse_batches(raw: &Bytes) -> Result<(Vec<(u32, u64, Event)>, usize)> {
+    let bad = |m: &str| RecorderError::Record(m.to_string());
+    let mut out = Vec::new();
+    let mut pos = 0usize;
+    while pos < raw.len() {
+        let Some((heads_len, n1)) = get_varint(&raw[pos..])? else {
+            break;
+        };
+        let Some((times_len, n2)) = get_varint(&raw[pos + n1..])? else {
+            break;
+        };
+        let heads_start = pos + n1 + n2;
+        let (Ok(heads_len), Ok(times_len)) =
+            (usize::try_from(heads_len), usize::try_from(times_len))
+        else {
+            return Err(bad("batch too large"));
+        };
+        let Some(times_start) = heads_start.checked_add(heads_len) else {
+            return Err(bad("batch too large"));
+        };
+        let Some(pay) = times_start.checked_add(times_len) else {
+            return Err(bad("batch too large"));
+        };
+        if pay > raw.len() {
+            break;
+        }
+        if heads_len == 0 {
+            return Err(bad("empty batch"));
+        }
+        let (heads, times) = (&raw[heads_start..times_start], &raw[times_start..pay]);
+        let (mut h, mut tm, mut p) = (0, 0, pay);
+        let mut whole = true;
+        while h < heads.len() {
+            let k = heads[h];
+            let col_end = || bad("batch columns end inside a record");
+            let (channel, n) = get_varint(&heads[h + 1..])?.ok_or_else(col_end)?;
+            let (len, m) = get_varint(&heads[h + 1 + n..])?.ok_or_else(col_end)?;
+            let (dt, d) = get_varint(&times[tm..])?.ok_or_else(col_end)?;
+            h += 1 + n + m;
+            tm += d;
+            let channel = u32::try_from(channel).map_err(|_| bad("channel id too large"))?;
+            let Some(end) = usize::try_from(len)
+                .ok()
+                .and_then(|l| p.checked_add(l))
+                .filter(|&e| e <= raw.len())
+            else {
+                whole = false;
+                break;
+            };
+            out.push((
+                channel,
+                dt_from_wire(dt),
+                decode_event(k, raw.slice(p..end))?,
+            ));
+            p = end;
+        }
+        if !whole {
+            break;
+        }
+        if tm != times.len() {
+            return Err(bad("batch times and heads disagree"));
+        }
+        pos = p;
+    }
+    Ok((out, raw.len() - pos))
 }
 
 /// Payload bytes a record carries for accounting (data and extended data only).
@@ -489,7 +663,7 @@ pub fn decode_header_body(body: &[u8]) -> Result<TrailHeader> {
         return Err(RecorderError::NotATrail("header tag missing".into()));
     }
     let version = u16::from_le_bytes([body[8], body[9]]);
-    if version != FORMAT_VERSION {
+    if !(MIN_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
         return Err(RecorderError::UnsupportedVersion(version));
     }
     Ok(serde_json::from_slice(&body[10..])?)
@@ -733,8 +907,11 @@ mod tests {
 
     #[test]
     fn coarse_deltas_round_to_the_millisecond_and_short_ones_stay_exact() {
-        assert_eq!(dt_from_wire(dt_wire(9_999).0), 9_999);
-        assert_eq!(dt_wire(10_499), ((10 << 1) | 1, 10_000));
+        assert_eq!(dt_from_wire(dt_wire(999).0), 999);
+        assert_eq!(dt_wire(9_949), ((99 << 2) | 1, 9_900));
+        assert_eq!(dt_from_wire(dt_wire(1_050).0), 1_100);
+        assert_eq!(dt_wire(10_499), ((10 << 2) | 3, 10_000));
+        assert_eq!(dt_from_wire_v1((10 << 1) | 1), 10_000);
         assert_eq!(dt_from_wire(dt_wire(150_501).0), 151_000);
         assert_eq!(dt_from_wire(dt_wire_exact(123_456_789)), 123_456_789);
     }
@@ -804,16 +981,46 @@ mod tests {
                 ..Default::default()
             }),
         ];
+        let mut batch = Batch::default();
+        for (i, e) in events.iter().enumerate() {
+            batch
+                .push(i as u32, dt_wire_exact(i as u64 * 1000), e)
+                .unwrap();
+        }
         let mut buf = Vec::new();
-        for (i, e) in events.iter().enumerate() {
-            encode_record(&mut buf, i as u32, dt_wire_exact(i as u64 * 1000), e).unwrap();
+        batch.encode_into(&mut buf);
+        assert_eq!(buf.len(), batch.encoded_len());
+        // Two batches back to back, then every cut: whole records only, always a prefix.
+        buf.extend_from_slice(&buf.clone());
+        let full = Bytes::from(buf);
+        let (recs, rest) = parse_batches(&full).unwrap();
+        assert_eq!(rest, 0);
+        assert_eq!(recs.len(), 2 * events.len());
+        for (i, (ch, dt, ev)) in recs.iter().enumerate() {
+            let j = i % events.len();
+            assert_eq!((*ch, *dt, ev), (j as u32, j as u64 * 1000, &events[j]));
         }
-        let mut b = Bytes::from(buf);
-        for (i, e) in events.iter().enumerate() {
-            let (ch, dt, ev, n) = decode_record(&b).unwrap().unwrap();
-            assert_eq!((ch, dt, &ev), (i as u32, i as u64 * 1000, e));
-            b.advance(n);
+        for cut in 0..full.len() {
+            let (part, rest) = parse_batches(&full.slice(..cut)).unwrap();
+            assert!(part.len() < recs.len());
+            assert_eq!(&recs[..part.len()], &part[..]);
+            assert!(rest > 0 || cut == 0 || cut == batch.encoded_len());
         }
-        assert!(b.is_empty());
+    }
+
+    #[test]
+    fn v1_records_still_decode() {
+        // kind 2 (data s2c), channel 3, dt 5 µs exact, 2 bytes.
+        let b = Bytes::from_static(&[2, 3, 10, 2, b'h', b'i']);
+        let (ch, dt, ev, n) = decode_record_v1(&b).unwrap().unwrap();
+        assert_eq!((ch, dt, n), (3, 5, 6));
+        assert_eq!(
+            ev,
+            Event::Data {
+                dir: Direction::ServerToClient,
+                data: Bytes::from_static(b"hi")
+            }
+        );
+        assert_eq!(decode_record_v1(&b.slice(..5)).unwrap(), None);
     }
 }

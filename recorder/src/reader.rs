@@ -399,7 +399,7 @@ impl TrailReader {
         if raw.len() != entry.raw_len as usize {
             return self.corrupt(at, "frame length differs from its chain entry");
         }
-        let (records, rest) = match parse_records(Bytes::from(raw)) {
+        let (records, rest) = match parse_records(Bytes::from(raw), self.header.format_version) {
             Ok(r) => r,
             Err(e) => return self.corrupt(at, e.to_string()),
         };
@@ -437,7 +437,7 @@ impl TrailReader {
             return self.incomplete(reason);
         }
         self.partial_raw = raw.len();
-        let (records, _) = match parse_records(Bytes::from(raw)) {
+        let (records, _) = match parse_records(Bytes::from(raw), self.header.format_version) {
             Ok(r) => r,
             Err(_) => return self.incomplete(reason),
         };
@@ -510,16 +510,25 @@ pub fn decompress(frame: &[u8], complete: bool) -> std::result::Result<Vec<u8>, 
     }
 }
 
-/// Parses the records of one frame's raw bytes; returns them and the count of trailing bytes that
-/// do not form a whole record.
-pub fn parse_records(mut raw: Bytes) -> Result<(Vec<Record>, usize)> {
-    let mut out = Vec::new();
+/// Parses the records of one data frame's raw bytes in the trail's format `version`; returns them
+/// with absolute times and the count of trailing bytes that do not form a whole record (v1) or
+/// batch (v2).
+pub fn parse_records(raw: Bytes, version: u16) -> Result<(Vec<Record>, usize)> {
+    let (deltas, rest) = if version >= 2 {
+        parse_batches(&raw)?
+    } else {
+        let mut v = Vec::new();
+        let mut pos = 0;
+        while let Some((channel, dt, event, n)) = decode_record_v1(&raw.slice(pos..))? {
+            v.push((channel, dt, event));
+            pos += n;
+        }
+        (v, raw.len() - pos)
+    };
+    let mut out = Vec::with_capacity(deltas.len());
     let mut t = 0u64;
-    while !raw.is_empty() {
-        let Some((channel, dt, event, n)) = decode_record(&raw)? else {
-            break;
-        };
-        t = if out.is_empty() {
+    for (i, (channel, dt, event)) in deltas.into_iter().enumerate() {
+        t = if i == 0 {
             dt
         } else {
             t.checked_add(dt)
@@ -530,9 +539,8 @@ pub fn parse_records(mut raw: Bytes) -> Result<(Vec<Record>, usize)> {
             time_us: t,
             event,
         });
-        let _ = raw.split_to(n);
     }
-    Ok((out, raw.len()))
+    Ok((out, rest))
 }
 
 /// Verification report for `trailgate trail verify`.

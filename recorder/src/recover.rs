@@ -67,7 +67,9 @@ pub fn recover(path: &Path, key: &SigningKey) -> Result<Recovery> {
         );
     } else if !partial.is_empty() {
         let mut raw = Vec::new();
+        let mut batch = Batch::default();
         let mut last = 0u64;
+        let v1 = r.header.format_version < 2;
         for (i, rec) in partial.iter().enumerate() {
             // Reconstructed times are exact multiples where they were coarsened: exact deltas
             // reproduce them.
@@ -76,9 +78,14 @@ pub fn recover(path: &Path, key: &SigningKey) -> Result<Recovery> {
             } else {
                 rec.time_us - last
             });
-            encode_record(&mut raw, rec.channel, dt, &rec.event)?;
+            if v1 {
+                encode_record_v1(&mut raw, rec.channel, dt, &rec.event)?;
+            } else {
+                batch.push(rec.channel, dt, &rec.event)?;
+            }
             last = rec.time_us;
         }
+        batch.encode_into(&mut raw);
         let level = r.header.zstd_level.clamp(1, 22);
         let mut c = zstd::bulk::Compressor::new(level).map_err(RecorderError::RawIo)?;
         c.include_checksum(true).map_err(RecorderError::RawIo)?;

@@ -67,6 +67,31 @@ impl Stats {
         }
     }
 
+    /// Counts the payload bytes of one piece of a data record that the writer merges with its
+    /// neighbours; the record itself is counted by [`apply`](Self::apply) with empty data.
+    pub fn add_data_bytes(&mut self, channel: u32, t: u64, dir: Direction, n: usize) {
+        let n = n as u64;
+        match dir {
+            Direction::ClientToServer => self.bytes_client_to_server += n,
+            Direction::ServerToClient => self.bytes_server_to_client += n,
+        }
+        if channel == 0 {
+            return;
+        }
+        let c = self
+            .channels
+            .entry(channel)
+            .or_insert_with(|| ChannelStats {
+                id: channel,
+                start_time_us: t,
+                ..Default::default()
+            });
+        match dir {
+            Direction::ClientToServer => c.bytes_client_to_server += n,
+            Direction::ServerToClient => c.bytes_server_to_client += n,
+        }
+    }
+
     pub fn apply_record(&mut self, r: &Record) {
         self.apply(r.channel, r.time_us, &r.event);
     }

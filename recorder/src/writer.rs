@@ -16,10 +16,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use std::sync::{Mutex, MutexGuard};
+
 use bytes::Bytes;
 use ed25519_dalek::{Signer, SigningKey};
 use time::OffsetDateTime;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::sync::{Notify, oneshot};
 use zstd::zstd_safe::{self, CCtx, CParameter, InBuffer, OutBuffer, zstd_sys::ZSTD_EndDirective};
 
 use crate::error::{RecorderError, Result};
@@ -60,8 +62,8 @@ impl Default for WriterConfig {
             flush_interval: Duration::from_secs(1),
             zstd_level: 3,
             frame_max_raw: 1024 * 1024,
-            frame_max_age: Duration::from_secs(60),
-            frame_idle_close: Duration::from_secs(15),
+            frame_max_age: Duration::from_secs(600),
+            frame_idle_close: Duration::from_secs(60),
             queue_bytes: 1024 * 1024,
             chunk_bytes: 256 * 1024,
             window_log: 17,
@@ -97,29 +99,314 @@ pub fn rfc3339(t: OffsetDateTime) -> String {
         .unwrap_or_else(|_| t.unix_timestamp().to_string())
 }
 
-const RECORD_OVERHEAD: usize = 64;
+/// Budget charged per record on top of its payload (its head and bookkeeping).
+const RECORD_OVERHEAD: usize = 16;
+/// Data records at least this large are never merged with their neighbours.
 const COALESCE_MAX: usize = 16 * 1024;
 
-enum Cmd {
-    Rec {
+/// The writer's policies in record time (microseconds since session start).
+#[derive(Clone, Copy)]
+struct Policy {
+    flush_us: u64,
+    max_age_us: u64,
+    idle_us: u64,
+    coalesce_us: u64,
+    frame_max_raw: usize,
+    chunk_bytes: usize,
+    budget_max: usize,
+}
+
+impl Policy {
+    fn new(cfg: &WriterConfig) -> Self {
+        let us = |d: Duration| d.as_micros().min(u128::from(u64::MAX)) as u64;
+        Policy {
+            flush_us: us(cfg.flush_interval).max(1),
+            max_age_us: us(cfg.frame_max_age).max(1),
+            idle_us: us(cfg.frame_idle_close).max(1),
+            coalesce_us: cfg.coalesce_us,
+            frame_max_raw: cfg.frame_max_raw.max(1),
+            chunk_bytes: cfg.chunk_bytes.max(1),
+            budget_max: cfg.queue_bytes.max(RECORD_OVERHEAD * 4),
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Op {
+    Continue,
+    Flush,
+    End { free_context: bool },
+}
+
+/// A frame's accounting, handed to the sink with the batch that ends it.
+#[derive(Clone, Copy)]
+struct FrameMeta {
+    raw_len: u64,
+    records: u32,
+    first_t: u64,
+    last_t: u64,
+    first_record: u64,
+}
+
+/// A batch handed from the sessions to the writer task, in order.
+struct Ready {
+    batch: Batch,
+    op: Op,
+    /// Set when `op` is `End`.
+    meta: Option<FrameMeta>,
+    /// Budget it holds until it is on disk.
+    cost: usize,
+}
+
+/// A data record still open for merging: its payload is already in the batch, its head is
+/// written when the next record does not continue it.
+struct OpenData {
+    channel: u32,
+    dir: Direction,
+    wire_dt: u64,
+    start: usize,
+    last_t: u64,
+}
+
+/// Everything sessions and the writer task share, under one short-held lock. Sessions encode
+/// their records straight into the current batch (no per-record message or allocation); the
+/// writer task only wakes when a batch is ready or a timer is due.
+struct State {
+    batch: Batch,
+    batch_first_t: u64,
+    batch_cost: usize,
+    open: Option<OpenData>,
+    frame: Option<FrameMeta>,
+    ready: Vec<Ready>,
+    /// Budget in use: the current batch, the ready ones and those being compressed.
+    queued: usize,
+    stats: Stats,
+    last_t: u64,
+    spare: Vec<Batch>,
+    finish: Option<(u64, oneshot::Sender<Result<TrailSummary>>)>,
+    /// No more records: finished or every handle dropped.
+    closed: bool,
+    abandoned: bool,
+    /// The writer task has exited.
+    task_gone: bool,
+}
+
+impl State {
+    fn has_data(&self) -> bool {
+        !self.batch.is_empty() || self.open.is_some()
+    }
+
+    fn close_open(&mut self) {
+        if let Some(o) = self.open.take() {
+            let len = self.batch.payloads.len() - o.start;
+            self.batch
+                .push_head(data_kind(o.dir), o.channel, o.wire_dt, len);
+        }
+    }
+
+    /// Wire delta of a record at `t` in the open frame (opening one if needed) and the time a
+    /// reader will reconstruct: the first record of a frame carries its absolute time so every
+    /// frame decodes alone; later ones the delta, coarsened for human-scale gaps. Times are kept
+    /// as the reader will see them so rounding never accumulates.
+    fn frame_dt(&mut self, t: u64) -> (u64, u64) {
+        let records = self.stats.records;
+        let f = self.frame.get_or_insert(FrameMeta {
+            raw_len: 0,
+            records: 0,
+            first_t: t,
+            last_t: t,
+            first_record: records,
+        });
+        let (wire, t) = if f.records == 0 {
+            (dt_wire_exact(t), t)
+        } else {
+            let (w, d) = dt_wire(t.saturating_sub(f.last_t));
+            (w, f.last_t + d)
+        };
+        f.records += 1;
+        f.last_t = t;
+        (wire, t)
+    }
+
+    /// Hands the current batch to the writer task with `op`. Returns whether anything was handed.
+    fn seal(&mut self, op: Op) -> bool {
+        self.close_open();
+        let ending = matches!(op, Op::End { .. });
+        if self.batch.is_empty() && !(ending && self.frame.is_some()) {
+            return false;
+        }
+        let fresh = self.spare.pop().unwrap_or_default();
+        let batch = std::mem::replace(&mut self.batch, fresh);
+        let len = batch.encoded_len() as u64;
+        let meta = if ending {
+            self.frame.take().map(|mut f| {
+                f.raw_len += len;
+                f
+            })
+        } else {
+            if let Some(f) = &mut self.frame {
+                f.raw_len += len;
+            }
+            None
+        };
+        self.ready.push(Ready {
+            batch,
+            op,
+            meta,
+            cost: std::mem::take(&mut self.batch_cost),
+        });
+        true
+    }
+
+    /// Applies the time policies as of `now` (record time): frame idle or too old, batch due for
+    /// a flush. Sessions call it with each record's time, the writer task with the clock, so a
+    /// replay at any speed cuts frames and flushes exactly where a live session would.
+    fn time_policy(&mut self, p: &Policy, now: u64) -> bool {
+        let mut sealed = false;
+        if let Some(f) = &self.frame {
+            if now.saturating_sub(f.last_t) >= p.idle_us {
+                sealed |= self.seal(Op::End { free_context: true });
+            } else if now.saturating_sub(f.first_t) >= p.max_age_us {
+                sealed |= self.seal(Op::End {
+                    free_context: false,
+                });
+            }
+        }
+        if self.has_data() && now.saturating_sub(self.batch_first_t) >= p.flush_us {
+            sealed |= self.seal(Op::Flush);
+        }
+        sealed
+    }
+
+    /// When the writer task must next look at the clock (record time), if ever.
+    fn next_deadline(&self, p: &Policy) -> Option<u64> {
+        let flush = self
+            .has_data()
+            .then(|| self.batch_first_t.saturating_add(p.flush_us));
+        let frame = self.frame.map(|f| {
+            f.last_t
+                .saturating_add(p.idle_us)
+                .min(f.first_t.saturating_add(p.max_age_us))
+        });
+        match (flush, frame) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Encodes one record into the current batch. Returns whether the writer task must wake.
+    fn push(
+        &mut self,
+        p: &Policy,
         channel: u32,
         t: u64,
-        event: Event,
-        _permit: OwnedSemaphorePermit,
-    },
-    Finish {
-        end: SessionEnd,
-        reply: oneshot::Sender<Result<TrailSummary>>,
-    },
+        event: &Event,
+        cost: usize,
+    ) -> Result<bool> {
+        let t = t.max(self.last_t);
+        let mut wake = self.time_policy(p, t);
+        if !self.has_data() {
+            self.batch_first_t = t;
+            // The task arms its flush timer for the new batch.
+            wake = true;
+        }
+        match event {
+            Event::Data { dir, data } if data.len() < COALESCE_MAX => {
+                let batch_len = self.batch.payloads.len();
+                let merge = self.open.as_ref().is_some_and(|o| {
+                    o.channel == channel
+                        && o.dir == *dir
+                        && t - o.last_t <= p.coalesce_us
+                        && batch_len - o.start + data.len() <= COALESCE_MAX
+                });
+                let at = if merge {
+                    let o = self.open.as_mut().ok_or(RecorderError::Closed)?;
+                    o.last_t = t;
+                    self.frame.map_or(t, |f| f.last_t)
+                } else {
+                    self.close_open();
+                    let (wire_dt, at) = self.frame_dt(t);
+                    // Counted now (empty), its bytes piece by piece below.
+                    self.stats.apply(
+                        channel,
+                        at,
+                        &Event::Data {
+                            dir: *dir,
+                            data: Bytes::new(),
+                        },
+                    );
+                    self.open = Some(OpenData {
+                        channel,
+                        dir: *dir,
+                        wire_dt,
+                        start: batch_len,
+                        last_t: t,
+                    });
+                    at
+                };
+                self.batch.payloads.extend_from_slice(data);
+                self.stats.add_data_bytes(channel, at, *dir, data.len());
+            }
+            _ => {
+                self.close_open();
+                let (wire_dt, at) = self.frame_dt(t);
+                self.batch.push(channel, wire_dt, event)?;
+                self.stats.apply(channel, at, event);
+            }
+        }
+        self.last_t = t;
+        self.batch_cost += cost;
+        self.queued += cost;
+        let batch_raw = self.batch.raw_len();
+        let frame_raw = self.frame.map_or(0, |f| f.raw_len as usize) + batch_raw;
+        if frame_raw >= p.frame_max_raw {
+            wake |= self.seal(Op::End {
+                free_context: false,
+            });
+        } else if batch_raw >= p.chunk_bytes {
+            wake |= self.seal(Op::Continue);
+        }
+        Ok(wake)
+    }
+}
+
+struct Shared {
+    state: Mutex<State>,
+    /// Wakes the writer task: a batch is ready, a new batch started, finish or abandon.
+    wake: Notify,
+    /// Wakes sessions waiting for room in the budget (also on failure).
+    room: Notify,
+    failure: OnceLock<String>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the state half-updated in a way that
+        // matters more than losing the trail; keep going rather than poison every session.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 struct Inner {
-    tx: mpsc::UnboundedSender<Cmd>,
-    budget: Arc<Semaphore>,
-    budget_max: usize,
+    shared: Arc<Shared>,
+    policy: Policy,
     start: Instant,
     path: PathBuf,
-    failure: Arc<OnceLock<String>>,
+}
+
+impl Drop for Inner {
+    /// Every handle dropped without `finish`: the task writes out what it has and stops, leaving
+    /// the trail unsealed (it verifies as incomplete) rather than inventing an end.
+    fn drop(&mut self) {
+        let mut st = self.shared.lock();
+        if !st.closed {
+            st.closed = true;
+            st.abandoned = true;
+            st.seal(Op::End { free_context: true });
+        }
+        drop(st);
+        self.shared.wake.notify_one();
+    }
 }
 
 /// Handle to one session's trail. Cheap to clone; every clone feeds the same ordered stream.
@@ -193,9 +480,28 @@ impl TrailWriter {
         })
         .await
         .map_err(|e| RecorderError::WriterFailed(e.to_string()))??;
-        let (tx, rx) = mpsc::unbounded_channel();
-        let budget_max = cfg.queue_bytes.max(RECORD_OVERHEAD * 4);
-        let failure = Arc::new(OnceLock::new());
+        let policy = Policy::new(&cfg);
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                batch: Batch::default(),
+                batch_first_t: 0,
+                batch_cost: 0,
+                open: None,
+                frame: None,
+                ready: Vec::new(),
+                queued: 0,
+                stats: Stats::default(),
+                last_t: 0,
+                spare: Vec::new(),
+                finish: None,
+                closed: false,
+                abandoned: false,
+                task_gone: false,
+            }),
+            wake: Notify::new(),
+            room: Notify::new(),
+            failure: OnceLock::new(),
+        });
         let sink = Sink {
             file,
             path: path.clone(),
@@ -205,38 +511,27 @@ impl TrailWriter {
             index: Vec::new(),
             cur: None,
             cctx: None,
-            out: Vec::new(),
+            wbuf: Vec::new(),
             key,
             cfg: cfg.clone(),
             fsync: cfg.fsync,
         };
         let task = Task {
-            rx,
-            cfg,
+            shared: shared.clone(),
+            policy,
             sink: Some(sink),
             inflight: None,
-            raw: Vec::new(),
-            spare: Vec::new(),
-            pending: None,
-            frame: None,
-            stats: Stats::default(),
-            last_t: 0,
-            last_record_at: Instant::now(),
-            unflushed: false,
             start,
             start_unix_us: start_unix_us as i64,
-            failure: failure.clone(),
             path: path.clone(),
         };
         tokio::spawn(task.run());
         Ok(TrailWriter {
             inner: Arc::new(Inner {
-                tx,
-                budget: Arc::new(Semaphore::new(budget_max)),
-                budget_max,
+                shared,
+                policy,
                 start,
                 path,
-                failure,
             }),
         })
     }
@@ -252,11 +547,11 @@ impl TrailWriter {
 
     /// Set once the writer has failed; every later call returns the error too.
     pub fn failure(&self) -> Option<String> {
-        self.inner.failure.get().cloned()
+        self.inner.shared.failure.get().cloned()
     }
 
     fn failed(&self) -> RecorderError {
-        match self.inner.failure.get() {
+        match self.inner.shared.failure.get() {
             Some(m) => RecorderError::WriterFailed(m.clone()),
             None => RecorderError::Closed,
         }
@@ -271,335 +566,226 @@ impl TrailWriter {
 
     /// As [`record`](Self::record), with an explicit timestamp (monotonic; earlier times are clamped).
     pub async fn record_at(&self, channel: u32, t: u64, event: Event) -> Result<()> {
-        if self.inner.failure.get().is_some() {
-            return Err(self.failed());
-        }
         let cost = data_len(&event)
             .map_or(0, |(_, n)| n)
-            .saturating_add(RECORD_OVERHEAD)
-            .min(self.inner.budget_max);
-        let permit = self
-            .inner
-            .budget
-            .clone()
-            .acquire_many_owned(cost as u32)
-            .await
-            .map_err(|_| self.failed())?;
-        self.inner
-            .tx
-            .send(Cmd::Rec {
-                channel,
-                t,
-                event,
-                _permit: permit,
-            })
-            .map_err(|_| self.failed())
+            .saturating_add(RECORD_OVERHEAD);
+        // Fast path: room in the budget, encode under the lock, no await.
+        if self.try_push(channel, t, &event, cost)? {
+            return Ok(());
+        }
+        let shared = &self.inner.shared;
+        loop {
+            let notified = shared.room.notified();
+            tokio::pin!(notified);
+            // Registered before the re-check, so a release in between is not missed.
+            notified.as_mut().enable();
+            if self.try_push(channel, t, &event, cost)? {
+                return Ok(());
+            }
+            notified.await;
+        }
+    }
+
+    /// Encodes the record if the budget has room (a record larger than the whole budget goes
+    /// through alone). Returns `false` when the caller must wait.
+    fn try_push(&self, channel: u32, t: u64, event: &Event, cost: usize) -> Result<bool> {
+        let shared = &self.inner.shared;
+        if shared.failure.get().is_some() {
+            return Err(self.failed());
+        }
+        let p = &self.inner.policy;
+        let mut st = shared.lock();
+        if st.closed || st.task_gone {
+            return Err(self.failed());
+        }
+        if st.queued > 0 && st.queued.saturating_add(cost) > p.budget_max {
+            return Ok(false);
+        }
+        let wake = st.push(p, channel, t, event, cost)?;
+        drop(st);
+        if wake {
+            shared.wake.notify_one();
+        }
+        Ok(true)
     }
 
     /// Records the session end, finishes the last frame, writes the index and seals the trail.
     pub async fn finish(&self, end: SessionEnd) -> Result<TrailSummary> {
+        let shared = &self.inner.shared;
+        if shared.failure.get().is_some() {
+            return Err(self.failed());
+        }
         let (reply, rx) = oneshot::channel();
-        self.inner
-            .tx
-            .send(Cmd::Finish { end, reply })
-            .map_err(|_| self.failed())?;
+        {
+            let mut st = shared.lock();
+            if st.closed || st.task_gone {
+                return Err(self.failed());
+            }
+            let t = self.now_us().max(st.last_t);
+            let p = self.inner.policy;
+            st.push(&p, 0, t, &Event::End(end), 0)?;
+            let t = st.last_t;
+            st.seal(Op::End { free_context: true });
+            st.closed = true;
+            st.finish = Some((t, reply));
+        }
+        shared.wake.notify_one();
         rx.await.map_err(|_| self.failed())?
     }
 }
 
-/// A small data record held back in case the next one continues it. Keeps the original `Bytes`
-/// until a second piece arrives, so the common case costs no copy and no allocation.
-struct Pending {
-    channel: u32,
-    dir: Direction,
-    t: u64,
-    last_t: u64,
-    first: Bytes,
-    more: Option<Vec<u8>>,
-}
+type Job = tokio::task::JoinHandle<(Sink, Vec<Ready>, Result<()>)>;
 
-impl Pending {
-    fn len(&self) -> usize {
-        self.more.as_ref().map_or(self.first.len(), Vec::len)
-    }
-}
-
-/// What the task knows of the frame being filled (the compression side lives in the sink).
-struct OpenFrame {
-    raw_len: u64,
-    records: u32,
-    first_t: u64,
-    last_t: u64,
-    first_record: u64,
-    opened_at: Instant,
-}
-
-/// A frame's accounting, handed to the sink with the chunk that ends it.
-#[derive(Clone, Copy)]
-struct FrameMeta {
-    raw_len: u64,
-    records: u32,
-    first_t: u64,
-    last_t: u64,
-    first_record: u64,
-}
-
-impl OpenFrame {
-    fn meta(&self) -> FrameMeta {
-        FrameMeta {
-            raw_len: self.raw_len,
-            records: self.records,
-            first_t: self.first_t,
-            last_t: self.last_t,
-            first_record: self.first_record,
-        }
-    }
-}
-
-type Job = tokio::task::JoinHandle<(Sink, Vec<u8>, Result<()>)>;
-
+/// The writer task: hands ready batches to the blocking pool (one job in flight while the next
+/// batch fills), runs the wall-clock timers, and writes the end frame and seal.
 struct Task {
-    rx: mpsc::UnboundedReceiver<Cmd>,
-    cfg: WriterConfig,
+    shared: Arc<Shared>,
+    policy: Policy,
     /// The sink when no compression job holds it.
     sink: Option<Sink>,
-    /// At most one chunk is compressed while the next one fills (pipelining).
     inflight: Option<Job>,
-    raw: Vec<u8>,
-    spare: Vec<u8>,
-    pending: Option<Pending>,
-    frame: Option<OpenFrame>,
-    stats: Stats,
-    last_t: u64,
-    last_record_at: Instant,
-    unflushed: bool,
     start: Instant,
     start_unix_us: i64,
-    failure: Arc<OnceLock<String>>,
     path: PathBuf,
 }
 
-#[derive(Clone, Copy, PartialEq)]
-enum Op {
-    Continue,
-    Flush,
-    End { free_context: bool },
+enum Next {
+    Work(Vec<Ready>),
+    Finish(u64, oneshot::Sender<Result<TrailSummary>>),
+    Abandoned,
+    Wait(Option<u64>),
 }
 
 impl Task {
     async fn run(mut self) {
-        let mut tick = tokio::time::interval(self.cfg.flush_interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // Commands are taken in batches: one wake-up per batch, not per record.
-        let mut batch: Vec<Cmd> = Vec::with_capacity(256);
+        let res = self.run_inner().await;
+        let pending_finish = {
+            let mut st = self.shared.lock();
+            st.task_gone = true;
+            st.finish.take()
+        };
+        if let Err(e) = res {
+            tracing::error!(path = %self.path.display(), error = %e, "trail writer failed");
+            let _ = self.shared.failure.set(e.to_string());
+            if let Some((_, reply)) = pending_finish {
+                let _ = reply.send(Err(RecorderError::WriterFailed(e.to_string())));
+            }
+        }
+        // Sessions waiting for room see the failure (or the closed trail) and return.
+        self.shared.room.notify_waiters();
+    }
+
+    fn now_us(&self) -> u64 {
+        self.start.elapsed().as_micros() as u64
+    }
+
+    fn next(&mut self) -> Next {
+        let now = self.now_us();
+        let mut st = self.shared.lock();
+        st.time_policy(&self.policy, now);
+        if !st.ready.is_empty() {
+            return Next::Work(std::mem::take(&mut st.ready));
+        }
+        if let Some((t, reply)) = st.finish.take() {
+            return Next::Finish(t, reply);
+        }
+        if st.abandoned {
+            return Next::Abandoned;
+        }
+        Next::Wait(st.next_deadline(&self.policy))
+    }
+
+    async fn run_inner(&mut self) -> Result<()> {
         loop {
-            let res = tokio::select! {
-                n = self.rx.recv_many(&mut batch, 256) => {
-                    if n == 0 {
-                        // Every handle dropped without finish: keep what we have (unsealed, so it
-                        // verifies as incomplete) rather than invent an end.
-                        let _ = self.close_frame(false).await;
-                        let _ = self.take_sink().await;
-                        return;
-                    }
-                    let mut res = Ok(());
-                    for cmd in batch.drain(..) {
-                        match cmd {
-                            Cmd::Rec { channel, t, event, _permit } => {
-                                if res.is_ok() {
-                                    res = self.on_record(channel, t, event).await;
-                                }
-                            }
-                            Cmd::Finish { end, reply } => {
-                                let r = match res {
-                                    Ok(()) => self.finish(end).await,
-                                    Err(e) => Err(e),
-                                };
-                                if let Err(e) = &r {
-                                    let _ = self.failure.set(e.to_string());
-                                }
-                                let _ = reply.send(r);
-                                return;
+            match self.next() {
+                Next::Work(items) => {
+                    let mut sink = self.take_sink().await?;
+                    self.inflight = Some(tokio::task::spawn_blocking(move || {
+                        let mut r = Ok(());
+                        for it in &items {
+                            r = sink.compress(&it.batch, it.op, it.meta);
+                            if r.is_err() {
+                                break;
                             }
                         }
-                    }
-                    res
+                        if r.is_ok() {
+                            r = sink.commit();
+                        }
+                        (sink, items, r)
+                    }));
                 }
-                _ = tick.tick() => self.on_tick().await,
-            };
-            if let Err(e) = res {
-                tracing::error!(path = %self.path.display(), error = %e, "trail writer failed");
-                let _ = self.failure.set(e.to_string());
-                // Dropping the receiver wakes every waiting sender with an error.
-                self.rx.close();
-                while let Some(cmd) = self.rx.recv().await {
-                    if let Cmd::Finish { reply, .. } = cmd {
-                        let _ = reply.send(Err(RecorderError::WriterFailed(e.to_string())));
+                Next::Finish(t, reply) => {
+                    let r = self.finish(t).await;
+                    let failed = r.as_ref().err().map(|e| e.to_string());
+                    let _ = reply.send(r);
+                    return match failed {
+                        Some(e) => Err(RecorderError::WriterFailed(e)),
+                        None => Ok(()),
+                    };
+                }
+                Next::Abandoned => {
+                    self.take_sink().await?;
+                    return Ok(());
+                }
+                Next::Wait(deadline) => {
+                    // A deadline beyond what an Instant holds is no deadline.
+                    let sleep = deadline
+                        .and_then(|d| self.start.checked_add(Duration::from_micros(d)))
+                        .map(|at| tokio::time::sleep_until(at.into()));
+                    tokio::select! {
+                        done = async { self.inflight.as_mut().expect("guarded").await },
+                            if self.inflight.is_some() =>
+                        {
+                            self.inflight = None;
+                            self.completed(done)?;
+                        }
+                        _ = self.shared.wake.notified() => {}
+                        _ = async {
+                            match sleep {
+                                Some(s) => s.await,
+                                None => std::future::pending().await,
+                            }
+                        } => {}
                     }
                 }
-                return;
             }
         }
     }
 
-    async fn on_record(&mut self, channel: u32, t: u64, event: Event) -> Result<()> {
-        let t = t.max(self.last_t);
-        self.last_t = t;
-        self.last_record_at = Instant::now();
-        if let Event::Data { dir, data } = &event
-            && data.len() < COALESCE_MAX
+    /// A compression job ended: release its budget, keep its buffers, surface its error.
+    fn completed(
+        &mut self,
+        done: std::result::Result<(Sink, Vec<Ready>, Result<()>), tokio::task::JoinError>,
+    ) -> Result<()> {
+        let (sink, items, r) =
+            done.map_err(|e| RecorderError::WriterFailed(format!("compression task: {e}")))?;
         {
-            if let Some(p) = &mut self.pending
-                && p.channel == channel
-                && p.dir == *dir
-                && t - p.last_t <= self.cfg.coalesce_us
-                && p.len() + data.len() <= COALESCE_MAX
-            {
-                let first = &p.first;
-                p.more
-                    .get_or_insert_with(|| first.to_vec())
-                    .extend_from_slice(data);
-                p.last_t = t;
-                return Ok(());
+            let mut st = self.shared.lock();
+            for mut it in items {
+                st.queued = st.queued.saturating_sub(it.cost);
+                if st.spare.len() < 2 {
+                    it.batch.clear();
+                    st.spare.push(it.batch);
+                }
             }
-            self.emit_pending()?;
-            self.pending = Some(Pending {
-                channel,
-                dir: *dir,
-                t,
-                last_t: t,
-                first: data.clone(),
-                more: None,
-            });
-            return self.maybe_compress().await;
         }
-        self.emit_pending()?;
-        self.emit(channel, t, &event)?;
-        self.maybe_compress().await
-    }
-
-    fn emit_pending(&mut self) -> Result<()> {
-        if let Some(p) = self.pending.take() {
-            let data = match p.more {
-                Some(v) => Bytes::from(v),
-                None => p.first,
-            };
-            self.emit(p.channel, p.t, &Event::Data { dir: p.dir, data })?;
-        }
-        Ok(())
-    }
-
-    /// Serializes a record into the raw buffer of the open frame and updates the statistics.
-    fn emit(&mut self, channel: u32, t: u64, event: &Event) -> Result<()> {
-        let frame = self.frame.get_or_insert_with(|| OpenFrame {
-            raw_len: 0,
-            records: 0,
-            first_t: t,
-            last_t: t,
-            first_record: self.stats.records,
-            opened_at: Instant::now(),
-        });
-        // The first record of a frame carries its absolute time so every frame decodes alone.
-        // Later ones carry the delta, coarsened for human-scale gaps; times are kept as the reader
-        // will reconstruct them so rounding never accumulates.
-        let (wire, t) = if frame.records == 0 {
-            (dt_wire_exact(t), t)
-        } else {
-            let (w, d) = dt_wire(t.saturating_sub(frame.last_t));
-            (w, frame.last_t + d)
-        };
-        let before = self.raw.len();
-        encode_record(&mut self.raw, channel, wire, event)?;
-        frame.raw_len += (self.raw.len() - before) as u64;
-        frame.records += 1;
-        frame.last_t = t;
-        self.last_t = self.last_t.max(t);
-        self.unflushed = true;
-        self.stats.apply(channel, t, event);
-        Ok(())
-    }
-
-    async fn maybe_compress(&mut self) -> Result<()> {
-        let frame_full = self
-            .frame
-            .as_ref()
-            .is_some_and(|f| f.raw_len as usize >= self.cfg.frame_max_raw);
-        if frame_full {
-            self.close_frame(false).await
-        } else if self.raw.len() >= self.cfg.chunk_bytes {
-            self.compress(Op::Continue).await
-        } else {
-            Ok(())
-        }
-    }
-
-    async fn on_tick(&mut self) -> Result<()> {
-        let Some(frame) = &self.frame else {
-            return Ok(());
-        };
-        if self.last_record_at.elapsed() >= self.cfg.frame_idle_close {
-            self.emit_pending()?;
-            return self.close_frame(true).await;
-        }
-        if frame.opened_at.elapsed() >= self.cfg.frame_max_age {
-            self.emit_pending()?;
-            return self.close_frame(false).await;
-        }
-        if self.unflushed || self.pending.is_some() {
-            self.emit_pending()?;
-            self.compress(Op::Flush).await?;
-            self.unflushed = false;
-        }
-        Ok(())
-    }
-
-    async fn close_frame(&mut self, free_context: bool) -> Result<()> {
-        if self.frame.is_none() && self.pending.is_none() {
-            return Ok(());
-        }
-        self.emit_pending()?;
-        self.compress(Op::End { free_context }).await?;
-        self.unflushed = false;
-        Ok(())
-    }
-
-    /// Hands the raw buffer to the blocking pool (compress, hash, write; on `End`, the chain
-    /// entry) and returns at once: the next chunk fills while this one is compressed. Waits only
-    /// for the previous chunk's job, whose errors surface here.
-    async fn compress(&mut self, op: Op) -> Result<()> {
-        let meta = match op {
-            Op::End { .. } => self.frame.take().map(|f| f.meta()),
-            _ => self.frame.as_ref().map(|f| f.meta()),
-        };
-        let Some(meta) = meta else { return Ok(()) };
-        let mut sink = self.take_sink().await?;
-        let raw = std::mem::replace(&mut self.raw, std::mem::take(&mut self.spare));
-        self.inflight = Some(tokio::task::spawn_blocking(move || {
-            let r = sink.compress(&raw, op, meta);
-            (sink, raw, r)
-        }));
-        Ok(())
+        self.shared.room.notify_waiters();
+        self.sink = Some(sink);
+        r
     }
 
     /// The sink, once the compression job that holds it (if any) is done.
     async fn take_sink(&mut self) -> Result<Sink> {
         if let Some(job) = self.inflight.take() {
-            let (sink, mut raw, r) = job
-                .await
-                .map_err(|e| RecorderError::WriterFailed(format!("compression task: {e}")))?;
-            raw.clear();
-            self.spare = raw;
-            r?;
-            return Ok(sink);
+            let done = job.await;
+            self.completed(done)?;
         }
         self.sink.take().ok_or(RecorderError::Closed)
     }
 
-    async fn finish(&mut self, end: SessionEnd) -> Result<TrailSummary> {
-        let t = (self.start.elapsed().as_micros() as u64).max(self.last_t);
-        self.emit_pending()?;
-        self.emit(0, t, &Event::End(end.clone()))?;
-        self.close_frame(true).await?;
+    async fn finish(&mut self, t: u64) -> Result<TrailSummary> {
+        let mut sink = self.take_sink().await?;
+        let stats = std::mem::take(&mut self.shared.lock().stats);
         let end_unix_us = self.start_unix_us + t as i64;
         let end_time = OffsetDateTime::from_unix_timestamp_nanos(i128::from(end_unix_us) * 1000)
             .map(rfc3339)
@@ -608,19 +794,13 @@ impl Task {
             end_time,
             end_unix_us,
             duration_us: t,
-            end,
-            records: self.stats.records,
-            frames: 0,
-            bytes_client_to_server: self.stats.bytes_client_to_server,
-            bytes_server_to_client: self.stats.bytes_server_to_client,
-            channels: self.stats.channels.values().cloned().collect(),
-            index: Vec::new(),
-        };
-        let mut sink = self.take_sink().await?;
-        let summary = EndSummary {
+            end: stats.end.clone().unwrap_or_default(),
+            records: stats.records,
             frames: sink.seq,
+            bytes_client_to_server: stats.bytes_client_to_server,
+            bytes_server_to_client: stats.bytes_server_to_client,
+            channels: stats.channels.into_values().collect(),
             index: std::mem::take(&mut sink.index),
-            ..summary
         };
         let end_frame = encode_end(&summary)?;
         let head = sink.chain_head;
@@ -636,7 +816,8 @@ impl Task {
                 .encode();
                 let mut both = end_frame;
                 both.extend_from_slice(&seal);
-                sink.write(&both)?;
+                sink.write(&both);
+                sink.commit()?;
                 if sink.fsync {
                     sink.file
                         .sync_all()
@@ -667,7 +848,8 @@ struct Sink {
     /// The frame being compressed: where it starts, its size so far, its running chain hash.
     cur: Option<(u64, u64, ChainHasher)>,
     cctx: Option<CCtx<'static>>,
-    out: Vec<u8>,
+    /// Compressed bytes not yet written.
+    wbuf: Vec<u8>,
     key: Arc<SigningKey>,
     cfg: WriterConfig,
     fsync: bool,
@@ -677,68 +859,93 @@ fn zerr(code: usize) -> RecorderError {
     RecorderError::Zstd(zstd_safe::get_error_name(code).to_string())
 }
 
+/// Streams `input` into the compressor; with a flush or end directive, until it is all out.
+fn feed(
+    cctx: &mut CCtx<'static>,
+    out: &mut Vec<u8>,
+    input: &[u8],
+    directive: ZSTD_EndDirective,
+) -> Result<()> {
+    let mut ib = InBuffer::around(input);
+    loop {
+        if out.capacity() - out.len() < 1024 {
+            out.reserve(64 * 1024);
+        }
+        let pos = out.len();
+        let mut ob = OutBuffer::around_pos(out, pos);
+        let remaining = cctx
+            .compress_stream2(&mut ob, &mut ib, directive)
+            .map_err(zerr)?;
+        let consumed = ib.pos() == input.len();
+        let done = match directive {
+            ZSTD_EndDirective::ZSTD_e_continue => consumed,
+            _ => consumed && remaining == 0,
+        };
+        if done {
+            return Ok(());
+        }
+    }
+}
+
 impl Sink {
-    fn write(&mut self, b: &[u8]) -> Result<()> {
-        self.file
-            .write_all(b)
-            .map_err(|e| RecorderError::io(&self.path, e))?;
+    /// Appends to the write buffer; [`commit`](Self::commit) puts it in the file (one write per
+    /// job, however many batches it holds).
+    fn write(&mut self, b: &[u8]) {
+        self.wbuf.extend_from_slice(b);
         self.offset += b.len() as u64;
-        Ok(())
     }
 
-    fn context(&mut self) -> Result<&mut CCtx<'static>> {
+    fn commit(&mut self) -> Result<()> {
+        let r = self
+            .file
+            .write_all(&self.wbuf)
+            .map_err(|e| RecorderError::io(&self.path, e));
+        self.wbuf.clear();
+        if self.wbuf.capacity() > 4 << 20 {
+            self.wbuf.shrink_to(1 << 20);
+        }
+        r
+    }
+
+    /// Compresses one batch into the open frame; on `End`, finishes it and appends its chain entry.
+    fn compress(&mut self, batch: &Batch, op: Op, meta: Option<FrameMeta>) -> Result<()> {
         if self.cctx.is_none() {
             self.cctx = Some(new_context(&self.cfg)?);
         }
-        self.cctx.as_mut().ok_or(RecorderError::Closed)
-    }
-
-    /// Compresses `raw` into the open frame; on `End`, finishes it and writes its chain entry.
-    fn compress(&mut self, raw: &[u8], op: Op, meta: FrameMeta) -> Result<()> {
-        let directive = match op {
-            Op::Continue => ZSTD_EndDirective::ZSTD_e_continue,
-            Op::Flush => ZSTD_EndDirective::ZSTD_e_flush,
-            Op::End { .. } => ZSTD_EndDirective::ZSTD_e_end,
+        let (Some(cctx), out) = (&mut self.cctx, &mut self.wbuf) else {
+            return Err(RecorderError::Closed);
         };
-        let mut out = std::mem::take(&mut self.out);
-        out.clear();
-        out.reserve(zstd_safe::compress_bound(raw.len()) + 1024);
-        let cctx = self.context()?;
-        let mut input = InBuffer::around(raw);
-        loop {
-            if out.capacity() - out.len() < 1024 {
-                out.reserve(64 * 1024);
-            }
-            let pos = out.len();
-            let mut ob = OutBuffer::around_pos(&mut out, pos);
-            let remaining = cctx
-                .compress_stream2(&mut ob, &mut input, directive)
-                .map_err(zerr)?;
-            let done_input = input.pos() == raw.len();
-            let done = match op {
-                Op::Continue => done_input,
-                _ => done_input && remaining == 0,
-            };
-            if done {
-                break;
-            }
+        let start = out.len();
+        out.reserve(zstd_safe::compress_bound(batch.encoded_len()) + 1024);
+        if !batch.is_empty() {
+            let continue_ = ZSTD_EndDirective::ZSTD_e_continue;
+            feed(cctx, out, &batch.prefix(), continue_)?;
+            feed(cctx, out, &batch.heads, continue_)?;
+            feed(cctx, out, &batch.times, continue_)?;
+            feed(cctx, out, &batch.payloads, continue_)?;
         }
-        let (start, head) = (self.offset, self.chain_head);
-        let cur = self
-            .cur
-            .get_or_insert_with(|| (start, 0, ChainHasher::new(&head)));
-        cur.2.update(&out);
-        cur.1 += out.len() as u64;
-        let written = self.write(&out);
-        self.out = out;
-        written?;
+        match op {
+            Op::Continue => {}
+            Op::Flush => feed(cctx, out, &[], ZSTD_EndDirective::ZSTD_e_flush)?,
+            Op::End { .. } => feed(cctx, out, &[], ZSTD_EndDirective::ZSTD_e_end)?,
+        }
+        let produced = (out.len() - start) as u64;
+        if produced > 0 {
+            let (at, head) = (self.offset, self.chain_head);
+            let cur = self
+                .cur
+                .get_or_insert_with(|| (at, 0, ChainHasher::new(&head)));
+            cur.2.update(&out[start..]);
+            cur.1 += produced;
+            self.offset += produced;
+        }
         let Op::End { free_context } = op else {
             return Ok(());
         };
         if free_context {
             self.cctx = None;
         }
-        let Some((offset, compressed, hasher)) = self.cur.take() else {
+        let (Some((offset, compressed, hasher)), Some(meta)) = (self.cur.take(), meta) else {
             return Ok(());
         };
         let mut entry = ChainEntry {
@@ -755,8 +962,9 @@ impl Sink {
         };
         entry.hash = hasher.finish(&entry.hashed_prefix());
         entry.signature = self.key.sign(&entry.signed_message()).to_bytes();
-        self.write(&entry.encode())?;
+        self.write(&entry.encode());
         if self.fsync {
+            self.commit()?;
             self.file
                 .sync_data()
                 .map_err(|e| RecorderError::io(&self.path, e))?;

@@ -780,3 +780,44 @@ async fn recovery_of_any_truncation_never_panics_and_never_corrupts() {
         );
     }
 }
+
+/// The writer's frame timers follow the records' own timestamps, so a session replayed at any
+/// speed is cut into frames exactly where the live one was: after `frame_idle_close` without a
+/// record and after `frame_max_age`.
+#[tokio::test]
+async fn frame_timers_follow_record_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = WriterConfig {
+        flush_interval: Duration::from_secs(1),
+        frame_max_age: Duration::from_secs(600),
+        frame_idle_close: Duration::from_secs(60),
+        fsync: false,
+        ..WriterConfig::default()
+    };
+    let w = TrailWriter::create(dir.path(), spec("timers"), key(), cfg)
+        .await
+        .unwrap();
+    let s = |secs: u64| secs * 1_000_000;
+    let data = |b: &'static [u8]| Event::Data {
+        dir: Direction::ServerToClient,
+        data: Bytes::from_static(b),
+    };
+    let mut times = vec![0, s(1) / 10, s(1) / 5];
+    // 70 s of silence (over the 60 s idle close), then a record every 30 s for 11 minutes.
+    times.extend((0..=22).map(|k| s(70) + k * s(30)));
+    for &t in &times {
+        w.record_at(1, t, data(b"x")).await.unwrap();
+    }
+    let sum = w.finish(SessionEnd::default()).await.unwrap();
+    let mut r = TrailReader::open(&sum.path).unwrap();
+    let mut firsts = Vec::new();
+    while let Some(item) = r.next_item().unwrap() {
+        if let Item::Frame { entry, .. } = item {
+            firsts.push(entry.first_time_us);
+        }
+    }
+    assert_eq!(r.integrity(), Integrity::Sealed);
+    // Frame 0: the first burst. Frame 1: from 70 s until the record 600 s later (670 s) would
+    // make it too old. Frame 2: from 670 s to the end.
+    assert_eq!(firsts, vec![0, s(70), s(670)]);
+}

@@ -25,6 +25,16 @@ use crate::session::{Status, Verdict};
 
 pub use shared::Shared;
 
+/// Read buffer in front of each SSH socket. russh reads a packet's length, then its body, then
+/// polls again until `EAGAIN`: three `recvfrom` per packet on a bare socket. One read into a
+/// buffer serves a whole packet (or many), and a short read tells tokio the socket is drained,
+/// so a keystroke costs one `recvfrom` per hop instead of three. Writes pass straight through.
+pub const SOCKET_READ_BUFFER: usize = 64 * 1024;
+
+pub fn read_buffered(tcp: TcpStream) -> tokio::io::BufReader<TcpStream> {
+    tokio::io::BufReader::with_capacity(SOCKET_READ_BUFFER, tcp)
+}
+
 /// Runs one client connection from accept to sealed trail.
 pub async fn serve_connection(gw: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr) {
     let id = uuid::Uuid::now_v7().to_string();
@@ -38,7 +48,7 @@ pub async fn serve_connection(gw: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr
         sh.publish();
         let handler = handler::SshHandler::new(sh.clone());
         let running = tokio::select! {
-            r = russh::server::run_stream(gw.ssh_config.clone(), tcp, handler) => r,
+            r = russh::server::run_stream(gw.ssh_config.clone(), read_buffered(tcp), handler) => r,
             _ = sh.live.killed() => {
                 sh.end_with(Status::Rejected, None, "terminated before the SSH handshake");
                 finish(&sh).await;

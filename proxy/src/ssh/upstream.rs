@@ -300,7 +300,7 @@ pub async fn connect(
                 )
             })?;
         let _ = tcp.set_nodelay(true);
-        let mut h = client::connect_stream(cfg, tcp, handler).await.map_err(|e| {
+        let mut h = client::connect_stream(cfg, super::read_buffered(tcp), handler).await.map_err(|e| {
             if key_mismatch.load(Ordering::Relaxed) {
                 fail(
                     Verdict::KeyError,

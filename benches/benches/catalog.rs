@@ -111,7 +111,8 @@ fn main() {
     );
 
     let since = |days: i64| Some(T0 + days * 24 * 3600 * 1_000_000);
-    let cases: Vec<(&str, Box<dyn Fn(&mut StdRng) -> Query>)> = vec![
+    type Case = (&'static str, Box<dyn Fn(&mut StdRng) -> Query>);
+    let cases: Vec<Case> = vec![
         ("newest page (no filter)", Box::new(|_| Query::default())),
         (
             "user=U",

@@ -405,10 +405,10 @@ impl Config {
                     t.channel_policy
                 ));
             }
-            if let Some(p) = &t.settings_policy {
-                if !self.settings_policies.contains_key(p) {
-                    return err(format!("{at}.settings_policy: no [settings_policies.{p}]"));
-                }
+            if let Some(p) = &t.settings_policy
+                && !self.settings_policies.contains_key(p)
+            {
+                return err(format!("{at}.settings_policy: no [settings_policies.{p}]"));
             }
         }
         for (name, p) in &self.channel_policies {
@@ -433,10 +433,10 @@ impl Config {
                 return err(format!("{at}.token_sha256: duplicate token"));
             }
         }
-        if let Some(api) = &self.api {
-            if api.tls_cert.is_some() != api.tls_key.is_some() {
-                return err("api: tls_cert and tls_key go together".into());
-            }
+        if let Some(api) = &self.api
+            && api.tls_cert.is_some() != api.tls_key.is_some()
+        {
+            return err("api: tls_cert and tls_key go together".into());
         }
         Ok(())
     }

@@ -38,10 +38,10 @@ impl LiveSession {
 
     /// First kill wins; later ones do not overwrite the reason.
     pub fn kill(&self, reason: KillReason) {
-        if let Ok(mut r) = self.reason.lock() {
-            if r.is_none() {
-                *r = Some(reason);
-            }
+        if let Ok(mut r) = self.reason.lock()
+            && r.is_none()
+        {
+            *r = Some(reason);
         }
         self.kill.cancel();
     }

@@ -434,7 +434,10 @@ impl Batch {
 
 /// Parses a v1 record head; `Ok(None)` if `buf` ends inside it.
 /// Returns `(kind, channel, wire dt, payload len, head len)`.
-fn decode_head_v1(buf: &[u8]) -> Result<Option<(u8, u32, u64, usize, usize)>> {
+/// `(kind, channel, wire dt, payload len, head len)` of a v1 record.
+type HeadV1 = (u8, u32, u64, usize, usize);
+
+fn decode_head_v1(buf: &[u8]) -> Result<Option<HeadV1>> {
     let Some(&k) = buf.first() else {
         return Ok(None);
     };
@@ -519,7 +522,10 @@ pub fn decode_record_v1(buf: &Bytes) -> Result<Option<(u32, u64, Event, usize)>>
 /// (the first one's "delta" is its time since session start). Returns the records and the count
 /// of trailing bytes that do not form a whole batch; of a cut-off batch, the records whose
 /// payloads are complete are returned, so every prefix of a frame yields a prefix of its records.
-pub fn parse_batches(raw: &Bytes) -> Result<(Vec<(u32, u64, Event)>, usize)> {
+/// A parsed record with its time still a delta: `(channel, dt µs, event)`.
+pub type DeltaRecord = (u32, u64, Event);
+
+pub fn parse_batches(raw: &Bytes) -> Result<(Vec<DeltaRecord>, usize)> {
     let bad = |m: &str| RecorderError::Record(m.to_string());
     let mut out = Vec::new();
     let mut pos = 0usize;

@@ -52,8 +52,10 @@ pub struct WriterConfig {
     pub chain_log: u32,
     /// Consecutive small data records on one channel and direction closer than this are merged.
     pub coalesce_us: u64,
-    /// fdatasync at every finished frame and at the seal.
+    /// fdatasync at every finished frame and at the seal, and at a flush when the last sync is
+    /// older than `fsync_max_interval` (frames of a quiet session can stay open for minutes).
     pub fsync: bool,
+    pub fsync_max_interval: Duration,
 }
 
 impl Default for WriterConfig {
@@ -71,6 +73,7 @@ impl Default for WriterConfig {
             chain_log: 14,
             coalesce_us: 2_000,
             fsync: true,
+            fsync_max_interval: Duration::from_secs(60),
         }
     }
 }
@@ -512,6 +515,7 @@ impl TrailWriter {
             cur: None,
             cctx: None,
             wbuf: Vec::new(),
+            last_sync: Instant::now(),
             key,
             cfg: cfg.clone(),
             fsync: cfg.fsync,
@@ -850,6 +854,7 @@ struct Sink {
     cctx: Option<CCtx<'static>>,
     /// Compressed bytes not yet written.
     wbuf: Vec<u8>,
+    last_sync: Instant,
     key: Arc<SigningKey>,
     cfg: WriterConfig,
     fsync: bool,
@@ -893,6 +898,15 @@ impl Sink {
     fn write(&mut self, b: &[u8]) {
         self.wbuf.extend_from_slice(b);
         self.offset += b.len() as u64;
+    }
+
+    /// Writes out the buffer and makes it durable.
+    fn sync(&mut self) -> Result<()> {
+        self.commit()?;
+        self.last_sync = Instant::now();
+        self.file
+            .sync_data()
+            .map_err(|e| RecorderError::io(&self.path, e))
     }
 
     fn commit(&mut self) -> Result<()> {
@@ -940,6 +954,12 @@ impl Sink {
             self.offset += produced;
         }
         let Op::End { free_context } = op else {
+            if op == Op::Flush
+                && self.fsync
+                && self.last_sync.elapsed() >= self.cfg.fsync_max_interval
+            {
+                self.sync()?;
+            }
             return Ok(());
         };
         if free_context {
@@ -964,10 +984,7 @@ impl Sink {
         entry.signature = self.key.sign(&entry.signed_message()).to_bytes();
         self.write(&entry.encode());
         if self.fsync {
-            self.commit()?;
-            self.file
-                .sync_data()
-                .map_err(|e| RecorderError::io(&self.path, e))?;
+            self.sync()?;
         }
         self.chain_head = entry.hash;
         self.seq += 1;

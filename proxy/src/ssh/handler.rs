@@ -376,26 +376,26 @@ impl SshHandler {
                 },
             )
             .await;
-        if let Some(k) = &kind {
-            if !self.policy_allows(k) {
-                let name = request_name(&request);
-                tracing::info!(request = %name, "request denied by channel policy");
-                ctx.update(|r| r.verdict = "deny".into());
-                self.sh
-                    .rec(
-                        ctx.id,
-                        Event::Request {
-                            dir: Direction::ServerToClient,
-                            request: Request::Refused {
-                                request: name,
-                                reason: "denied by channel policy".into(),
-                            },
+        if let Some(k) = &kind
+            && !self.policy_allows(k)
+        {
+            let name = request_name(&request);
+            tracing::info!(request = %name, "request denied by channel policy");
+            ctx.update(|r| r.verdict = "deny".into());
+            self.sh
+                .rec(
+                    ctx.id,
+                    Event::Request {
+                        dir: Direction::ServerToClient,
+                        request: Request::Refused {
+                            request: name,
+                            reason: "denied by channel policy".into(),
                         },
-                    )
-                    .await;
-                session.channel_failure(channel)?;
-                return Ok(());
-            }
+                    },
+                )
+                .await;
+            session.channel_failure(channel)?;
+            return Ok(());
         }
         match &request {
             Request::Exec { command } => ctx.update(|r| {

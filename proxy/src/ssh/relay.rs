@@ -242,11 +242,14 @@ async fn pump_s2c(
     let dir = Direction::ServerToClient;
     while let Some(msg) = rx.wait().await {
         match msg {
+            // A guard cannot take `data` by value: the `if` stays inside the arm.
+            #[allow(clippy::collapsible_match)]
             ChannelMsg::Data { data } => {
                 if !relay_data(&sh, &ctx, dir, None, data, &down).await {
                     break;
                 }
             }
+            #[allow(clippy::collapsible_match)]
             ChannelMsg::ExtendedData { data, ext } => {
                 if !relay_data(&sh, &ctx, dir, Some(ext), data, &down).await {
                     break;

@@ -384,13 +384,17 @@ if has bulk; then
     echo
     echo "### Bulk throughput ($PAYLOAD_MIB MiB, median of $REPS, MiB/s)"
     echo
-    echo "| direction | direct ssh | ssh -J | gateway | gateway / ssh -J | gateway / direct | gateway CPU s (median) | trail size (1 run) | target >= 1.0x ssh -J |"
+    echo "| direction | direct ssh | ssh -J | gateway | gateway / ssh -J (median of per-run ratios) | gateway / direct | gateway CPU s (median) | trail size (1 run) | target >= 1.0x ssh -J |"
     echo "|---|---|---|---|---|---|---|---|---|"
     for dir in down up; do
         md=$(median ${MBPS[$dir,direct]:-}); mj=$(median ${MBPS[$dir,jump]:-}); mg=$(median ${MBPS[$dir,gw]:-})
         if [ $dir = down ]; then tr=$TRAIL_DOWN; gc=$(median "${GWCPU_DOWN[@]}"); lbl="download"; else tr=$TRAIL_UP; gc=$(median "${GWCPU_UP[@]}"); lbl="upload"; fi
         ratio() { awk -v a="$1" -v b="$2" 'BEGIN{if (a == "" || b == "" || b == 0) print "-"; else printf "%.2fx", a/b}'; }
-        rj=$(ratio "$mg" "$mj"); rd=$(ratio "$mg" "$md")
+        # The ratio per repetition (gw and jump run back to back), then its median: drift of a
+        # shared VM between repetitions cancels out.
+        pair_ratios() { paste -d' ' <(tr ' ' '\n' <<<"${MBPS[$dir,gw]:-}" | sed '/^$/d') <(tr ' ' '\n' <<<"${MBPS[$dir,$1]:-}" | sed '/^$/d') | awk '$1 != "" && $2 > 0 {printf "%.4f ", $1/$2}'; }
+        rj=$(median $(pair_ratios jump)); rd=$(median $(pair_ratios direct))
+        rj=${rj:+${rj}x}; rd=${rd:+${rd}x}; rj=${rj:--}; rd=${rd:--}
         case $rj in -) v="-" ;; *) v=$(verdict "$(awk -v r="${rj%x}" 'BEGIN{print (r >= 1.0) ? 1 : 0}')") ;; esac
         echo "| $lbl | ${md:--} | ${mj:--} | ${mg:--} | $rj | $rd | ${gc:--} | ${tr:--} | $v |"
     done

@@ -114,6 +114,10 @@ impl Gateway {
             keepalive_interval: Some(Duration::from_secs(30)),
             keepalive_max: 4,
             nodelay: true,
+            // Room for uploads to stream without waiting for window adjusts; the channel queue
+            // (64 packets of at most 32 KiB) bounds what a session buffers before backpressure.
+            window_size: 8 << 20,
+            channel_buffer_size: 64,
             ..Default::default()
         };
         let writer_cfg = WriterConfig {

@@ -55,10 +55,13 @@ pub struct WriterConfig {
     pub chain_log: u32,
     /// Consecutive small data records on one channel and direction closer than this are merged.
     pub coalesce_us: u64,
-    /// fdatasync at every finished frame and at the seal, and at a flush when the last sync is
-    /// older than `fsync_max_interval` (frames of a quiet session can stay open for minutes).
+    /// fdatasync at the seal, at a finished frame (at most once per `fsync_min_interval`), and at
+    /// a flush when the last sync is older than `fsync_max_interval` (frames of a quiet session
+    /// can stay open for minutes).
     pub fsync: bool,
     pub fsync_max_interval: Duration,
+    /// Frames ending sooner than this after the last sync are not synced on their own.
+    pub fsync_min_interval: Duration,
 }
 
 impl Default for WriterConfig {
@@ -79,6 +82,7 @@ impl Default for WriterConfig {
             coalesce_us: 2_000,
             fsync: true,
             fsync_max_interval: Duration::from_secs(60),
+            fsync_min_interval: Duration::from_secs(1),
         }
     }
 }
@@ -1023,7 +1027,9 @@ impl Sink {
         entry.hash = hasher.finish(&entry.hashed_prefix());
         entry.signature = self.key.sign(&entry.signed_message()).to_bytes();
         self.write(&entry.encode());
-        if self.fsync {
+        // A frame's end is synced unless the last sync is under a second old (bulk sessions end a
+        // frame per MiB; the next sync covers them, within the flush interval's promise).
+        if self.fsync && self.last_sync.elapsed() >= self.cfg.fsync_min_interval {
             self.sync()?;
         }
         self.chain_head = entry.hash;

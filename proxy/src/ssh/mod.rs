@@ -29,7 +29,7 @@ pub use shared::Shared;
 /// polls again until `EAGAIN`: three `recvfrom` per packet on a bare socket. One read into a
 /// buffer serves a whole packet (or many), and a short read tells tokio the socket is drained,
 /// so a keystroke costs one `recvfrom` per hop instead of three. Writes pass straight through.
-pub const SOCKET_READ_BUFFER: usize = 64 * 1024;
+pub const SOCKET_READ_BUFFER: usize = 256 * 1024;
 
 pub fn read_buffered(tcp: TcpStream) -> tokio::io::BufReader<TcpStream> {
     tokio::io::BufReader::with_capacity(SOCKET_READ_BUFFER, tcp)

@@ -927,10 +927,15 @@ impl Sink {
             .try_clone()
             .map_err(|e| RecorderError::io(&self.path, e))?;
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let upto = self.offset;
         match tokio::runtime::Handle::try_current() {
             Ok(rt) => {
                 rt.spawn_blocking(move || {
-                    let _ = tx.send(file.sync_data());
+                    let r = file.sync_data();
+                    if r.is_ok() {
+                        drop_cached(&file, upto);
+                    }
+                    let _ = tx.send(r);
                 });
                 self.syncing = Some(rx);
                 Ok(())
@@ -1040,6 +1045,21 @@ impl Sink {
             first_record: meta.first_record,
         });
         Ok(())
+    }
+}
+
+/// Drops a trail's synced pages from the page cache: they are cold once on disk (auditors read
+/// trails later, live followers read the unsynced tail), and a gateway recording bulk transfers
+/// would otherwise fill memory with them and pay for their reclaim (measured: gateway CPU per
+/// MiB grew by a quarter over five 512 MiB transfers).
+fn drop_cached(file: &File, upto: u64) {
+    use std::os::fd::AsRawFd;
+    let Ok(len) = libc::off_t::try_from(upto) else {
+        return;
+    };
+    // SAFETY: a plain syscall on a descriptor this function borrows; advisory, errors ignored.
+    unsafe {
+        libc::posix_fadvise(file.as_raw_fd(), 0, len, libc::POSIX_FADV_DONTNEED);
     }
 }
 

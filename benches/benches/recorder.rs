@@ -231,9 +231,16 @@ fn bench_corpus(c: &mut Criterion, name: &str, corpus: &[Item]) {
     g.finish();
 }
 
+/// `RECORDER_BENCH_CORPUS=bulk|interactive` runs one corpus only (profiling).
 fn recorder(c: &mut Criterion) {
-    bench_corpus(c, "bulk", &bulk_corpus());
-    bench_corpus(c, "interactive", &interactive_corpus());
+    let only = std::env::var("RECORDER_BENCH_CORPUS").ok();
+    let want = |n: &str| only.as_deref().is_none_or(|o| o == n);
+    if want("bulk") {
+        bench_corpus(c, "bulk", &bulk_corpus());
+    }
+    if want("interactive") {
+        bench_corpus(c, "interactive", &interactive_corpus());
+    }
 }
 
 criterion_group!(benches, recorder);

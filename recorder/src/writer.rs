@@ -21,7 +21,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use std::sync::{Mutex, MutexGuard};
 
-use bytes::Bytes;
 use ed25519_dalek::{Signer, SigningKey};
 use time::OffsetDateTime;
 use tokio::sync::{Notify, oneshot};
@@ -113,6 +112,8 @@ pub fn rfc3339(t: OffsetDateTime) -> String {
 
 /// Budget charged per record on top of its payload (its head and bookkeeping).
 const RECORD_OVERHEAD: usize = 16;
+/// Batches up to this size are compressed from one contiguous copy.
+const SMALL_BATCH: usize = 16 * 1024;
 /// Data records at least this large are never merged with their neighbours.
 const COALESCE_MAX: usize = 16 * 1024;
 
@@ -331,22 +332,15 @@ impl State {
                         && t - o.last_t <= p.coalesce_us
                         && batch_len - o.start + data.len() <= COALESCE_MAX
                 });
-                let at = if merge {
+                if merge {
                     let o = self.open.as_mut().ok_or(RecorderError::Closed)?;
                     o.last_t = t;
-                    self.frame.map_or(t, |f| f.last_t)
+                    let at = self.frame.map_or(t, |f| f.last_t);
+                    self.stats.add_data_bytes(channel, at, *dir, data.len());
                 } else {
                     self.close_open();
                     let (wire_dt, at) = self.frame_dt(t);
-                    // Counted now (empty), its bytes piece by piece below.
-                    self.stats.apply(
-                        channel,
-                        at,
-                        &Event::Data {
-                            dir: *dir,
-                            data: Bytes::new(),
-                        },
-                    );
+                    self.stats.apply(channel, at, event);
                     self.open = Some(OpenData {
                         channel,
                         dir: *dir,
@@ -354,10 +348,8 @@ impl State {
                         start: batch_len,
                         last_t: t,
                     });
-                    at
-                };
+                }
                 self.batch.payloads.extend_from_slice(data);
-                self.stats.add_data_bytes(channel, at, *dir, data.len());
             }
             _ => {
                 self.close_open();
@@ -524,6 +516,7 @@ impl TrailWriter {
             cur: None,
             cctx: None,
             wbuf: Vec::new(),
+            scratch: Vec::new(),
             last_sync: Instant::now(),
             syncing: None,
             key,
@@ -865,6 +858,8 @@ struct Sink {
     cctx: Option<CCtx<'static>>,
     /// Compressed bytes not yet written.
     wbuf: Vec<u8>,
+    /// Small batches are assembled here and compressed in one call.
+    scratch: Vec<u8>,
     last_sync: Instant,
     /// Result of the fdatasync running in the background, if one is.
     syncing: Option<std::sync::mpsc::Receiver<std::io::Result<()>>>,
@@ -980,17 +975,29 @@ impl Sink {
         };
         let start = out.len();
         out.reserve(zstd_safe::compress_bound(batch.encoded_len()) + 1024);
-        if !batch.is_empty() {
+        let directive = match op {
+            Op::Continue => ZSTD_EndDirective::ZSTD_e_continue,
+            Op::Flush => ZSTD_EndDirective::ZSTD_e_flush,
+            Op::End { .. } => ZSTD_EndDirective::ZSTD_e_end,
+        };
+        let len = batch.encoded_len();
+        if len == 0 {
+            if op != Op::Continue {
+                feed(cctx, out, &[], directive)?;
+            }
+        } else if len <= SMALL_BATCH {
+            // Keystroke batches (one per flush): one compressor call instead of five; each call
+            // has a fixed cost comparable to compressing a few hundred bytes.
+            let scratch = &mut self.scratch;
+            scratch.clear();
+            batch.encode_into(scratch);
+            feed(cctx, out, scratch, directive)?;
+        } else {
             let continue_ = ZSTD_EndDirective::ZSTD_e_continue;
             feed(cctx, out, &batch.prefix(), continue_)?;
             feed(cctx, out, &batch.heads, continue_)?;
             feed(cctx, out, &batch.times, continue_)?;
-            feed(cctx, out, &batch.payloads, continue_)?;
-        }
-        match op {
-            Op::Continue => {}
-            Op::Flush => feed(cctx, out, &[], ZSTD_EndDirective::ZSTD_e_flush)?,
-            Op::End { .. } => feed(cctx, out, &[], ZSTD_EndDirective::ZSTD_e_end)?,
+            feed(cctx, out, &batch.payloads, directive)?;
         }
         let produced = (out.len() - start) as u64;
         if produced > 0 {

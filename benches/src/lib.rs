@@ -7,6 +7,9 @@
 //!   command outputs, prompts and idle gaps, ~4 MiB of payload.
 //!
 //! Every generator is seeded ([`StdRng`] from rand 0.8), so runs are reproducible.
+//!
+//! Binary `tcp-relay` (`src/bin/tcp-relay.rs`): a plain TCP relay, the latency floor that
+//! `benches/ssh-gateway.sh` measures the gateway against.
 
 use std::fmt::Write as _;
 

@@ -2,7 +2,8 @@
 //! session trails. Protocol bridges feed a [`TrailWriter`]; auditors' tools use the reader side.
 //!
 //! Modules:
-//! - [`format`]: the trail format v1 (records, header, chain, end and seal frames); pure, no I/O.
+//! - [`format`]: the trail format v2 (record batches, header, chain, end and seal frames; v1 records
+//!   still decode); pure, no I/O.
 //! - [`scan`]: frame boundaries without decompression; pure.
 //! - [`keys`]: the Ed25519 trail-signing key pair.
 //! - [`writer`]: [`TrailWriter`], bounded and lossless, compression on the blocking pool.

@@ -20,26 +20,18 @@ impl Stats {
         self.records += 1;
         self.last_time_us = self.last_time_us.max(t);
         if let Some((dir, n)) = data_len(event) {
-            match dir {
-                Direction::ClientToServer => self.bytes_client_to_server += n as u64,
-                Direction::ServerToClient => self.bytes_server_to_client += n as u64,
-            }
+            let (c2s, s2c) = (
+                &mut self.bytes_client_to_server,
+                &mut self.bytes_server_to_client,
+            );
+            count(dir, n, c2s, s2c);
         }
         if let Event::End(e) = event {
             self.end = Some(e.clone());
         }
-        // Channel 0 carries session-level events only.
-        if channel == 0 {
+        let Some(c) = self.channel(channel, t) else {
             return;
-        }
-        let c = self
-            .channels
-            .entry(channel)
-            .or_insert_with(|| ChannelStats {
-                id: channel,
-                start_time_us: t,
-                ..Default::default()
-            });
+        };
         match event {
             Event::Open(o) | Event::Denied(o) => {
                 c.kind = o.kind.clone();
@@ -50,10 +42,12 @@ impl Stats {
                     c.end_time_us = Some(t);
                 }
             }
-            Event::Data { dir, data } | Event::ExtendedData { dir, data, .. } => match dir {
-                Direction::ClientToServer => c.bytes_client_to_server += data.len() as u64,
-                Direction::ServerToClient => c.bytes_server_to_client += data.len() as u64,
-            },
+            Event::Data { dir, data } | Event::ExtendedData { dir, data, .. } => count(
+                *dir,
+                data.len(),
+                &mut c.bytes_client_to_server,
+                &mut c.bytes_server_to_client,
+            ),
             Event::Request { request, .. } => match request {
                 Request::Exec { command } => c.command = Some(command.clone()),
                 Request::Subsystem { name } => c.subsystem = Some(name.clone()),
@@ -70,29 +64,47 @@ impl Stats {
     /// Counts the payload bytes of one piece of a data record that the writer merges with its
     /// neighbours; the record itself is counted by [`apply`](Self::apply) with empty data.
     pub fn add_data_bytes(&mut self, channel: u32, t: u64, dir: Direction, n: usize) {
-        let n = n as u64;
-        match dir {
-            Direction::ClientToServer => self.bytes_client_to_server += n,
-            Direction::ServerToClient => self.bytes_server_to_client += n,
+        let (c2s, s2c) = (
+            &mut self.bytes_client_to_server,
+            &mut self.bytes_server_to_client,
+        );
+        count(dir, n, c2s, s2c);
+        if let Some(c) = self.channel(channel, t) {
+            count(
+                dir,
+                n,
+                &mut c.bytes_client_to_server,
+                &mut c.bytes_server_to_client,
+            );
         }
+    }
+
+    /// A channel's statistics, created at its first record; `None` for channel 0, which carries
+    /// session-level events only.
+    fn channel(&mut self, channel: u32, t: u64) -> Option<&mut ChannelStats> {
         if channel == 0 {
-            return;
+            return None;
         }
-        let c = self
-            .channels
-            .entry(channel)
-            .or_insert_with(|| ChannelStats {
-                id: channel,
-                start_time_us: t,
-                ..Default::default()
-            });
-        match dir {
-            Direction::ClientToServer => c.bytes_client_to_server += n,
-            Direction::ServerToClient => c.bytes_server_to_client += n,
-        }
+        Some(
+            self.channels
+                .entry(channel)
+                .or_insert_with(|| ChannelStats {
+                    id: channel,
+                    start_time_us: t,
+                    ..Default::default()
+                }),
+        )
     }
 
     pub fn apply_record(&mut self, r: &Record) {
         self.apply(r.channel, r.time_us, &r.event);
+    }
+}
+
+/// Adds `n` bytes to the counter of `dir`.
+fn count(dir: Direction, n: usize, c2s: &mut u64, s2c: &mut u64) {
+    match dir {
+        Direction::ClientToServer => *c2s += n as u64,
+        Direction::ServerToClient => *s2c += n as u64,
     }
 }

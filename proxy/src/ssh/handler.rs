@@ -382,18 +382,7 @@ impl SshHandler {
             let name = request_name(&request);
             tracing::info!(request = %name, "request denied by channel policy");
             ctx.update(|r| r.verdict = "deny".into());
-            self.sh
-                .rec(
-                    ctx.id,
-                    Event::Request {
-                        dir: Direction::ServerToClient,
-                        request: Request::Refused {
-                            request: name,
-                            reason: "denied by channel policy".into(),
-                        },
-                    },
-                )
-                .await;
+            refused(&self.sh, ctx.id, name, "denied by channel policy").await;
             session.channel_failure(channel)?;
             return Ok(());
         }
@@ -417,18 +406,7 @@ impl SshHandler {
         if ok {
             session.channel_success(channel)?;
         } else {
-            self.sh
-                .rec(
-                    ctx.id,
-                    Event::Request {
-                        dir: Direction::ServerToClient,
-                        request: Request::Refused {
-                            request: request_name(&request),
-                            reason: "target refused".into(),
-                        },
-                    },
-                )
-                .await;
+            refused(&self.sh, ctx.id, request_name(&request), "target refused").await;
             session.channel_failure(channel)?;
         }
         self.sh.publish();
@@ -961,4 +939,19 @@ impl server::Handler for SshHandler {
             .await
             .is_ok())
     }
+}
+
+/// Records a channel request that was not carried out (policy or target), with why.
+async fn refused(sh: &Shared, channel: u32, request: String, reason: &str) {
+    sh.rec(
+        channel,
+        Event::Request {
+            dir: Direction::ServerToClient,
+            request: Request::Refused {
+                request,
+                reason: reason.into(),
+            },
+        },
+    )
+    .await;
 }

@@ -821,3 +821,126 @@ async fn frame_timers_follow_record_time() {
     // make it too old. Frame 2: from 670 s to the end.
     assert_eq!(firsts, vec![0, s(70), s(670)]);
 }
+
+/// A trail in format v1 (records with heads and payloads interleaved, two-form times), built
+/// here frame by frame as the v1 writer laid it out, still verifies as sealed and reads back
+/// record for record: upgrading the gateway must not strand the trails it already wrote.
+#[test]
+fn v1_trails_stay_readable_and_verifiable() {
+    use ed25519_dalek::Signer;
+    let key = key();
+    let header = TrailHeader {
+        format_version: 1,
+        session_id: "v1-trail".into(),
+        protocol: "ssh".into(),
+        start_time: "2025-01-02T03:04:05Z".into(),
+        start_unix_us: 1_735_787_045_000_000,
+        meta: SessionMeta::default(),
+        signing: trailgate_recorder::keys::signing_info(&key.verifying_key()),
+        zstd_level: 3,
+    };
+    let header_frame = encode_header(&header).unwrap();
+    let data = |dir, b: &'static [u8]| Event::Data {
+        dir,
+        data: Bytes::from_static(b),
+    };
+    let end = SessionEnd {
+        reason: "client disconnected".into(),
+        ..Default::default()
+    };
+    // (channel, v1 wire dt, event, time the reader must reconstruct)
+    let records = vec![
+        (
+            1,
+            1_000 << 1,
+            data(Direction::ClientToServer, b"ls\r"),
+            1_000,
+        ),
+        (
+            1,
+            500 << 1,
+            data(Direction::ServerToClient, b"a.txt\r\n"),
+            1_500,
+        ),
+        (1, (25 << 1) | 1, Event::Close, 26_500),
+        (0, 0, Event::End(end.clone()), 26_500),
+    ];
+    let mut raw = Vec::new();
+    for (ch, dt, ev, _) in &records {
+        encode_record_v1(&mut raw, *ch, *dt, ev).unwrap();
+    }
+    let mut zc = zstd::bulk::Compressor::new(3).unwrap();
+    zc.include_checksum(true).unwrap();
+    let frame = zc.compress(&raw).unwrap();
+    let mut entry = ChainEntry {
+        seq: 0,
+        data_offset: header_frame.len() as u64,
+        data_len: frame.len() as u32,
+        raw_len: raw.len() as u32,
+        records: records.len() as u32,
+        first_time_us: 1_000,
+        last_time_us: 26_500,
+        hash: [0; 32],
+        signature: [0; 64],
+    };
+    let mut h = ChainHasher::new(&header_hash(&header_frame));
+    h.update(&frame);
+    entry.hash = h.finish(&entry.hashed_prefix());
+    entry.signature = key.sign(&entry.signed_message()).to_bytes();
+    let end_frame = encode_end(&EndSummary {
+        end_time: "2025-01-02T03:04:05.0265Z".into(),
+        end_unix_us: header.start_unix_us + 26_500,
+        duration_us: 26_500,
+        end,
+        records: records.len() as u64,
+        frames: 1,
+        bytes_client_to_server: 3,
+        bytes_server_to_client: 7,
+        channels: Vec::new(),
+        index: vec![IndexEntry {
+            offset: header_frame.len() as u64,
+            time_us: 1_000,
+            first_record: 0,
+        }],
+    })
+    .unwrap();
+    let end_hash = sha256(&[&end_frame]);
+    let seal = Seal {
+        chain_head: entry.hash,
+        end_hash,
+        signature: key.sign(&Seal::message(&entry.hash, &end_hash)).to_bytes(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.trail");
+    let file = [
+        header_frame,
+        frame,
+        entry.encode(),
+        end_frame,
+        seal.encode(),
+    ]
+    .concat();
+    std::fs::write(&path, &file).unwrap();
+
+    assert_eq!(verify(&path, None).unwrap().integrity, Integrity::Sealed);
+    let (got, integrity) = read_all(&path);
+    assert_eq!(integrity, Integrity::Sealed);
+    let want: Vec<Record> = records
+        .into_iter()
+        .map(|(channel, _, event, time_us)| Record {
+            channel,
+            time_us,
+            event,
+        })
+        .collect();
+    assert_eq!(got, want);
+    // One flipped payload byte still breaks it.
+    let mut bad = file.clone();
+    let at = bad.len() / 3;
+    bad[at] ^= 1;
+    std::fs::write(&path, &bad).unwrap();
+    assert!(matches!(
+        verify(&path, None).map(|v| v.integrity),
+        Ok(Integrity::Corrupt { .. }) | Err(_)
+    ));
+}

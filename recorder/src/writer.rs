@@ -248,6 +248,11 @@ impl State {
         if self.batch.is_empty() && !(ending && self.frame.is_some()) {
             return false;
         }
+        let idle = matches!(op, Op::End { free_context: true });
+        if idle {
+            // The session went quiet: give back the buffers a bulk transfer may have grown.
+            self.spare.clear();
+        }
         let fresh = self.spare.pop().unwrap_or_default();
         let batch = std::mem::replace(&mut self.batch, fresh);
         let len = batch.encoded_len() as u64;
@@ -770,7 +775,8 @@ impl Task {
             let mut st = self.shared.lock();
             for mut it in items {
                 st.queued = st.queued.saturating_sub(it.cost);
-                if st.spare.len() < 2 {
+                let idle = matches!(it.op, Op::End { free_context: true });
+                if !idle && st.spare.len() < 2 {
                     it.batch.clear();
                     st.spare.push(it.batch);
                 }
@@ -959,7 +965,11 @@ impl Sink {
             .write_all(&self.wbuf)
             .map_err(|e| RecorderError::io(&self.path, e));
         self.wbuf.clear();
-        if self.wbuf.capacity() > 4 << 20 {
+        if self.cctx.is_none() {
+            // No frame open (idle session): hold no buffers until the next record.
+            self.wbuf = Vec::new();
+            self.scratch = Vec::new();
+        } else if self.wbuf.capacity() > 4 << 20 {
             self.wbuf.shrink_to(1 << 20);
         }
         r

@@ -49,6 +49,11 @@ pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
+/// Bytes [`put_varint`] writes for `v`.
+pub fn varint_len(v: u64) -> usize {
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
 /// Decodes a varint; `Ok(None)` when `buf` ends inside it.
 pub fn get_varint(buf: &[u8]) -> Result<Option<(u64, usize)>> {
     let mut v: u64 = 0;
@@ -278,8 +283,8 @@ pub fn dt_from_wire_v1(w: u64) -> u64 {
     }
 }
 
-/// Wire kinds. A record is a head `kind u8 | channel varint | dt varint | len varint` and a
-/// payload of `len` bytes, where `dt` is encoded by [`dt_wire`].
+/// Wire kinds. A record is its kind, channel, time delta ([`dt_wire`]) and a payload of `len`
+/// bytes: v2 keeps them in a [`Batch`]'s columns, v1 wrote `kind | channel | dt | len | payload`.
 mod kind {
     pub const DATA_C2S: u8 = 1;
     pub const DATA_S2C: u8 = 2;
@@ -414,7 +419,7 @@ impl Batch {
         if self.is_empty() {
             return 0;
         }
-        self.prefix().len() + self.raw_len()
+        varint_len(self.heads.len() as u64) + varint_len(self.times.len() as u64) + self.raw_len()
     }
 
     pub fn encode_into(&self, out: &mut Vec<u8>) {
@@ -432,11 +437,10 @@ impl Batch {
     }
 }
 
-/// Parses a v1 record head; `Ok(None)` if `buf` ends inside it.
-/// Returns `(kind, channel, wire dt, payload len, head len)`.
 /// `(kind, channel, wire dt, payload len, head len)` of a v1 record.
 type HeadV1 = (u8, u32, u64, usize, usize);
 
+/// Parses a v1 record head; `Ok(None)` if `buf` ends inside it.
 fn decode_head_v1(buf: &[u8]) -> Result<Option<HeadV1>> {
     let Some(&k) = buf.first() else {
         return Ok(None);
@@ -518,13 +522,13 @@ pub fn decode_record_v1(buf: &Bytes) -> Result<Option<(u32, u64, Event, usize)>>
     Ok(Some((channel, dt_from_wire_v1(dt_raw), event, end)))
 }
 
+/// A parsed record with its time still a delta: `(channel, dt µs, event)`.
+pub type DeltaRecord = (u32, u64, Event);
+
 /// Parses the batches of one data frame's raw bytes (format v2) into records with delta times
 /// (the first one's "delta" is its time since session start). Returns the records and the count
 /// of trailing bytes that do not form a whole batch; of a cut-off batch, the records whose
 /// payloads are complete are returned, so every prefix of a frame yields a prefix of its records.
-/// A parsed record with its time still a delta: `(channel, dt µs, event)`.
-pub type DeltaRecord = (u32, u64, Event);
-
 pub fn parse_batches(raw: &Bytes) -> Result<(Vec<DeltaRecord>, usize)> {
     let bad = |m: &str| RecorderError::Record(m.to_string());
     let mut out = Vec::new();
@@ -937,6 +941,7 @@ mod tests {
         ] {
             let mut b = Vec::new();
             put_varint(&mut b, v);
+            assert_eq!(varint_len(v), b.len());
             assert_eq!(get_varint(&b).unwrap(), Some((v, b.len())));
             assert_eq!(get_varint(&b[..b.len() - 1]).unwrap(), None);
         }

@@ -337,8 +337,7 @@ impl State {
                         && t - o.last_t <= p.coalesce_us
                         && batch_len - o.start + data.len() <= COALESCE_MAX
                 });
-                if merge {
-                    let o = self.open.as_mut().ok_or(RecorderError::Closed)?;
+                if let Some(o) = self.open.as_mut().filter(|_| merge) {
                     o.last_t = t;
                     let at = self.frame.map_or(t, |f| f.last_t);
                     self.stats.add_data_bytes(channel, at, *dir, data.len());
@@ -984,13 +983,13 @@ impl Sink {
             return Err(RecorderError::Closed);
         };
         let start = out.len();
-        out.reserve(zstd_safe::compress_bound(batch.encoded_len()) + 1024);
+        let len = batch.encoded_len();
+        out.reserve(zstd_safe::compress_bound(len) + 1024);
         let directive = match op {
             Op::Continue => ZSTD_EndDirective::ZSTD_e_continue,
             Op::Flush => ZSTD_EndDirective::ZSTD_e_flush,
             Op::End { .. } => ZSTD_EndDirective::ZSTD_e_end,
         };
-        let len = batch.encoded_len();
         if len == 0 {
             if op != Op::Continue {
                 feed(cctx, out, &[], directive)?;

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the real peers the end-to-end tests drive (OpenSSH server and clients, zstd).
+# Installs the real peers the end-to-end tests drive (OpenSSH server and clients, rsync, an X
+# server and X client for X11 forwarding, zstd).
 # Idempotent: skips apt when everything is already present. Needs root (or sudo).
 set -euo pipefail
 need=()
@@ -10,6 +11,10 @@ command -v setsid >/dev/null 2>&1 || need+=(util-linux)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v ssh-agent >/dev/null 2>&1 || need+=(openssh-client)
+command -v rsync >/dev/null 2>&1 || need+=(rsync)
+command -v Xvfb >/dev/null 2>&1 || need+=(xvfb)
+command -v xauth >/dev/null 2>&1 || need+=(xauth)
+command -v xdpyinfo >/dev/null 2>&1 || need+=(x11-utils)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -305,3 +305,246 @@ fn exit_signals_are_relayed_and_recorded() {
     let ch = find_channel(&info, |c| c["type"] == "session exec");
     assert_eq!(ch["exit_signal"], "KILL");
 }
+
+/// The `-e` shell rsync runs: the same client options as the other tests, through the gateway.
+fn rsync_shell(gw: &Gateway) -> String {
+    format!(
+        "ssh -F /dev/null -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+         -o LogLevel=ERROR -o BatchMode=yes -o IdentitiesOnly=yes -i {} -p {} -l alice@db1",
+        gw.alice_key.display(),
+        gw.addr.port()
+    )
+}
+
+/// rsync's "Literal data: N bytes" from `--stats` (N may carry thousands separators).
+fn rsync_literal_bytes(stats: &str) -> u64 {
+    let line = stats
+        .lines()
+        .find(|l| l.starts_with("Literal data:"))
+        .unwrap_or_else(|| panic!("no literal data line in {stats}"));
+    line.chars()
+        .filter(|c| c.is_ascii_digit())
+        .collect::<String>()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn rsync_uploads_a_tree_then_a_delta_and_downloads_it_byte_exact_all_recorded() {
+    let sshd = Sshd::start().unwrap();
+    let gw = Gateway::start(&sshd).unwrap();
+    let src = gw.dir.path().join("tree");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    make_file(&src.join("big.bin"), 8);
+    std::fs::write(src.join("notes.txt"), "rsync-marker-7f3a first version\n").unwrap();
+    std::fs::write(src.join("sub/empty"), "").unwrap();
+    let remote = sshd.dir.path().join("mirror");
+    let shell = rsync_shell(&gw);
+    let rsync = |from: String, to: String| {
+        let out = Command::new("rsync")
+            .args(["-a", "--stats", "-e", &shell, &from, &to])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "rsync {from} {to}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            gw.log()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let same = |a: &std::path::Path, b: &std::path::Path| {
+        for f in ["big.bin", "notes.txt", "sub/empty"] {
+            assert_eq!(sha256_file(&a.join(f)), sha256_file(&b.join(f)), "{f}");
+        }
+    };
+
+    let first = rsync(
+        format!("{}/", src.display()),
+        format!("127.0.0.1:{}/", remote.display()),
+    );
+    same(&src, &remote);
+    assert!(rsync_literal_bytes(&first) >= 8 << 20, "{first}");
+
+    // Change 100 bytes in the middle of the 8 MiB file: rsync sends a delta, which needs its
+    // block checksums to cross the gateway one way and the matching instructions the other.
+    let mut big = std::fs::read(src.join("big.bin")).unwrap();
+    big[4 << 20..(4 << 20) + 100].fill(b'Z');
+    std::fs::write(src.join("big.bin"), &big).unwrap();
+    std::fs::write(src.join("notes.txt"), "rsync-marker-7f3a second version\n").unwrap();
+    let second = rsync(
+        format!("{}/", src.display()),
+        format!("127.0.0.1:{}/", remote.display()),
+    );
+    same(&src, &remote);
+    let literal = rsync_literal_bytes(&second);
+    assert!(literal < 256 << 10, "a delta, not the whole file: {second}");
+
+    let back = gw.dir.path().join("back");
+    rsync(
+        format!("127.0.0.1:{}/", remote.display()),
+        format!("{}/", back.display()),
+    );
+    same(&src, &back);
+
+    // Three sessions, each one exec channel running `rsync --server` that exited 0; the second
+    // upload's trail holds the new text as it went up.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let infos = loop {
+        let infos: Vec<_> = gw
+            .trails()
+            .into_iter()
+            .map(|t| (trail_info(&t), t))
+            .filter(|(i, _)| i["integrity"] == "sealed" && i.to_string().contains("rsync --server"))
+            .collect();
+        if infos.len() == 3 {
+            break infos;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "3 sealed rsync trails, have {}",
+            infos.len()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut uploads_with_v2 = 0;
+    for (info, trail) in &infos {
+        let ch = find_channel(info, |c| c["type"] == "session exec");
+        let cmd = ch["command"].as_str().unwrap();
+        assert!(cmd.starts_with("rsync --server"), "{cmd}");
+        assert_eq!(ch["exit_status"], 0, "{info:#}");
+        let id = ch["id"].as_u64().unwrap();
+        let up = trail_cat(trail, id, Some("c2s"));
+        if cmd.contains("--sender") {
+            assert!(ch["bytes_server_to_client"].as_u64().unwrap() >= 8 << 20);
+        } else if up.windows(14).any(|w| w == b"second version") {
+            uploads_with_v2 += 1;
+        }
+    }
+    assert_eq!(
+        uploads_with_v2, 1,
+        "the delta upload's trail holds the new notes.txt"
+    );
+}
+
+/// Xvfb on a free display, with a cookie in its own authority file (never ~/.Xauthority).
+struct Xvfb {
+    child: std::process::Child,
+    display: String,
+    xauthority: std::path::PathBuf,
+}
+
+impl Xvfb {
+    fn start(dir: &std::path::Path) -> Xvfb {
+        let xauthority = dir.join("client.xauth");
+        let n = (180..260)
+            .find(|n| {
+                !std::path::Path::new(&format!("/tmp/.X{n}-lock")).exists()
+                    && !std::path::Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
+            })
+            .expect("a free X display number");
+        let display = format!(":{n}");
+        let cookie: String = (0..16)
+            .map(|i| format!("{:02x}", (i * 37 + 11) % 256))
+            .collect();
+        let added = Command::new("xauth")
+            .arg("-f")
+            .arg(&xauthority)
+            .args(["add", &display, ".", &cookie])
+            .output()
+            .unwrap();
+        assert!(added.status.success(), "xauth add: {added:?}");
+        let mut child = Command::new("Xvfb")
+            .arg(&display)
+            .args(["-screen", "0", "640x371x24", "-nolisten", "tcp", "-auth"])
+            .arg(&xauthority)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("Xvfb (scripts/install-test-deps.sh)");
+        let sock = std::path::PathBuf::from(format!("/tmp/.X11-unix/X{n}"));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !sock.exists() {
+            assert!(child.try_wait().unwrap().is_none(), "Xvfb exited");
+            assert!(Instant::now() < deadline, "Xvfb did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Xvfb {
+            child,
+            display,
+            xauthority,
+        }
+    }
+}
+
+impl Drop for Xvfb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn x11_forwarding_reaches_the_clients_x_server_when_policy_allows_it() {
+    // The target's sshd hands out X displays from :30 on, and runs xauth with the XAUTHORITY
+    // the client sends, so nothing touches the test user's ~/.Xauthority.
+    let sshd = Sshd::start_with(
+        "X11Forwarding yes\nX11UseLocalhost yes\nX11DisplayOffset 30\nXAuthLocation /usr/bin/xauth\nAcceptEnv XAUTHORITY",
+    )
+    .unwrap();
+    let remote_xauth = sshd.dir.path().join("remote.xauth");
+    let x11_policy = format!("{FULL_POLICY}, \"x11\"");
+    let gw = Gateway::start_with(&sshd, "", &x11_policy).unwrap();
+    let x = Xvfb::start(gw.dir.path());
+    let run = |gw: &Gateway| {
+        gw.ssh()
+            .arg("-Y")
+            .args([
+                "-o",
+                &format!("SetEnv=XAUTHORITY={}", remote_xauth.display()),
+            ])
+            .env("DISPLAY", &x.display)
+            .env("XAUTHORITY", &x.xauthority)
+            .arg(gw.dest())
+            .arg("echo remote-display=$DISPLAY; xdpyinfo | grep -E 'dimensions|vendor string'")
+            .output()
+            .unwrap()
+    };
+    let out = run(&gw);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        gw.log()
+    );
+    // The size of *our* Xvfb screen, seen from the target: the X protocol crossed the gateway.
+    assert!(text.contains("640x371 pixels"), "{text}");
+    assert!(text.contains("remote-display=localhost:3"), "{text}");
+
+    let trail = gw.sealed_trail_with("x11");
+    let info = trail_info(&trail);
+    let ch = find_channel(&info, |c| c["type"] == "x11");
+    assert!(ch["bytes_client_to_server"].as_u64().unwrap() > 0, "{ch:#}");
+    assert!(ch["bytes_server_to_client"].as_u64().unwrap() > 0, "{ch:#}");
+    // The X server's setup reply went from the client's side to the target: its vendor string
+    // is in the channel's client-to-server stream.
+    let reply = trail_cat(&trail, ch["id"].as_u64().unwrap(), Some("c2s"));
+    assert!(
+        reply.windows(11).any(|w| w == b"The X.Org F"),
+        "X server setup reply recorded"
+    );
+    let (code, _) = trail_verify(&trail);
+    assert_eq!(code, 0);
+    drop(gw);
+
+    // Without "x11" in the policy the forwarding request is refused: the client warns and the
+    // remote command finds no display.
+    let gw = Gateway::start(&sshd).unwrap();
+    let out = run(&gw);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("640x371"), "{text}");
+    assert!(text.contains("remote-display=\n"), "no DISPLAY set: {text}");
+}

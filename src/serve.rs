@@ -49,6 +49,7 @@ pub fn run(config: &Path) -> Result<ExitCode> {
                         .filter_map(Token::from_config)
                         .collect(),
                     data_dir: gw.cfg.data_dir.clone(),
+                    metrics: gw.metrics.clone(),
                 });
                 let app = trailgate_control_api::router(state);
                 let stop = gw.shutdown.clone();

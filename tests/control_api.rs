@@ -189,6 +189,7 @@ fn role_matrix_for_every_endpoint() {
             200,
         ),
         ("GET", "/api/v1/openapi.json".into(), 200, 200),
+        ("GET", "/metrics".into(), 200, 200),
         ("POST", format!("/api/v1/sessions/{id}/kill"), 403, 409),
         ("POST", "/api/v1/sessions/nope/kill".into(), 403, 404),
         ("GET", "/api/v1/sessions/nope".into(), 404, 404),
@@ -575,4 +576,94 @@ fn the_api_serves_https_when_given_a_certificate() {
     // Plain HTTP to the HTTPS port is refused.
     let (code, _) = gw.api_call("GET", "/healthz", None, None);
     assert_ne!(code, 200);
+}
+
+/// The value of one exposition line (`name{labels} value`), 0 when the series is absent.
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
+#[test]
+fn metrics_count_connections_by_verdict_channels_and_relayed_bytes() {
+    let sshd = Sshd::start().unwrap();
+    // Exec only: `ssh -W` (a direct-tcpip channel) is refused by policy.
+    let gw = Gateway::start_with(&sshd, "", r#""session-exec""#).unwrap();
+    let out = gw.exec("head -c 300000 /dev/zero");
+    assert_eq!(out.stdout.len(), 300_000);
+    let out = gw
+        .ssh()
+        .args([
+            "-o",
+            "PreferredAuthentications=password",
+            "-o",
+            "NumberOfPasswordPrompts=1",
+        ])
+        .arg(gw.dest())
+        .arg("true")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "no password in batch mode: refused");
+    let wait_text = |pred: &dyn Fn(&str) -> bool| {
+        wait_for("metrics", || {
+            let (code, body) = gw.api_call("GET", "/metrics", Some(AUDITOR), None);
+            assert_eq!(code, 200);
+            let text = String::from_utf8(body).unwrap();
+            pred(&text).then_some(text)
+        })
+    };
+    let text = wait_text(&|t: &str| {
+        metric(
+            t,
+            "trailgate_sessions_ended_total{protocol=\"ssh\",verdict=\"accept\",status=\"disconnected\"}",
+        ) >= 1.0
+            && metric(
+                t,
+                "trailgate_sessions_ended_total{protocol=\"ssh\",verdict=\"gw-auth-fail\",status=\"rejected\"}",
+            ) >= 1.0
+    });
+    assert!(
+        metric(
+            &text,
+            "trailgate_relayed_bytes_total{protocol=\"ssh\",direction=\"s2c\"}"
+        ) >= 300_000.0,
+        "{text}"
+    );
+    assert!(
+        metric(
+            &text,
+            "trailgate_channels_opened_total{type=\"session\",verdict=\"accept\"}"
+        ) >= 1.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "trailgate_recording_failures_total"),
+        0.0,
+        "{text}"
+    );
+    assert!(
+        text.contains("trailgate_session_duration_seconds_count"),
+        "{text}"
+    );
+
+    // A channel type the policy denies is counted as denied.
+    let out = gw
+        .ssh()
+        .args(["-W", "127.0.0.1:9"])
+        .arg(gw.dest())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    wait_text(&|t: &str| {
+        metric(
+            t,
+            "trailgate_channels_opened_total{type=\"direct-tcpip\",verdict=\"deny\"}",
+        ) >= 1.0
+            // Every connection has ended: none is left counted as open.
+            && metric(t, "trailgate_connections_active") == 0.0
+    });
+    // Scrapes without a valid token are refused.
+    let (code, _) = gw.api_call("GET", "/metrics", None, None);
+    assert_eq!(code, 401);
 }

@@ -1,6 +1,6 @@
 //! Trailgate's control API (axum): sessions (list, detail, channels, kill), trails (download with
 //! Range, asciicast, live follow) with every download audited, an OpenAPI document generated from
-//! the code, and `/healthz`.
+//! the code, `/healthz`, and Prometheus metrics at `/metrics`.
 //!
 //! Modules:
 //! - [`auth`]: bearer tokens (stored as SHA-256), roles `admin` and `auditor`.
@@ -34,11 +34,13 @@ pub struct ApiState {
     pub registry: Arc<Registry>,
     pub tokens: Vec<Token>,
     pub data_dir: PathBuf,
+    pub metrics: Arc<trailgate_proxy::metrics::Metrics>,
 }
 
 pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
         .route("/healthz", get(routes::healthz))
+        .route("/metrics", get(routes::metrics))
         .route("/api/v1/openapi.json", get(openapi::serve))
         .route("/api/v1/sessions", get(routes::list_sessions))
         .route("/api/v1/sessions/{id}", get(routes::get_session))

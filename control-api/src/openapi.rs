@@ -16,6 +16,7 @@ use crate::auth::Caller;
         crate::routes::kill_session,
         crate::routes::trail_downloads,
         crate::trail::download,
+        crate::routes::metrics,
     ),
     components(schemas(
         crate::routes::SessionList,

@@ -90,6 +90,23 @@ pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
+/// Prometheus metrics (any valid token: scrapers send it as `authorization` bearer credentials).
+#[utoipa::path(get, path = "/metrics", security(("bearer" = [])),
+    responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain"),
+        (status = 401)))]
+pub async fn metrics(
+    State(st): State<Arc<ApiState>>,
+    _c: Caller,
+) -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        st.metrics.encode(),
+    )
+}
+
 pub async fn not_found() -> ApiError {
     ApiError::NotFound("no such endpoint".into())
 }

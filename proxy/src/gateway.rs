@@ -15,6 +15,7 @@ use trailgate_recorder::keys::SigningKey;
 
 use crate::config::{Config, Protocol};
 use crate::error::ProxyError;
+use crate::metrics::Metrics;
 use crate::policy::ChannelPolicy;
 use crate::registry::{KillReason, Registry};
 use crate::session::SessionObserver;
@@ -37,6 +38,7 @@ pub struct Gateway {
     pub targets: HashMap<String, TargetRuntime>,
     pub writer_cfg: WriterConfig,
     pub node_id: String,
+    pub metrics: Arc<Metrics>,
     pub(crate) ssh_config: Arc<russh::server::Config>,
 }
 
@@ -128,6 +130,7 @@ impl Gateway {
         };
         Ok(Arc::new(Gateway {
             node_id: cfg.node_id(),
+            metrics: Arc::new(Metrics::new()),
             cfg: Arc::new(cfg),
             registry: Registry::new(),
             signing_key,

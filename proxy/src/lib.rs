@@ -7,6 +7,7 @@
 //! - [`gateway`]: loaded keys and targets, the shutdown root, the SSH accept loop.
 //! - [`ssh`]: the SSH bridge (server handler, upstream client, per-channel relays).
 //! - [`registry`]: live sessions and how to terminate them.
+//! - [`metrics`]: Prometheus counters and gauges of connections, channels, bytes, failures.
 //! - [`session`]: the session record the catalog stores and the API shows.
 //! - [`util`]: small shared helpers.
 
@@ -14,6 +15,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod gateway;
+pub mod metrics;
 pub mod policy;
 pub mod registry;
 pub mod session;

@@ -43,6 +43,7 @@ pub async fn serve_connection(gw: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "set_nodelay");
         }
+        gw.metrics.connection_opened();
         let sh = Shared::new(gw.clone(), id, peer);
         gw.registry.insert(sh.live.clone());
         sh.publish();
@@ -109,6 +110,11 @@ async fn finish(sh: &Arc<Shared>) {
     sh.gw.registry.remove(&sh.id);
     let rec = sh.publish();
     let verdict = rec.verdict.map(Verdict::as_str).unwrap_or("-");
+    sh.gw.metrics.connection_ended(
+        rec.verdict.map(Verdict::as_str).unwrap_or("none"),
+        rec.status.as_str(),
+        rec.duration.unwrap_or(0.0),
+    );
     tracing::info!(
         user = rec.user.name.as_deref().unwrap_or("-"),
         target = rec.target.name.as_deref().unwrap_or("-"),

@@ -126,6 +126,7 @@ pub async fn register(sh: &Arc<Shared>, ctx: &Arc<ChanCtx>, open: ChannelOpen, d
     if let Ok(mut chs) = sh.channels.lock() {
         chs.insert(ctx.id, ctx.clone());
     }
+    sh.gw.metrics.channel(&open.kind, &ctx.record().verdict);
     let ev = if denied {
         Event::Denied(open)
     } else {

@@ -164,6 +164,7 @@ impl Shared {
         } else {
             self.bytes_s2c.fetch_add(n as u64, Ordering::Relaxed);
         }
+        self.gw.metrics.relayed(from_client, n);
     }
 
     /// Records an event. A recording failure is never silent: it is logged, shown in the session
@@ -183,6 +184,7 @@ impl Shared {
             return;
         }
         tracing::error!(error = %err, "recording failed");
+        self.gw.metrics.recording_failed();
         self.update(|r| {
             r.trail.integrity = "failed".into();
             r.trail.error = Some(err.to_string());

@@ -1,0 +1,216 @@
+//! Gateway metrics in the Prometheus text format (served by the control API at `/metrics`).
+//!
+//! Counters on the data path are plain atomics resolved once at start-up (no label lookup per
+//! packet); labels only take values from fixed sets, so a client cannot grow the series count.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndLabels {
+    protocol: &'static str,
+    verdict: &'static str,
+    status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DirectionLabels {
+    protocol: &'static str,
+    direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ChannelLabels {
+    r#type: &'static str,
+    verdict: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    connections_active: Gauge,
+    sessions_ended: Family<EndLabels, Counter>,
+    session_duration: Histogram,
+    channels: Family<ChannelLabels, Counter>,
+    ssh_c2s: Counter,
+    ssh_s2c: Counter,
+    recording_failures: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("trailgate");
+        registry.register(
+            "build",
+            "Build information",
+            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+        );
+        let connections_active = Gauge::default();
+        registry.register(
+            "connections_active",
+            "Client connections open now, from accept to the sealed trail (logins in progress included)",
+            connections_active.clone(),
+        );
+        let sessions_ended = Family::<EndLabels, Counter>::default();
+        registry.register(
+            "sessions_ended",
+            "Connection attempts that ended, by verdict (accept, gw-auth-fail, auth-fail, key-error, deny, fail) and final status",
+            sessions_ended.clone(),
+        );
+        // 1 s .. ~9 h
+        let session_duration = Histogram::new(exponential_buckets(1.0, 3.0, 11));
+        registry.register(
+            "session_duration_seconds",
+            "Length of accepted sessions",
+            session_duration.clone(),
+        );
+        let channels = Family::<ChannelLabels, Counter>::default();
+        registry.register(
+            "channels_opened",
+            "Channel opens by type and verdict (accept, deny = refused by policy, fail = refused by the target)",
+            channels.clone(),
+        );
+        let bytes = Family::<DirectionLabels, Counter>::default();
+        registry.register(
+            "relayed_bytes",
+            "Channel payload bytes relayed (and recorded), by direction",
+            bytes.clone(),
+        );
+        let ssh_c2s = bytes
+            .get_or_create(&DirectionLabels {
+                protocol: "ssh",
+                direction: "c2s",
+            })
+            .clone();
+        let ssh_s2c = bytes
+            .get_or_create(&DirectionLabels {
+                protocol: "ssh",
+                direction: "s2c",
+            })
+            .clone();
+        let recording_failures = Counter::default();
+        registry.register(
+            "recording_failures",
+            "Sessions whose trail could not be written (each is logged and marked failed in the catalog)",
+            recording_failures.clone(),
+        );
+        Metrics {
+            registry,
+            connections_active,
+            sessions_ended,
+            session_duration,
+            channels,
+            ssh_c2s,
+            ssh_s2c,
+            recording_failures,
+        }
+    }
+
+    pub fn connection_opened(&self) {
+        self.connections_active.inc();
+    }
+
+    /// One call per connection, when its final record is known.
+    pub fn connection_ended(&self, verdict: &'static str, status: &'static str, seconds: f64) {
+        self.connections_active.dec();
+        self.sessions_ended
+            .get_or_create(&EndLabels {
+                protocol: "ssh",
+                verdict,
+                status,
+            })
+            .inc();
+        if verdict == "accept" {
+            self.session_duration.observe(seconds);
+        }
+    }
+
+    pub fn channel(&self, kind: &str, verdict: &str) {
+        self.channels
+            .get_or_create(&ChannelLabels {
+                r#type: channel_type_label(kind),
+                verdict: match verdict {
+                    "accept" => "accept",
+                    "deny" => "deny",
+                    _ => "fail",
+                },
+            })
+            .inc();
+    }
+
+    #[inline]
+    pub fn relayed(&self, from_client: bool, n: usize) {
+        if from_client {
+            self.ssh_c2s.inc_by(n as u64);
+        } else {
+            self.ssh_s2c.inc_by(n as u64);
+        }
+    }
+
+    pub fn recording_failed(&self) {
+        self.recording_failures.inc();
+    }
+
+    /// The exposition text (`text/plain; version=0.0.4`, or OpenMetrics without the content type).
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Channel types come from the peer: anything outside the known set is counted as `other`.
+fn channel_type_label(kind: &str) -> &'static str {
+    match kind {
+        "session" => "session",
+        "direct-tcpip" => "direct-tcpip",
+        "forwarded-tcpip" => "forwarded-tcpip",
+        "x11" => "x11",
+        "auth-agent@openssh.com" => "auth-agent",
+        "direct-streamlocal@openssh.com" => "direct-streamlocal",
+        "forwarded-streamlocal@openssh.com" => "forwarded-streamlocal",
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_has_every_family_and_bounded_labels() {
+        let m = Metrics::new();
+        m.connection_opened();
+        m.connection_opened();
+        m.connection_ended("accept", "disconnected", 12.0);
+        m.channel("session", "accept");
+        m.channel("evil-\"type\"\n", "deny");
+        m.relayed(true, 10);
+        m.relayed(false, 5);
+        let text = m.encode();
+        for want in [
+            "trailgate_connections_active 1",
+            "trailgate_sessions_ended_total{protocol=\"ssh\",verdict=\"accept\",status=\"disconnected\"} 1",
+            "trailgate_channels_opened_total{type=\"session\",verdict=\"accept\"} 1",
+            "trailgate_channels_opened_total{type=\"other\",verdict=\"deny\"} 1",
+            "trailgate_relayed_bytes_total{protocol=\"ssh\",direction=\"c2s\"} 10",
+            "trailgate_relayed_bytes_total{protocol=\"ssh\",direction=\"s2c\"} 5",
+            "trailgate_recording_failures_total 0",
+            "trailgate_session_duration_seconds_count 1",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in\n{text}");
+        }
+        assert!(!text.contains("evil"));
+    }
+}

@@ -548,3 +548,111 @@ fn x11_forwarding_reaches_the_clients_x_server_when_policy_allows_it() {
     assert!(!text.contains("640x371"), "{text}");
     assert!(text.contains("remote-display=\n"), "no DISPLAY set: {text}");
 }
+
+/// A download whose trail cannot be written (the gateway may not grow a file past 4 MiB): with
+/// `on_failure = "terminate"` the session ends with the reason, with `"continue"` it goes on
+/// unrecorded; either way the failure is logged, counted and shown in the catalog.
+#[test]
+fn a_failing_recording_terminates_or_continues_as_configured_and_is_never_silent() {
+    let sshd = Sshd::start().unwrap();
+    const LIMIT: u64 = 4 << 20;
+    const DOWNLOAD: usize = 64 << 20;
+    for on_failure in ["terminate", "continue"] {
+        let gw = Gateway::start_custom(
+            &sshd,
+            FULL_POLICY,
+            |text| {
+                text.replace(
+                    "fsync = false\n",
+                    &format!("fsync = false\non_failure = \"{on_failure}\"\n"),
+                )
+            },
+            Some(LIMIT),
+        )
+        .unwrap();
+        assert!(
+            std::fs::read_to_string(&gw.config)
+                .unwrap()
+                .contains(on_failure)
+        );
+        let mut child = gw
+            .ssh()
+            .arg(gw.dest())
+            .arg(format!("head -c {DOWNLOAD} /dev/urandom"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut got = 0usize;
+        let mut out = child.stdout.take().unwrap();
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = out.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        let status = child.wait().unwrap();
+        let mut err = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        let log = gw.log();
+        assert!(log.contains("recording failed"), "logged: {log}");
+
+        let (code, v) = gw.api_json("GET", "/api/v1/sessions?verdict=accept", "audit-secret");
+        assert_eq!(code, 200);
+        let rec = v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["trail"]["integrity"] == "failed")
+            .unwrap_or_else(|| panic!("a session with a failed trail: {v:#}"))
+            .clone();
+        assert!(
+            rec["trail"]["error"]
+                .as_str()
+                .unwrap_or("")
+                .to_lowercase()
+                .contains("too large"),
+            "{rec:#}"
+        );
+        let (_, body) = gw.api_call("GET", "/metrics", Some("audit-secret"), None);
+        let metrics = String::from_utf8(body).unwrap();
+        assert!(
+            metrics.contains("trailgate_recording_failures_total 1"),
+            "{metrics}"
+        );
+        match on_failure {
+            "terminate" => {
+                assert!(!status.success());
+                assert!(got < DOWNLOAD, "cut short: {got}");
+                assert!(
+                    err.contains("recording failed"),
+                    "the client is told why: {err}"
+                );
+                assert!(
+                    rec["end_reason"]
+                        .as_str()
+                        .unwrap()
+                        .contains("recording failed"),
+                    "{rec:#}"
+                );
+                assert_eq!(rec["status"], "terminated");
+            }
+            _ => {
+                assert!(status.success(), "{err}");
+                assert_eq!(got, DOWNLOAD, "every byte delivered");
+                assert!(log.contains("UNRECORDED"), "{log}");
+            }
+        }
+        // What did reach the disk is still a readable prefix: never reported as intact.
+        let trail = std::path::PathBuf::from(rec["trail"]["path"].as_str().unwrap());
+        let (code, text) = trail_verify(&trail);
+        assert_ne!(code, 0, "{text}");
+    }
+}

@@ -148,6 +148,9 @@ pub struct Gateway {
     child: Child,
     stderr_log: PathBuf,
     pub extra: String,
+    /// RLIMIT_FSIZE for the gateway process (writes past it fail with EFBIG), to make a
+    /// recording fail for real.
+    file_size_limit: Option<u64>,
 }
 
 pub fn bin() -> PathBuf {
@@ -228,8 +231,32 @@ impl Gateway {
     }
 
     pub fn run(dir: tempfile::TempDir, config: PathBuf, extra: String) -> Result<Gateway> {
+        Self::run_limited(dir, config, extra, None)
+    }
+
+    /// A gateway on the default test config as rewritten by `edit`, optionally with no file of
+    /// the gateway process allowed to grow past `file_size_limit` bytes.
+    pub fn start_custom(
+        sshd: &Sshd,
+        policy: &str,
+        edit: impl Fn(String) -> String,
+        file_size_limit: Option<u64>,
+    ) -> Result<Gateway> {
+        let dir = tempfile::tempdir()?;
+        let text = edit(gateway_config(dir.path(), sshd, "", policy)?);
+        let config = dir.path().join("trailgate.toml");
+        std::fs::write(&config, text)?;
+        Self::run_limited(dir, config, String::new(), file_size_limit)
+    }
+
+    fn run_limited(
+        dir: tempfile::TempDir,
+        config: PathBuf,
+        extra: String,
+        file_size_limit: Option<u64>,
+    ) -> Result<Gateway> {
         let stderr_log = dir.path().join("gateway.log");
-        let (child, addr, api) = Self::spawn(&config, &stderr_log)?;
+        let (child, addr, api) = Self::spawn(&config, &stderr_log, file_size_limit)?;
         Ok(Gateway {
             alice_key: dir.path().join("alice_key"),
             dir,
@@ -239,16 +266,36 @@ impl Gateway {
             child,
             stderr_log,
             extra,
+            file_size_limit,
         })
     }
 
     /// Starts the binary and waits for its "listening" lines on stdout.
-    fn spawn(config: &Path, stderr_log: &Path) -> Result<(Child, SocketAddr, SocketAddr)> {
+    fn spawn(
+        config: &Path,
+        stderr_log: &Path,
+        file_size_limit: Option<u64>,
+    ) -> Result<(Child, SocketAddr, SocketAddr)> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(stderr_log)?;
-        let mut child = Command::new(bin())
+        let mut cmd = match file_size_limit {
+            None => Command::new(bin()),
+            Some(n) => {
+                // SIGXFSZ would kill the process; ignored (inherited through exec), the write
+                // returns EFBIG instead, as on a full quota.
+                let mut c = Command::new("sh");
+                c.args([
+                    "-c",
+                    "trap '' XFSZ; exec prlimit --fsize=\"$0\" -- \"$@\"",
+                    &n.to_string(),
+                ])
+                .arg(bin());
+                c
+            }
+        };
+        let mut child = cmd
             .arg("serve")
             .arg("--config")
             .arg(config)
@@ -374,7 +421,7 @@ impl Gateway {
     pub fn crash_and_restart(&mut self) -> Result<()> {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let (child, addr, api) = Self::spawn(&self.config, &self.stderr_log)?;
+        let (child, addr, api) = Self::spawn(&self.config, &self.stderr_log, self.file_size_limit)?;
         (self.child, self.addr, self.api) = (child, addr, api);
         Ok(())
     }

@@ -511,7 +511,7 @@ impl TrailWriter {
             failure: OnceLock::new(),
         });
         let sink = Sink {
-            file,
+            file: Arc::new(file),
             path: path.clone(),
             offset: header_len,
             chain_head: h0,
@@ -851,7 +851,8 @@ impl Task {
 
 /// The part of the writer that runs on the blocking pool.
 struct Sink {
-    file: File,
+    /// Shared with the background fdatasync, which needs no descriptor of its own.
+    file: Arc<File>,
     path: PathBuf,
     offset: u64,
     /// Head of the hash chain, sequence number and seek index of finished frames.
@@ -913,7 +914,6 @@ impl Sink {
         self.offset += b.len() as u64;
     }
 
-    /// Writes out the buffer and makes it durable.
     /// Writes out the buffer and starts an fdatasync of it on its own blocking thread, so the
     /// next frames compress while the disk catches up (a synchronous sync per frame cost bulk
     /// sessions about a tenth of their throughput). At most one sync is outstanding: a new one
@@ -922,10 +922,7 @@ impl Sink {
         self.commit()?;
         self.wait_sync()?;
         self.last_sync = Instant::now();
-        let file = self
-            .file
-            .try_clone()
-            .map_err(|e| RecorderError::io(&self.path, e))?;
+        let file = Arc::clone(&self.file);
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let upto = self.offset;
         match tokio::runtime::Handle::try_current() {
@@ -959,8 +956,7 @@ impl Sink {
     }
 
     fn commit(&mut self) -> Result<()> {
-        let r = self
-            .file
+        let r = (&*self.file)
             .write_all(&self.wbuf)
             .map_err(|e| RecorderError::io(&self.path, e));
         self.wbuf.clear();

@@ -9,7 +9,10 @@
 #      (`ssh H 'cat >/dev/null' <FILE`), median of REPS runs, for direct / ssh -J / gateway;
 #      plus the gateway's trail size and CPU use per transfer;
 #   2. keystroke echo latency (benches/keystroke_latency.py) direct vs gateway;
-#   3. `ssh H true` wall time direct vs gateway (hyperfine, or a plain loop without it).
+#   3. `ssh H true` wall time direct vs gateway (hyperfine, or a plain loop without it);
+#   4. (SECTIONS="load", not run by default) LOAD_SESSIONS concurrent real ssh sessions through
+#      the gateway: time to establish them, gateway memory per open session, `ssh gw true` while
+#      they are open, and memory and descriptors once they are closed.
 #
 # Setup: a throwaway OpenSSH sshd on a free loopback port (same sshd_config as tests/common), the
 # release `trailgate serve` in front of it with the default recording settings (fsync = true,
@@ -24,7 +27,7 @@
 #
 # Knobs (environment): TRAILGATE_BIN, PAYLOAD_MIB (512), PAYLOAD (reuse an existing file), REPS (3),
 # CIPHER (chacha20-poly1305@openssh.com), KEX (curve25519-sha256, or "default"), KEYSTROKES (500),
-# KEY_GAP_MS (5), TRUE_RUNS (20),
+# KEY_GAP_MS (5), TRUE_RUNS (20), LOAD_SESSIONS (200), LOAD_BATCH (20), LOAD_ROUNDS (2),
 # SECTIONS ("bulk latency true"), BULK_PATHS ("direct jump gw"), TG_FSYNC (true), TG_ZSTD_LEVEL,
 # TG_FLUSH_INTERVAL (e.g. "100ms"). The gateway inherits the environment (e.g. TOKIO_WORKER_THREADS).
 set -euo pipefail
@@ -43,6 +46,9 @@ BULK_PATHS=${BULK_PATHS:-direct jump gw}
 TG_FSYNC=${TG_FSYNC:-true}
 TG_ZSTD_LEVEL=${TG_ZSTD_LEVEL:-}
 TG_FLUSH_INTERVAL=${TG_FLUSH_INTERVAL:-}
+LOAD_SESSIONS=${LOAD_SESSIONS:-200}
+LOAD_BATCH=${LOAD_BATCH:-20}
+LOAD_ROUNDS=${LOAD_ROUNDS:-2}
 
 die() { echo "ssh-gateway.sh: $*" >&2; exit 1; }
 [ "$(id -u)" -eq 0 ] || die "run as root (sshd needs it to switch users): sudo $0"
@@ -52,6 +58,7 @@ for p in /usr/sbin/sshd /usr/local/sbin/sshd; do [ -n "$SSHD" ] || { [ -x $p ] &
 [ -n "$SSHD" ] || die "sshd not found (scripts/install-test-deps.sh)"
 for c in ssh ssh-keygen python3 awk; do command -v $c >/dev/null || die "$c not found"; done
 
+ulimit -n 65536 2>/dev/null || true   # the load section holds 3 descriptors per session
 D=$(mktemp -d "${TMPDIR:-/var/tmp}/tg-sshbench.XXXXXX")
 chmod 755 "$D"
 PIDS=()
@@ -115,7 +122,7 @@ PrintMotd no
 PrintLastLog no
 LogLevel DEBUG1
 MaxSessions 100
-MaxStartups 200
+MaxStartups 2000
 SetEnv HOME=$D/home
 EOF
 mkdir -p "$D/home"
@@ -371,6 +378,56 @@ PY
     fi
 fi
 
+# ---------------------------------------------------------------- 4. many concurrent sessions
+if has load; then
+    echo
+    rss_kib() { awk '/^VmRSS/{print $2}' "/proc/$1/status"; }
+    fd_count() { ls "/proc/$1/fd" | wc -l; }
+    ready_count() { grep -l '^ready$' "$D"/load/*.out 2>/dev/null | wc -l; }
+    wait_ready() { # count
+        for _ in $(seq 1 1200); do
+            [ "$(ready_count)" -ge "$1" ] && return 0
+            sleep 0.1
+        done
+        die "only $(ready_count) of $1 load sessions came up (see $D/load/*.err)"
+    }
+    LOAD_ROWS=""
+    S gw true </dev/null
+    # Several rounds: memory and descriptors must come back, not creep from round to round.
+    for round in $(seq 1 "$LOAD_ROUNDS"); do
+        rm -rf "$D/load"; mkdir -p "$D/load"
+        rss0=$(rss_kib "$GW_PID"); fd0=$(fd_count "$GW_PID"); c0=$(cpu_ticks "$GW_PID")
+        LOAD_PIDS=()
+        s=$(now_ns)
+        for i in $(seq 1 "$LOAD_SESSIONS"); do
+            # ssh itself in the background (not the S function's subshell), so its PID is the client's.
+            ssh -F "$CFG" gw 'echo ready; exec sleep 3600' </dev/null >"$D/load/$i.out" 2>"$D/load/$i.err" &
+            LOAD_PIDS+=($!); PIDS+=($!)
+            # At most LOAD_BATCH logins in flight, as a fleet of admins would log in, not a SYN flood.
+            if (( i % LOAD_BATCH == 0 )); then wait_ready "$i"; fi
+        done
+        wait_ready "$LOAD_SESSIONS"
+        e=$(now_ns)
+        LOAD_SETUP_S=$(awk -v n=$((e - s)) 'BEGIN{printf "%.1f", n/1e9}')
+        LOAD_CPU_MS_PER_LOGIN=$(awk -v t=$(( $(cpu_ticks "$GW_PID") - c0 )) -v hz="$HZ" -v n="$LOAD_SESSIONS" 'BEGIN{printf "%.1f", t/hz*1e3/n}')
+        rss1=$(rss_kib "$GW_PID"); fd1=$(fd_count "$GW_PID")
+        ts=()
+        for _ in $(seq 1 10); do
+            s=$(now_ns); S gw true </dev/null; e=$(now_ns); ts+=("$(( (e - s) / 1000 ))")
+        done
+        LOAD_TRUE_MS=$(awk -v u="$(median "${ts[@]}")" 'BEGIN{printf "%.1f", u/1000}')
+        kill "${LOAD_PIDS[@]}" 2>/dev/null || true
+        wait "${LOAD_PIDS[@]}" 2>/dev/null || true
+        # Closed once the gateway holds no more descriptors than before (sockets and trails released).
+        for _ in $(seq 1 600); do [ "$(fd_count "$GW_PID")" -le $((fd0 + 2)) ] && break; sleep 0.1; done
+        fd2=$(fd_count "$GW_PID"); rss2=$(rss_kib "$GW_PID")
+        LOAD_PER_SESSION_KIB=$(( (rss1 - rss0) / LOAD_SESSIONS ))
+        LOAD_ROW="| $round | $LOAD_SESSIONS | $LOAD_SETUP_S s | $LOAD_CPU_MS_PER_LOGIN ms | $((rss0 / 1024)) / $((rss1 / 1024)) / $((rss2 / 1024)) MiB | $LOAD_PER_SESSION_KIB KiB | $fd0 / $fd1 / $fd2 | $LOAD_TRUE_MS ms |"
+        echo "load: $LOAD_ROW"
+        LOAD_ROWS+="$LOAD_ROW"$'\n'
+    done
+fi
+
 # ---------------------------------------------------------------- summary
 echo
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -426,4 +483,12 @@ if has true; then
     echo "| added by gateway | $diff | | |"
     echo
     echo "Target: gateway <= direct + 60 ms: $(verdict "$(awk -v d="$diff" 'BEGIN{print (d <= 60) ? 1 : 0}')") (+$diff ms)."
+fi
+if has load; then
+    echo
+    echo "### $LOAD_SESSIONS concurrent sessions (logins at most $LOAD_BATCH at a time, each idle in \`sleep\` once up)"
+    echo
+    echo "| round | sessions | all established in | gateway CPU per login | gateway RSS before / all open / all closed | RSS per open session | gateway fds before / open / closed | \`ssh gw true\` while open (median of 10) |"
+    echo "|---|---|---|---|---|---|---|---|"
+    printf '%s' "$LOAD_ROWS"
 fi

@@ -342,7 +342,9 @@ fn rsync_uploads_a_tree_then_a_delta_and_downloads_it_byte_exact_all_recorded() 
     let shell = rsync_shell(&gw);
     let rsync = |from: String, to: String| {
         let out = Command::new("rsync")
-            .args(["-a", "--stats", "-e", &shell, &from, &to])
+            // -I: compare contents even when size and mtime match (the edit below keeps the size
+            // and may land in the same second), so the second upload is always a delta.
+            .args(["-a", "-I", "--stats", "-e", &shell, &from, &to])
             .stdin(Stdio::null())
             .output()
             .unwrap();
@@ -390,24 +392,8 @@ fn rsync_uploads_a_tree_then_a_delta_and_downloads_it_byte_exact_all_recorded() 
 
     // Three sessions, each one exec channel running `rsync --server` that exited 0; the second
     // upload's trail holds the new text as it went up.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let infos = loop {
-        let infos: Vec<_> = gw
-            .trails()
-            .into_iter()
-            .map(|t| (trail_info(&t), t))
-            .filter(|(i, _)| i["integrity"] == "sealed" && i.to_string().contains("rsync --server"))
-            .collect();
-        if infos.len() == 3 {
-            break infos;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "3 sealed rsync trails, have {}",
-            infos.len()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let infos = gw.sealed_trails_with("rsync --server", 3);
+    assert_eq!(infos.len(), 3);
     let mut uploads_with_v2 = 0;
     for (info, trail) in &infos {
         let ch = find_channel(info, |c| c["type"] == "session exec");
@@ -428,7 +414,8 @@ fn rsync_uploads_a_tree_then_a_delta_and_downloads_it_byte_exact_all_recorded() 
     );
 }
 
-/// Xvfb on a free display, with a cookie in its own authority file (never ~/.Xauthority).
+/// Xvfb on a display it picks itself, with a cookie in its own authority file (never
+/// ~/.Xauthority).
 struct Xvfb {
     child: std::process::Child,
     display: String,
@@ -437,13 +424,35 @@ struct Xvfb {
 
 impl Xvfb {
     fn start(dir: &std::path::Path) -> Xvfb {
+        use std::io::BufRead;
         let xauthority = dir.join("client.xauth");
-        let n = (180..260)
-            .find(|n| {
-                !std::path::Path::new(&format!("/tmp/.X{n}-lock")).exists()
-                    && !std::path::Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
-            })
-            .expect("a free X display number");
+        // `-displayfd 1`: Xvfb picks a free display and prints its number once it accepts
+        // connections; the authority file is read when a client connects, so it can follow.
+        let mut child = Command::new("Xvfb")
+            .args([
+                "-displayfd",
+                "1",
+                "-screen",
+                "0",
+                "640x371x24",
+                "-nolisten",
+                "tcp",
+                "-auth",
+            ])
+            .arg(&xauthority)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("Xvfb (scripts/install-test-deps.sh)");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let n: u32 = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("Xvfb did not start: {line:?}"));
         let display = format!(":{n}");
         let cookie: String = (0..16)
             .map(|i| format!("{:02x}", (i * 37 + 11) % 256))
@@ -455,22 +464,6 @@ impl Xvfb {
             .output()
             .unwrap();
         assert!(added.status.success(), "xauth add: {added:?}");
-        let mut child = Command::new("Xvfb")
-            .arg(&display)
-            .args(["-screen", "0", "640x371x24", "-nolisten", "tcp", "-auth"])
-            .arg(&xauthority)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("Xvfb (scripts/install-test-deps.sh)");
-        let sock = std::path::PathBuf::from(format!("/tmp/.X11-unix/X{n}"));
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !sock.exists() {
-            assert!(child.try_wait().unwrap().is_none(), "Xvfb exited");
-            assert!(Instant::now() < deadline, "Xvfb did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
         Xvfb {
             child,
             display,

@@ -223,11 +223,7 @@ impl Gateway {
     }
 
     pub fn start_with(sshd: &Sshd, extra: &str, policy: &str) -> Result<Gateway> {
-        let dir = tempfile::tempdir()?;
-        let text = gateway_config(dir.path(), sshd, extra, policy)?;
-        let config = dir.path().join("trailgate.toml");
-        std::fs::write(&config, text)?;
-        Self::run(dir, config, extra.to_string())
+        Self::start_inner(sshd, extra, policy, |t| t, None)
     }
 
     pub fn run(dir: tempfile::TempDir, config: PathBuf, extra: String) -> Result<Gateway> {
@@ -242,11 +238,21 @@ impl Gateway {
         edit: impl Fn(String) -> String,
         file_size_limit: Option<u64>,
     ) -> Result<Gateway> {
+        Self::start_inner(sshd, "", policy, edit, file_size_limit)
+    }
+
+    fn start_inner(
+        sshd: &Sshd,
+        extra: &str,
+        policy: &str,
+        edit: impl Fn(String) -> String,
+        file_size_limit: Option<u64>,
+    ) -> Result<Gateway> {
         let dir = tempfile::tempdir()?;
-        let text = edit(gateway_config(dir.path(), sshd, "", policy)?);
+        let text = edit(gateway_config(dir.path(), sshd, extra, policy)?);
         let config = dir.path().join("trailgate.toml");
         std::fs::write(&config, text)?;
-        Self::run_limited(dir, config, String::new(), file_size_limit)
+        Self::run_limited(dir, config, extra.to_string(), file_size_limit)
     }
 
     fn run_limited(
@@ -400,20 +406,34 @@ impl Gateway {
 
     /// The trail of the session whose record mentions `needle` (waits until it is sealed).
     pub fn sealed_trail_with(&self, needle: &str) -> PathBuf {
+        self.sealed_trails_with(needle, 1).remove(0).1
+    }
+
+    /// The `count` sealed trails (with their `trail info`) whose records mention `needle`; waits
+    /// until there are that many.
+    pub fn sealed_trails_with(
+        &self,
+        needle: &str,
+        count: usize,
+    ) -> Vec<(serde_json::Value, PathBuf)> {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            for t in self.trails() {
-                let info = trail_info(&t);
-                if info["integrity"] == "sealed" && info.to_string().contains(needle) {
-                    return t;
-                }
+            let found: Vec<_> = self
+                .trails()
+                .into_iter()
+                .map(|t| (trail_info(&t), t))
+                .filter(|(i, _)| i["integrity"] == "sealed" && i.to_string().contains(needle))
+                .collect();
+            if found.len() >= count {
+                return found;
             }
             assert!(
                 Instant::now() < deadline,
-                "no sealed trail mentioning {needle:?}; log:\n{}",
+                "{} of {count} sealed trails mentioning {needle:?}; log:\n{}",
+                found.len(),
                 self.log()
             );
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(50)); // trails are sealed asynchronously
         }
     }
 

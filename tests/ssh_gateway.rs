@@ -533,3 +533,57 @@ fn an_idle_session_is_ended_by_the_settings_policy_with_its_reason() {
         "terminated by policy: idle timeout"
     );
 }
+
+#[test]
+fn cipher_lists_of_both_legs_are_applied() {
+    // The target speaks only AES-GCM: the default upstream order (whatever the CPU) reaches it.
+    let sshd = Sshd::start_with("Ciphers aes128-gcm@openssh.com").unwrap();
+    let offered_to_clients = |t: String| {
+        t.replacen(
+            "[ssh]\n",
+            "[ssh]\nciphers = [\"aes256-gcm@openssh.com\"]\n",
+            1,
+        )
+    };
+    let gw = Gateway::start_custom(&sshd, FULL_POLICY, offered_to_clients, None).unwrap();
+    let run = |gw: &Gateway, cipher: &str| {
+        gw.ssh()
+            .args(["-c", cipher])
+            .arg(gw.dest())
+            .arg("echo through")
+            .output()
+            .unwrap()
+    };
+    let out = run(&gw, "aes256-gcm@openssh.com");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.stdout, b"through\n");
+    // A client insisting on a cipher the gateway does not offer is refused at key exchange.
+    // (OpenSSH reports a failed negotiation at log level INFO.)
+    let out = gw
+        .ssh_cmd_level("ssh", "INFO")
+        .args(["-p", &gw.addr.port().to_string()])
+        .args(["-c", "chacha20-poly1305@openssh.com"])
+        .arg(gw.dest())
+        .arg("echo through")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(255));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no matching cipher found"), "{err}");
+
+    // An upstream list the target shares nothing with: the session fails with a message.
+    let chacha_only = |t: String| {
+        t.replacen(
+            "[ssh]\n",
+            "[ssh]\nupstream_ciphers = [\"chacha20-poly1305@openssh.com\"]\n",
+            1,
+        )
+    };
+    let gw2 = Gateway::start_custom(&sshd, FULL_POLICY, chacha_only, None).unwrap();
+    let out = gw2.exec("echo through");
+    assert_eq!(out.status.code(), Some(255));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("target db1: ssh handshake failed"), "{err}");
+    assert!(gw2.log().contains(r#"verdict="fail""#), "{}", gw2.log());
+}

@@ -64,6 +64,12 @@ pub struct SshConfig {
     /// Banner shown before authentication (e.g. a legal notice that sessions are recorded).
     #[serde(default)]
     pub banner: Option<String>,
+    /// Ciphers offered to clients (their order wins). Default: chacha20-poly1305, AES-GCM, AES-CTR.
+    #[serde(default)]
+    pub ciphers: Option<Vec<String>>,
+    /// Ciphers asked of targets, in order. Default: AES-GCM first on CPUs with AES instructions.
+    #[serde(default)]
+    pub upstream_ciphers: Option<Vec<String>>,
 }
 
 fn default_ssh_listen() -> SocketAddr {
@@ -92,6 +98,8 @@ impl Default for SshConfig {
             login_timeout: default_login_timeout(),
             max_auth_attempts: default_max_auth(),
             banner: None,
+            ciphers: None,
+            upstream_ciphers: None,
         }
     }
 }
@@ -332,6 +340,15 @@ impl Config {
         {
             return err("recording.flush_interval: must be between 10ms and 60s".into());
         }
+        for (key, list) in [
+            ("ssh.ciphers", &self.ssh.ciphers),
+            ("ssh.upstream_ciphers", &self.ssh.upstream_ciphers),
+        ] {
+            if let Some(names) = list {
+                crate::ssh::ciphers::parse(names)
+                    .map_err(|m| ProxyError::Config(format!("{key}{m}")))?;
+            }
+        }
         let mut seen = std::collections::HashSet::new();
         for (i, u) in self.users.iter().enumerate() {
             let at = format!("users[{i}] ({})", u.name);
@@ -523,6 +540,19 @@ mod tests {
             base("insecure_skip_host_key_check = true")
         ));
         assert!(m.contains("recording.zstd_level"), "{m}");
+        let m = err(&format!(
+            "[ssh]\nupstream_ciphers = [\"aes128-gcm@openssh.com\", \"3des-cbc\"]\n{}",
+            base("insecure_skip_host_key_check = true")
+        ));
+        assert!(
+            m.starts_with("ssh.upstream_ciphers[1]: unknown or refused cipher \"3des-cbc\""),
+            "{m}"
+        );
+        let m = err(&format!(
+            "[ssh]\nciphers = []\n{}",
+            base("insecure_skip_host_key_check = true")
+        ));
+        assert!(m.contains("ssh.ciphers") && m.contains("at least one"), "{m}");
         let m = err(&format!(
             "[recording]\nflush_interval = \"soon\"\n{}",
             base("insecure_skip_host_key_check = true")

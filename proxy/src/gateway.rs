@@ -40,6 +40,7 @@ pub struct Gateway {
     pub node_id: String,
     pub metrics: Arc<Metrics>,
     pub(crate) ssh_config: Arc<russh::server::Config>,
+    pub(crate) upstream_config: Arc<russh::client::Config>,
 }
 
 impl Gateway {
@@ -120,8 +121,25 @@ impl Gateway {
             // (64 packets of at most 32 KiB) bounds what a session buffers before backpressure.
             window_size: 8 << 20,
             channel_buffer_size: 64,
+            preferred: russh::Preferred {
+                cipher: crate::ssh::ciphers::resolve(
+                    cfg.ssh.ciphers.as_deref(),
+                    crate::ssh::ciphers::DEFAULT_CLIENT_LEG,
+                )
+                .map_err(|m| ProxyError::Config(format!("ssh.ciphers{m}")))?,
+                ..Default::default()
+            },
             ..Default::default()
         };
+        let hw_aes = crate::ssh::ciphers::hardware_aes();
+        let upstream_config = crate::ssh::upstream::client_config(
+            crate::ssh::ciphers::resolve(
+                cfg.ssh.upstream_ciphers.as_deref(),
+                crate::ssh::ciphers::default_upstream(hw_aes),
+            )
+            .map_err(|m| ProxyError::Config(format!("ssh.upstream_ciphers{m}")))?,
+        );
+        tracing::debug!(hardware_aes = hw_aes, upstream_ciphers = ?upstream_config.preferred.cipher, "SSH cipher preferences");
         let writer_cfg = WriterConfig {
             flush_interval: cfg.recording.flush_interval,
             zstd_level: cfg.recording.zstd_level,
@@ -140,6 +158,7 @@ impl Gateway {
             targets,
             writer_cfg,
             ssh_config: Arc::new(ssh_config),
+            upstream_config: Arc::new(upstream_config),
         }))
     }
 

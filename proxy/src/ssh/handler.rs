@@ -183,6 +183,7 @@ impl SshHandler {
             target,
             rt.private_key.clone(),
             rt.pinned_key.clone(),
+            gw.upstream_config.clone(),
             gw.cfg.ssh.connect_timeout,
         )
         .await;

@@ -5,11 +5,13 @@
 //! - [`handler`]: the russh server handler (authentication, channel opens, requests).
 //! - [`upstream`]: connecting and authenticating to the target; channels the target opens.
 //! - [`relay`]: the per-channel pumps.
+//! - [`ciphers`]: cipher lists of both legs (config names, defaults by CPU); pure.
 
+pub mod ciphers;
 mod handler;
 mod relay;
 mod shared;
-mod upstream;
+pub(crate) mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

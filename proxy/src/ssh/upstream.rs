@@ -254,12 +254,33 @@ impl UpClient {
     }
 }
 
+/// The russh client settings of every upstream connection.
+pub fn client_config(ciphers: std::borrow::Cow<'static, [russh::cipher::Name]>) -> client::Config {
+    // Bulk transfers: a window of 8 MiB and 64 KiB packets from the target halve the packets
+    // (and task hand-offs) per MiB against russh's 2 MiB / 32 KiB; the channel queue stays
+    // bounded at 32 packets (2 MiB) before backpressure reaches the socket.
+    client::Config {
+        window_size: 8 << 20,
+        maximum_packet_size: 65535,
+        channel_buffer_size: 32,
+        inactivity_timeout: None,
+        keepalive_interval: Some(std::time::Duration::from_secs(30)),
+        nodelay: true,
+        preferred: russh::Preferred {
+            cipher: ciphers,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
 /// Connects to the target, verifies its host key and logs in with the target's credentials.
 pub async fn connect(
     sh_slot: Arc<OnceLock<Arc<Shared>>>,
     target: &TargetConfig,
     key: Option<Arc<russh::keys::PrivateKey>>,
     pinned: Option<PublicKey>,
+    cfg: Arc<client::Config>,
     timeout: std::time::Duration,
 ) -> Result<client::Handle<UpClient>, UpstreamFailure> {
     let fail = |verdict, message: String| UpstreamFailure { verdict, message };
@@ -281,18 +302,6 @@ pub async fn connect(
         key_mismatch: key_mismatch.clone(),
         seen_key: seen_key.clone(),
     };
-    // Bulk transfers: a window of 8 MiB and 64 KiB packets from the target halve the packets
-    // (and task hand-offs) per MiB against russh's 2 MiB / 32 KiB; the channel queue stays
-    // bounded at 32 packets (2 MiB) before backpressure reaches the socket.
-    let cfg = Arc::new(client::Config {
-        window_size: 8 << 20,
-        maximum_packet_size: 65535,
-        channel_buffer_size: 32,
-        inactivity_timeout: None,
-        keepalive_interval: Some(std::time::Duration::from_secs(30)),
-        nodelay: true,
-        ..Default::default()
-    });
     let work = async {
         let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
             .await

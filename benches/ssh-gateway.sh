@@ -29,7 +29,8 @@
 # CIPHER (chacha20-poly1305@openssh.com), KEX (curve25519-sha256, or "default"), KEYSTROKES (500),
 # KEY_GAP_MS (5), TRUE_RUNS (20), LOAD_SESSIONS (200), LOAD_BATCH (20), LOAD_ROUNDS (2),
 # SECTIONS ("bulk latency true"), BULK_PATHS ("direct jump gw"), TG_FSYNC (true), TG_ZSTD_LEVEL,
-# TG_FLUSH_INTERVAL (e.g. "100ms"). The gateway inherits the environment (e.g. TOKIO_WORKER_THREADS).
+# TG_FLUSH_INTERVAL (e.g. "100ms"), TG_UPSTREAM_CIPHERS (e.g. "chacha20-poly1305@openssh.com": the
+# gateway's upstream leg; default: the gateway's own preference, AES-GCM first on AES-NI). The gateway inherits the environment (e.g. TOKIO_WORKER_THREADS).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -46,6 +47,7 @@ BULK_PATHS=${BULK_PATHS:-direct jump gw}
 TG_FSYNC=${TG_FSYNC:-true}
 TG_ZSTD_LEVEL=${TG_ZSTD_LEVEL:-}
 TG_FLUSH_INTERVAL=${TG_FLUSH_INTERVAL:-}
+TG_UPSTREAM_CIPHERS=${TG_UPSTREAM_CIPHERS:-}
 LOAD_SESSIONS=${LOAD_SESSIONS:-200}
 LOAD_BATCH=${LOAD_BATCH:-20}
 LOAD_ROUNDS=${LOAD_ROUNDS:-2}
@@ -134,6 +136,8 @@ wait_port "$SSHD_PORT" "$SSHD_PID" sshd
 REC="fsync = $TG_FSYNC"
 [ -n "$TG_ZSTD_LEVEL" ] && REC+=$'\n'"zstd_level = $TG_ZSTD_LEVEL"
 [ -n "$TG_FLUSH_INTERVAL" ] && REC+=$'\n'"flush_interval = \"$TG_FLUSH_INTERVAL\""
+UPC=""
+[ -n "$TG_UPSTREAM_CIPHERS" ] && UPC="upstream_ciphers = [$(sed 's/[^ ][^ ]*/"&"/g; s/ /, /g' <<<"$TG_UPSTREAM_CIPHERS")]"
 mkdir -p "$D/gw"
 cat > "$D/gw/trailgate.toml" <<EOF
 data_dir = "$D/gw/data"
@@ -141,6 +145,7 @@ node_id = "bench-node"
 
 [ssh]
 listen = "127.0.0.1:0"
+$UPC
 
 [recording]
 $REC
@@ -239,7 +244,7 @@ echo "cipher client->gateway:        $(client_cipher gw)"
 russh_log() { awk -v pat="$1" '/remote software version russh/{r=1} r && $0 ~ pat {c=$0} END{print c}' "$D/sshd.log"; }
 UP_CIPHER="$(russh_log 'kex: client->server cipher:' | sed -n 's/.*cipher: \([^ ]*\) MAC: .*/\1/p'), kex $(russh_log 'kex: algorithm:' | sed -n 's/.*kex: algorithm: \([^ ]*\).*/\1/p')"
 UP_SW=$(sed -n 's/.*remote software version \(russh[^,]*\).*/\1/p' "$D/sshd.log" | head -1)
-echo "cipher gateway->sshd:          ${UP_CIPHER:-unknown} (${UP_SW:-russh} default preference, as seen by sshd)"
+echo "cipher gateway->sshd:          ${UP_CIPHER:-unknown} (${UP_SW:-russh}, ${TG_UPSTREAM_CIPHERS:-default preference}, as seen by sshd)"
 
 # ---------------------------------------------------------------- newest trail, once sealed
 newest_trail() { find "$D/gw/data" -name '*.trail' -printf '%T@ %p\n' 2>/dev/null | sort -n | tail -1 | cut -d' ' -f2-; }

@@ -11,18 +11,9 @@ use std::borrow::Cow;
 
 use russh::cipher::{self, Name};
 
-/// What `ssh.ciphers` / `ssh.upstream_ciphers` may name: the AEAD and CTR ciphers. CBC modes,
-/// 3DES and "none" are refused (weak, or not a cipher at all).
-const ALLOWED: &[Name] = &[
-    cipher::CHACHA20_POLY1305,
-    cipher::AES_256_GCM,
-    cipher::AES_128_GCM,
-    cipher::AES_256_CTR,
-    cipher::AES_192_CTR,
-    cipher::AES_128_CTR,
-];
-
-/// Offered to clients when `ssh.ciphers` is not set: russh's default order plus aes128-gcm.
+/// Offered to clients when `ssh.ciphers` is not set (russh's default order plus aes128-gcm), and
+/// also everything `ssh.ciphers` / `ssh.upstream_ciphers` may name: the AEAD and CTR ciphers.
+/// CBC modes, 3DES and "none" are refused (weak, or not a cipher at all).
 pub const DEFAULT_CLIENT_LEG: &[Name] = &[
     cipher::CHACHA20_POLY1305,
     cipher::AES_256_GCM,
@@ -31,6 +22,7 @@ pub const DEFAULT_CLIENT_LEG: &[Name] = &[
     cipher::AES_192_CTR,
     cipher::AES_128_CTR,
 ];
+const ALLOWED: &[Name] = DEFAULT_CLIENT_LEG;
 
 const AES_FIRST: &[Name] = &[
     cipher::AES_128_GCM,

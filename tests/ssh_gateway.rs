@@ -555,7 +555,12 @@ fn cipher_lists_of_both_legs_are_applied() {
             .unwrap()
     };
     let out = run(&gw, "aes256-gcm@openssh.com");
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(out.stdout, b"through\n");
     // A client insisting on a cipher the gateway does not offer is refused at key exchange.
     // (OpenSSH reports a failed negotiation at log level INFO.)

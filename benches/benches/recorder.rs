@@ -117,8 +117,7 @@ fn zstd_stream(payload: &[u8]) -> usize {
 /// the first unflushed byte, on the items' own clock). What any recorder that keeps the
 /// flush-interval promise pays inside zstd, whatever its own format. Returns (size, flushes).
 fn zstd_flushed(corpus: &[Item], flush_us: u64) -> (usize, usize) {
-    let mut enc =
-        zstd::stream::Encoder::new(Vec::with_capacity(1 << 20), 3).expect("zstd encoder");
+    let mut enc = zstd::stream::Encoder::new(Vec::with_capacity(1 << 20), 3).expect("zstd encoder");
     let (mut first, mut flushes) = (None::<u64>, 0);
     for (_, t, _, data) in corpus {
         if first.is_some_and(|f| t.saturating_sub(f) >= flush_us) {
@@ -232,10 +231,20 @@ fn report(name: &str, corpus: &[Item], payload: &[u8], cfg: fn() -> WriterConfig
     );
     if let Some((size, flushes)) = flushed {
         let fmed = |f: &dyn Fn(&(Duration, Duration)) -> f64| {
-            median(flushed_runs.iter().map(|((w, _), (z, _))| f(&(*w, *z))).collect())
+            median(
+                flushed_runs
+                    .iter()
+                    .map(|((w, _), (z, _))| f(&(*w, *z)))
+                    .collect(),
+            )
         };
         let cmed = |f: &dyn Fn(&(Duration, Duration)) -> f64| {
-            median(flushed_runs.iter().map(|((_, w), (_, z))| f(&(*w, *z))).collect())
+            median(
+                flushed_runs
+                    .iter()
+                    .map(|((_, w), (_, z))| f(&(*w, *z)))
+                    .collect(),
+            )
         };
         println!(
             "cpu {name}: zstd-3 stream flushed at the writer's flush rule ({flushes} flushes, \

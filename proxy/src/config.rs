@@ -552,7 +552,10 @@ mod tests {
             "[ssh]\nciphers = []\n{}",
             base("insecure_skip_host_key_check = true")
         ));
-        assert!(m.contains("ssh.ciphers") && m.contains("at least one"), "{m}");
+        assert!(
+            m.contains("ssh.ciphers") && m.contains("at least one"),
+            "{m}"
+        );
         let m = err(&format!(
             "[recording]\nflush_interval = \"soon\"\n{}",
             base("insecure_skip_host_key_check = true")
@@ -578,5 +581,17 @@ mod tests {
         assert!(m.contains("api_tokens[0] (x).token_sha256"), "{m}");
         let m = err("[[api_tokens]]\nname = \"x\"\ntoken_sha256 = \"abc\"\nrole = \"root\"\n");
         assert!(m.contains("role"), "{m}");
+    }
+}
+
+#[cfg(test)]
+mod example_tests {
+    /// The example the README runs must stay a valid config as keys are added.
+    #[test]
+    fn the_shipped_example_config_loads() {
+        let text = include_str!("../../deploy/examples/trailgate.toml");
+        if let Err(e) = super::Config::parse(text) {
+            panic!("deploy/examples/trailgate.toml: {e}");
+        }
     }
 }

@@ -139,7 +139,7 @@ impl Gateway {
             )
             .map_err(|m| ProxyError::Config(format!("ssh.upstream_ciphers{m}")))?,
         );
-        tracing::debug!(hardware_aes = hw_aes, upstream_ciphers = ?upstream_config.preferred.cipher, "SSH cipher preferences");
+        tracing::info!(hardware_aes = hw_aes, upstream_ciphers = ?upstream_config.preferred.cipher.iter().map(|c| c.as_ref()).collect::<Vec<_>>(), "upstream cipher preference");
         let writer_cfg = WriterConfig {
             flush_interval: cfg.recording.flush_interval,
             zstd_level: cfg.recording.zstd_level,

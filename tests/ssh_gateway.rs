@@ -535,6 +535,33 @@ fn an_idle_session_is_ended_by_the_settings_policy_with_its_reason() {
 }
 
 #[test]
+fn the_upstream_leg_uses_aes_gcm_where_the_cpu_has_aes_instructions() {
+    let sshd = Sshd::start_with("LogLevel DEBUG1").unwrap();
+    let gw = Gateway::start(&sshd).unwrap();
+    let out = gw.exec("echo through");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, b"through\n");
+    // sshd logs the cipher of each direction as it sees the gateway's (client) proposal win.
+    let log = sshd.log();
+    let ciphers: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.split("kex: client->server cipher: ").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .collect();
+    let want = if trailgate_proxy::ssh::ciphers::hardware_aes() {
+        "aes128-gcm@openssh.com"
+    } else {
+        "chacha20-poly1305@openssh.com"
+    };
+    assert_eq!(ciphers, vec![want], "sshd log: {log}");
+}
+
+#[test]
 fn cipher_lists_of_both_legs_are_applied() {
     // The target speaks only AES-GCM: the default upstream order (whatever the CPU) reaches it.
     let sshd = Sshd::start_with("Ciphers aes128-gcm@openssh.com").unwrap();

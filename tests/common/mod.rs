@@ -89,7 +89,7 @@ impl Sshd {
             "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nPidFile {d}/sshd.pid\nAuthorizedKeysFile {d}/authorized_keys\n\
              PermitRootLogin yes\nUsePAM no\nStrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
              Subsystem sftp internal-sftp\nAllowTcpForwarding yes\nGatewayPorts no\nAllowAgentForwarding yes\n{x11}\
-             PrintMotd no\nPrintLastLog no\nLogLevel ERROR\nMaxSessions 100\nMaxStartups 200\nAcceptEnv LANG LC_* TG_*\n{extra}\n",
+             PrintMotd no\nPrintLastLog no\n{loglevel}MaxSessions 100\nMaxStartups 200\nAcceptEnv LANG LC_* TG_*\n{extra}\n",
             hk = d.join("host_key").display(),
             d = d.display(),
             // sshd keeps the first value of a keyword: a test that wants X11 says so in `extra`.
@@ -97,6 +97,11 @@ impl Sshd {
                 ""
             } else {
                 "X11Forwarding no\n"
+            },
+            loglevel = if extra.contains("LogLevel") {
+                ""
+            } else {
+                "LogLevel ERROR\n"
             },
         );
         std::fs::write(d.join("sshd_config"), cfg)?;
@@ -115,7 +120,7 @@ impl Sshd {
             .arg(d.join("sshd_config"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(d.join("sshd.log"))?)
             .spawn()
             .context("starting sshd")?;
         wait_listening(SocketAddr::from(([127, 0, 0, 1], port)), &mut child, "sshd")?;
@@ -126,6 +131,13 @@ impl Sshd {
             host_pub,
             child,
         })
+    }
+}
+
+impl Sshd {
+    /// What sshd logged so far (at `LogLevel ERROR` unless the test's `extra` sets another).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
     }
 }
 

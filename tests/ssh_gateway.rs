@@ -565,13 +565,9 @@ fn the_upstream_leg_uses_aes_gcm_where_the_cpu_has_aes_instructions() {
 fn cipher_lists_of_both_legs_are_applied() {
     // The target speaks only AES-GCM: the default upstream order (whatever the CPU) reaches it.
     let sshd = Sshd::start_with("Ciphers aes128-gcm@openssh.com").unwrap();
-    let offered_to_clients = |t: String| {
-        t.replacen(
-            "[ssh]\n",
-            "[ssh]\nciphers = [\"aes256-gcm@openssh.com\"]\n",
-            1,
-        )
-    };
+    let ssh_key =
+        |line: &'static str| move |t: String| t.replacen("[ssh]\n", &format!("[ssh]\n{line}\n"), 1);
+    let offered_to_clients = ssh_key(r#"ciphers = ["aes256-gcm@openssh.com"]"#);
     let gw = Gateway::start_custom(&sshd, FULL_POLICY, offered_to_clients, None).unwrap();
     let run = |gw: &Gateway, cipher: &str| {
         gw.ssh()
@@ -604,13 +600,7 @@ fn cipher_lists_of_both_legs_are_applied() {
     assert!(err.contains("no matching cipher found"), "{err}");
 
     // An upstream list the target shares nothing with: the session fails with a message.
-    let chacha_only = |t: String| {
-        t.replacen(
-            "[ssh]\n",
-            "[ssh]\nupstream_ciphers = [\"chacha20-poly1305@openssh.com\"]\n",
-            1,
-        )
-    };
+    let chacha_only = ssh_key(r#"upstream_ciphers = ["chacha20-poly1305@openssh.com"]"#);
     let gw2 = Gateway::start_custom(&sshd, FULL_POLICY, chacha_only, None).unwrap();
     let out = gw2.exec("echo through");
     assert_eq!(out.status.code(), Some(255));

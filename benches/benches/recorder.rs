@@ -230,29 +230,14 @@ fn report(name: &str, corpus: &[Item], payload: &[u8], cfg: fn() -> WriterConfig
         med(&|r| r.1.1.as_secs_f64() / r.0.1.as_secs_f64() * 100.0),
     );
     if let Some((size, flushes)) = flushed {
-        let fmed = |f: &dyn Fn(&(Duration, Duration)) -> f64| {
-            median(
-                flushed_runs
-                    .iter()
-                    .map(|((w, _), (z, _))| f(&(*w, *z)))
-                    .collect(),
-            )
-        };
-        let cmed = |f: &dyn Fn(&(Duration, Duration)) -> f64| {
-            median(
-                flushed_runs
-                    .iter()
-                    .map(|((_, w), (_, z))| f(&(*w, *z)))
-                    .collect(),
-            )
-        };
+        let med = |f: &dyn Fn(&Run) -> f64| median(flushed_runs.iter().map(f).collect());
         println!(
             "cpu {name}: zstd-3 stream flushed at the writer's flush rule ({flushes} flushes, \
              {size} bytes): {:.0} MiB/s wall, {:.0} MiB per cpu-s; writer/that {:.0}% wall, {:.0}% cpu",
-            fmed(&|r| mib_s(n, r.1)),
-            cmed(&|r| mib_s(n, r.1)),
-            fmed(&|r| r.1.as_secs_f64() / r.0.as_secs_f64() * 100.0),
-            cmed(&|r| r.1.as_secs_f64() / r.0.as_secs_f64() * 100.0),
+            med(&|r| mib_s(n, r.1.0)),
+            med(&|r| mib_s(n, r.1.1)),
+            med(&|r| r.1.0.as_secs_f64() / r.0.0.as_secs_f64() * 100.0),
+            med(&|r| r.1.1.as_secs_f64() / r.0.1.as_secs_f64() * 100.0),
         );
     }
 }

@@ -344,10 +344,8 @@ impl Config {
             ("ssh.ciphers", &self.ssh.ciphers),
             ("ssh.upstream_ciphers", &self.ssh.upstream_ciphers),
         ] {
-            if let Some(names) = list {
-                crate::ssh::ciphers::parse(names)
-                    .map_err(|m| ProxyError::Config(format!("{key}{m}")))?;
-            }
+            // Only the names are checked here; the gateway picks each leg's default.
+            crate::ssh::ciphers::resolve(key, list.as_deref(), &[]).map_err(ProxyError::Config)?;
         }
         let mut seen = std::collections::HashSet::new();
         for (i, u) in self.users.iter().enumerate() {

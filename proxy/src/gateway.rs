@@ -19,6 +19,7 @@ use crate::metrics::Metrics;
 use crate::policy::ChannelPolicy;
 use crate::registry::{KillReason, Registry};
 use crate::session::SessionObserver;
+use crate::ssh::ciphers;
 
 /// Upstream credentials and host-key expectations of one SSH target, loaded once at start-up.
 pub struct TargetRuntime {
@@ -122,22 +123,24 @@ impl Gateway {
             window_size: 8 << 20,
             channel_buffer_size: 64,
             preferred: russh::Preferred {
-                cipher: crate::ssh::ciphers::resolve(
+                cipher: ciphers::resolve(
+                    "ssh.ciphers",
                     cfg.ssh.ciphers.as_deref(),
-                    crate::ssh::ciphers::DEFAULT_CLIENT_LEG,
+                    ciphers::DEFAULT_CLIENT_LEG,
                 )
-                .map_err(|m| ProxyError::Config(format!("ssh.ciphers{m}")))?,
+                .map_err(ProxyError::Config)?,
                 ..Default::default()
             },
             ..Default::default()
         };
-        let hw_aes = crate::ssh::ciphers::hardware_aes();
+        let hw_aes = ciphers::hardware_aes();
         let upstream_config = crate::ssh::upstream::client_config(
-            crate::ssh::ciphers::resolve(
+            ciphers::resolve(
+                "ssh.upstream_ciphers",
                 cfg.ssh.upstream_ciphers.as_deref(),
-                crate::ssh::ciphers::default_upstream(hw_aes),
+                ciphers::default_upstream(hw_aes),
             )
-            .map_err(|m| ProxyError::Config(format!("ssh.upstream_ciphers{m}")))?,
+            .map_err(ProxyError::Config)?,
         );
         tracing::info!(hardware_aes = hw_aes, upstream_ciphers = ?upstream_config.preferred.cipher.iter().map(|c| c.as_ref()).collect::<Vec<_>>(), "upstream cipher preference");
         let writer_cfg = WriterConfig {

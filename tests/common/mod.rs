@@ -132,9 +132,7 @@ impl Sshd {
             child,
         })
     }
-}
 
-impl Sshd {
     /// What sshd logged so far (at `LogLevel ERROR` unless the test's `extra` sets another).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()

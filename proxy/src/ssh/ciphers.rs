@@ -83,13 +83,16 @@ pub fn parse(names: &[String]) -> Result<Vec<Name>, String> {
     Ok(out)
 }
 
-/// The list for one leg: the configured names, or the default.
+/// The list for one leg (`key` names it in errors): the configured names, or the default.
 pub fn resolve(
+    key: &str,
     configured: Option<&[String]>,
     default: &'static [Name],
 ) -> Result<Cow<'static, [Name]>, String> {
     match configured {
-        Some(names) => parse(names).map(Cow::Owned),
+        Some(names) => parse(names)
+            .map(Cow::Owned)
+            .map_err(|m| format!("{key}{m}")),
         None => Ok(Cow::Borrowed(default)),
     }
 }

@@ -48,10 +48,20 @@ pub struct TrailDownload {
 }
 
 struct Pending {
-    map: Mutex<(HashMap<String, SessionRecord>, bool)>,
+    map: Mutex<Queue>,
     cv: Condvar,
-    /// Signalled when the writer has drained everything (for `flush`).
+    /// Signalled when the writer has drained and committed everything (for `flush`).
     idle: Condvar,
+}
+
+#[derive(Default)]
+struct Queue {
+    /// Latest state per session, not yet handed to the writer.
+    records: HashMap<String, SessionRecord>,
+    closed: bool,
+    /// The writer holds a drained batch it has not committed yet: `flush` must wait for it too,
+    /// or a reader right after `flush` could miss it.
+    writing: bool,
 }
 
 pub struct Catalog {
@@ -138,7 +148,7 @@ impl Catalog {
         conn.execute_batch("PRAGMA optimize=0x10002;")
             .map_err(db_err)?;
         let pending = Arc::new(Pending {
-            map: Mutex::new((HashMap::new(), false)),
+            map: Mutex::new(Queue::default()),
             cv: Condvar::new(),
             idle: Condvar::new(),
         });
@@ -162,7 +172,7 @@ impl Catalog {
     /// Queues the latest state of a session; never blocks on the database.
     pub fn upsert(&self, r: &SessionRecord) {
         if let Ok(mut g) = self.pending.map.lock() {
-            g.0.insert(r.id.clone(), r.clone());
+            g.records.insert(r.id.clone(), r.clone());
             self.pending.cv.notify_one();
         }
     }
@@ -172,7 +182,7 @@ impl Catalog {
         let Ok(mut g) = self.pending.map.lock() else {
             return;
         };
-        while !g.0.is_empty() {
+        while !g.records.is_empty() || g.writing {
             self.pending.cv.notify_one();
             match self
                 .pending
@@ -339,7 +349,7 @@ impl Catalog {
     pub fn close(&self) {
         self.flush();
         if let Ok(mut g) = self.pending.map.lock() {
-            g.1 = true;
+            g.closed = true;
             self.pending.cv.notify_all();
         }
         if let Some(h) = self.writer.lock().ok().and_then(|mut w| w.take()) {
@@ -352,18 +362,19 @@ fn writer_loop(mut conn: Connection, p: Arc<Pending>) {
     loop {
         let batch: Vec<SessionRecord> = {
             let Ok(mut g) = p.map.lock() else { return };
-            while g.0.is_empty() && !g.1 {
+            while g.records.is_empty() && !g.closed {
                 p.idle.notify_all();
                 g = match p.cv.wait(g) {
                     Ok(g) => g,
                     Err(_) => return,
                 };
             }
-            if g.0.is_empty() && g.1 {
+            if g.records.is_empty() && g.closed {
                 p.idle.notify_all();
                 return;
             }
-            g.0.drain().map(|(_, v)| v).collect()
+            g.writing = true;
+            g.records.drain().map(|(_, v)| v).collect()
         };
         let res = (|| -> Result<()> {
             let tx = conn.transaction().map_err(db_err)?;
@@ -376,10 +387,11 @@ fn writer_loop(mut conn: Connection, p: Arc<Pending>) {
             // The trail is the source of truth; a catalog write failure is loud but not fatal.
             tracing::error!(error = %e, sessions = batch.len(), "catalog write failed");
         }
-        if let Ok(g) = p.map.lock()
-            && g.0.is_empty()
-        {
-            p.idle.notify_all();
+        if let Ok(mut g) = p.map.lock() {
+            g.writing = false;
+            if g.records.is_empty() {
+                p.idle.notify_all();
+            }
         }
     }
 }

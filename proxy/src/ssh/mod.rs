@@ -109,8 +109,10 @@ async fn finish(sh: &Arc<Shared>) {
             .await;
     }
     sh.finish_trail().await;
-    sh.gw.registry.remove(&sh.id);
+    // Final record first: whoever sees the session leave the registry (the API's kill answer)
+    // then finds that record in the catalog, not the last live one.
     let rec = sh.publish();
+    sh.gw.registry.remove(&sh.id);
     let verdict = rec.verdict.map(Verdict::as_str).unwrap_or("-");
     sh.gw.metrics.connection_ended(
         rec.verdict.map(Verdict::as_str).unwrap_or("none"),

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use time::OffsetDateTime;
-use trailgate_benches::{Item, bulk_corpus, interactive_corpus, payload_concat};
+use trailgate_benches::{Item, bulk_corpus, interactive_corpus, payload_concat, payload_len};
 use trailgate_recorder::keys::SigningKey;
 use trailgate_recorder::{
     Endpoint, Event, Integrity, SessionEnd, SessionMeta, TrailSpec, TrailSummary, TrailWriter,
@@ -270,9 +270,44 @@ fn bench_corpus(c: &mut Criterion, name: &str, corpus: &[Item]) {
     g.finish();
 }
 
+/// `RECORDER_BENCH_PROFILE=N` writes the chosen corpus N times with the default writer and
+/// nothing else, so a profiler sees the writer alone (with `RECORDER_BENCH_PROFILE_ZSTD` set:
+/// raw zstd flushed at the writer's flush rule instead).
+fn profile_only(corpus: &[Item], runs: u32) {
+    let mut env = Env::new();
+    let flushed = std::env::var("RECORDER_BENCH_PROFILE_ZSTD").is_ok();
+    let flush_us = writer_config().flush_interval.as_micros() as u64;
+    let t0 = Instant::now();
+    for _ in 0..runs {
+        if flushed {
+            std::hint::black_box(zstd_flushed(corpus, flush_us));
+            continue;
+        }
+        let (_, s) = env.write_trail(corpus, writer_config());
+        std::fs::remove_file(&s.path).ok();
+    }
+    let n = payload_len(corpus) * runs as usize;
+    println!(
+        "profile: {runs} runs, {:.0} MiB/s wall",
+        mib_s(n, t0.elapsed())
+    );
+}
+
 /// `RECORDER_BENCH_CORPUS=bulk|interactive` runs one corpus only (profiling).
 fn recorder(c: &mut Criterion) {
     let only = std::env::var("RECORDER_BENCH_CORPUS").ok();
+    if let Some(runs) = std::env::var("RECORDER_BENCH_PROFILE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        let bulk = only.as_deref() == Some("bulk");
+        let corpus = if bulk {
+            bulk_corpus()
+        } else {
+            interactive_corpus()
+        };
+        return profile_only(&corpus, runs);
+    }
     let want = |n: &str| only.as_deref().is_none_or(|o| o == n);
     if want("bulk") {
         bench_corpus(c, "bulk", &bulk_corpus());

@@ -423,7 +423,12 @@ impl Batch {
     }
 
     pub fn encode_into(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.prefix());
+        if self.is_empty() {
+            return;
+        }
+        out.reserve(self.encoded_len());
+        put_varint(out, self.heads.len() as u64);
+        put_varint(out, self.times.len() as u64);
         out.extend_from_slice(&self.heads);
         out.extend_from_slice(&self.times);
         out.extend_from_slice(&self.payloads);

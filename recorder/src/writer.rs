@@ -112,8 +112,11 @@ pub fn rfc3339(t: OffsetDateTime) -> String {
 
 /// Budget charged per record on top of its payload (its head and bookkeeping).
 const RECORD_OVERHEAD: usize = 16;
-/// Batches up to this size are compressed from one contiguous copy.
+/// Batches up to this size are encoded when sealed into one packed buffer (see [`Body`]).
 const SMALL_BATCH: usize = 16 * 1024;
+/// Largest packed buffer kept for reuse between jobs (a live session needs a few KiB; a replay
+/// of hours of keystrokes grows it to megabytes once).
+const PACKED_KEEP: usize = 256 * 1024;
 /// Data records at least this large are never merged with their neighbours.
 const COALESCE_MAX: usize = 16 * 1024;
 
@@ -163,12 +166,22 @@ struct FrameMeta {
 
 /// A batch handed from the sessions to the writer task, in order.
 struct Ready {
-    batch: Batch,
+    body: Body,
     op: Op,
     /// Set when `op` is `End`.
     meta: Option<FrameMeta>,
     /// Budget it holds until it is on disk.
     cost: usize,
+}
+
+/// What a ready batch holds. Small batches (a keystroke session's once-a-second flushes) are
+/// encoded at once into one shared buffer, so a backlog of thousands of them costs a few buffer
+/// doublings instead of three growing vectors each; large ones travel as they are and are fed to
+/// the compressor column by column, without a copy.
+enum Body {
+    /// The next `n` bytes of the packed buffer handed over with the batch.
+    Packed(usize),
+    Batch(Batch),
 }
 
 /// A data record still open for merging: its payload is already in the batch, its head is
@@ -196,6 +209,10 @@ struct State {
     stats: Stats,
     last_t: u64,
     spare: Vec<Batch>,
+    /// Small batches sealed since the writer task last took them, encoded back to back.
+    packed: Vec<u8>,
+    /// An emptied packed buffer back from the blocking pool, for reuse.
+    spare_packed: Vec<u8>,
     finish: Option<(u64, oneshot::Sender<Result<TrailSummary>>)>,
     /// No more records: finished or every handle dropped.
     closed: bool,
@@ -252,10 +269,22 @@ impl State {
         if idle {
             // The session went quiet: give back the buffers a bulk transfer may have grown.
             self.spare.clear();
+            self.spare_packed = Vec::new();
         }
-        let fresh = self.spare.pop().unwrap_or_default();
-        let batch = std::mem::replace(&mut self.batch, fresh);
-        let len = batch.encoded_len() as u64;
+        let len = self.batch.encoded_len();
+        let body = if len <= SMALL_BATCH {
+            self.batch.encode_into(&mut self.packed);
+            if idle {
+                self.batch = Batch::default();
+            } else {
+                self.batch.clear();
+            }
+            Body::Packed(len)
+        } else {
+            let fresh = self.spare.pop().unwrap_or_default();
+            Body::Batch(std::mem::replace(&mut self.batch, fresh))
+        };
+        let len = len as u64;
         let meta = if ending {
             self.frame.take().map(|mut f| {
                 f.raw_len += len;
@@ -268,7 +297,7 @@ impl State {
             None
         };
         self.ready.push(Ready {
-            batch,
+            body,
             op,
             meta,
             cost: std::mem::take(&mut self.batch_cost),
@@ -501,6 +530,8 @@ impl TrailWriter {
                 stats: Stats::default(),
                 last_t: 0,
                 spare: Vec::new(),
+                packed: Vec::new(),
+                spare_packed: Vec::new(),
                 finish: None,
                 closed: false,
                 abandoned: false,
@@ -520,7 +551,6 @@ impl TrailWriter {
             cur: None,
             cctx: None,
             wbuf: Vec::new(),
-            scratch: Vec::new(),
             last_sync: Instant::now(),
             syncing: None,
             key,
@@ -645,7 +675,9 @@ impl TrailWriter {
     }
 }
 
-type Job = tokio::task::JoinHandle<(Sink, Vec<Ready>, Result<()>)>;
+/// Ready batches in order, and the packed buffer their small ones are in.
+type Work = (Vec<Ready>, Vec<u8>);
+type Job = tokio::task::JoinHandle<(Sink, Work, Result<()>)>;
 
 /// The writer task: hands ready batches to the blocking pool (one job in flight while the next
 /// batch fills), runs the wall-clock timers, and writes the end frame and seal.
@@ -661,7 +693,7 @@ struct Task {
 }
 
 enum Next {
-    Work(Vec<Ready>),
+    Work(Work),
     Finish(u64, oneshot::Sender<Result<TrailSummary>>),
     Abandoned,
     Wait(Option<u64>),
@@ -695,7 +727,9 @@ impl Task {
         let mut st = self.shared.lock();
         st.time_policy(&self.policy, now);
         if !st.ready.is_empty() {
-            return Next::Work(std::mem::take(&mut st.ready));
+            let spare = std::mem::take(&mut st.spare_packed);
+            let packed = std::mem::replace(&mut st.packed, spare);
+            return Next::Work((std::mem::take(&mut st.ready), packed));
         }
         if let Some((t, reply)) = st.finish.take() {
             return Next::Finish(t, reply);
@@ -709,20 +743,11 @@ impl Task {
     async fn run_inner(&mut self) -> Result<()> {
         loop {
             match self.next() {
-                Next::Work(items) => {
+                Next::Work(work) => {
                     let mut sink = self.take_sink().await?;
                     self.inflight = Some(tokio::task::spawn_blocking(move || {
-                        let mut r = Ok(());
-                        for it in &items {
-                            r = sink.compress(&it.batch, it.op, it.meta);
-                            if r.is_err() {
-                                break;
-                            }
-                        }
-                        if r.is_ok() {
-                            r = sink.commit();
-                        }
-                        (sink, items, r)
+                        let r = sink.compress_all(&work);
+                        (sink, work, r)
                     }));
                 }
                 Next::Finish(t, reply) => {
@@ -766,19 +791,28 @@ impl Task {
     /// A compression job ended: release its budget, keep its buffers, surface its error.
     fn completed(
         &mut self,
-        done: std::result::Result<(Sink, Vec<Ready>, Result<()>), tokio::task::JoinError>,
+        done: std::result::Result<(Sink, Work, Result<()>), tokio::task::JoinError>,
     ) -> Result<()> {
-        let (sink, items, r) =
+        let (sink, (items, mut packed), r) =
             done.map_err(|e| RecorderError::WriterFailed(format!("compression task: {e}")))?;
         {
             let mut st = self.shared.lock();
-            for mut it in items {
+            let mut idle = false;
+            for it in items {
                 st.queued = st.queued.saturating_sub(it.cost);
-                let idle = matches!(it.op, Op::End { free_context: true });
-                if !idle && st.spare.len() < 2 {
-                    it.batch.clear();
-                    st.spare.push(it.batch);
+                idle = matches!(it.op, Op::End { free_context: true });
+                if let Body::Batch(mut b) = it.body
+                    && !idle
+                    && st.spare.len() < 2
+                {
+                    b.clear();
+                    st.spare.push(b);
                 }
+            }
+            // Kept for the next backlog unless the session went quiet (or a replay grew it large).
+            if !idle && packed.capacity() <= PACKED_KEEP {
+                packed.clear();
+                st.spare_packed = packed;
             }
         }
         self.shared.room.notify_waiters();
@@ -849,6 +883,14 @@ impl Task {
     }
 }
 
+/// One batch as the compressor takes it.
+#[derive(Clone, Copy)]
+enum Input<'a> {
+    /// Already encoded (small batches).
+    Packed(&'a [u8]),
+    Batch(&'a Batch),
+}
+
 /// The part of the writer that runs on the blocking pool.
 struct Sink {
     /// Shared with the background fdatasync, which needs no descriptor of its own.
@@ -864,8 +906,6 @@ struct Sink {
     cctx: Option<CCtx<'static>>,
     /// Compressed bytes not yet written.
     wbuf: Vec<u8>,
-    /// Small batches are assembled here and compressed in one call.
-    scratch: Vec<u8>,
     last_sync: Instant,
     /// Result of the fdatasync running in the background, if one is.
     syncing: Option<std::sync::mpsc::Receiver<std::io::Result<()>>>,
@@ -963,15 +1003,33 @@ impl Sink {
         if self.cctx.is_none() {
             // No frame open (idle session): hold no buffers until the next record.
             self.wbuf = Vec::new();
-            self.scratch = Vec::new();
         } else if self.wbuf.capacity() > 4 << 20 {
             self.wbuf.shrink_to(1 << 20);
         }
         r
     }
 
+    /// Compresses a job's batches in order and writes them out.
+    fn compress_all(&mut self, (items, packed): &Work) -> Result<()> {
+        let mut at = 0;
+        for it in items {
+            let input = match &it.body {
+                Body::Packed(n) => {
+                    let b = packed.get(at..at + n).ok_or_else(|| {
+                        RecorderError::WriterFailed("packed batches out of step".into())
+                    })?;
+                    at += n;
+                    Input::Packed(b)
+                }
+                Body::Batch(b) => Input::Batch(b),
+            };
+            self.compress(input, it.op, it.meta)?;
+        }
+        self.commit()
+    }
+
     /// Compresses one batch into the open frame; on `End`, finishes it and appends its chain entry.
-    fn compress(&mut self, batch: &Batch, op: Op, meta: Option<FrameMeta>) -> Result<()> {
+    fn compress(&mut self, input: Input<'_>, op: Op, meta: Option<FrameMeta>) -> Result<()> {
         if self.cctx.is_none() {
             self.cctx = Some(new_context(&self.cfg)?);
         }
@@ -979,7 +1037,10 @@ impl Sink {
             return Err(RecorderError::Closed);
         };
         let start = out.len();
-        let len = batch.encoded_len();
+        let len = match input {
+            Input::Packed(b) => b.len(),
+            Input::Batch(b) => b.encoded_len(),
+        };
         out.reserve(zstd_safe::compress_bound(len) + 1024);
         let directive = match op {
             Op::Continue => ZSTD_EndDirective::ZSTD_e_continue,
@@ -990,14 +1051,11 @@ impl Sink {
             if op != Op::Continue {
                 feed(cctx, out, &[], directive)?;
             }
-        } else if len <= SMALL_BATCH {
-            // Keystroke batches (one per flush): one compressor call instead of five; each call
-            // has a fixed cost comparable to compressing a few hundred bytes.
-            let scratch = &mut self.scratch;
-            scratch.clear();
-            batch.encode_into(scratch);
-            feed(cctx, out, scratch, directive)?;
-        } else {
+        } else if let Input::Packed(b) = input {
+            // Small batches arrive encoded: one compressor call instead of four; each call has a
+            // fixed cost comparable to compressing a few hundred bytes.
+            feed(cctx, out, b, directive)?;
+        } else if let Input::Batch(batch) = input {
             let continue_ = ZSTD_EndDirective::ZSTD_e_continue;
             feed(cctx, out, &batch.prefix(), continue_)?;
             feed(cctx, out, &batch.heads, continue_)?;

@@ -822,6 +822,56 @@ async fn frame_timers_follow_record_time() {
     assert_eq!(firsts, vec![0, s(70), s(670)]);
 }
 
+/// A replay faster than real time piles up thousands of flushed batches before the compressor
+/// runs (the default 4 MiB budget holds them all). Small batches travel packed in one buffer,
+/// large ones on their own; one compression job takes both kinds, and every byte must still come
+/// out on its channel in order, with each flush where the record times put it.
+#[tokio::test(flavor = "current_thread")]
+async fn a_backlog_of_small_and_large_flushed_batches_keeps_every_byte_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = WriterConfig {
+        fsync: false,
+        ..WriterConfig::default()
+    };
+    // Records up to 40 KiB, 300 ms apart: a flush every few records, so batches range from a
+    // few bytes to well over the 16 KiB packing limit.
+    let events = generate(11, 4000, 40 * 1024);
+    let w = TrailWriter::create(dir.path(), spec("backlog"), key(), cfg)
+        .await
+        .unwrap();
+    for (i, (ch, e)) in events.iter().enumerate() {
+        w.record_at(*ch, i as u64 * 300_000, e.clone())
+            .await
+            .unwrap();
+    }
+    let sum = w.finish(SessionEnd::default()).await.unwrap();
+    let v = verify(&sum.path, Some(&key().verifying_key())).unwrap();
+    assert_eq!(v.integrity, Integrity::Sealed);
+    for ch in 1..=6u32 {
+        for dir in [Direction::ClientToServer, Direction::ServerToClient] {
+            let mut out = Vec::new();
+            export::cat(&sum.path, ch, Some(dir), &mut out).unwrap();
+            assert_eq!(
+                out,
+                stream_of(&events, ch, Some(dir)),
+                "channel {ch} {dir:?}"
+            );
+        }
+    }
+    // Every record's time survives (deltas over a second are kept to the millisecond).
+    let mut r = TrailReader::open(&sum.path).unwrap();
+    let mut times = Vec::new();
+    while let Some(item) = r.next_item().unwrap() {
+        if let Item::Frame { records, .. } | Item::Partial { records, .. } = item {
+            times.extend(records.iter().map(|rec| rec.time_us));
+        }
+    }
+    // The events, then the session end at the last record's time.
+    assert_eq!(times.len(), events.len() + 1);
+    let want: Vec<u64> = (0..events.len() as u64).map(|i| i * 300_000).collect();
+    assert_eq!(times[..events.len()], want[..]);
+}
+
 /// A trail in format v1 (records with heads and payloads interleaved, two-form times), built
 /// here frame by frame as the v1 writer laid it out, still verifies as sealed and reads back
 /// record for record: upgrading the gateway must not strand the trails it already wrote.

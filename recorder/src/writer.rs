@@ -213,6 +213,8 @@ struct State {
     packed: Vec<u8>,
     /// An emptied packed buffer back from the blocking pool, for reuse.
     spare_packed: Vec<u8>,
+    /// The last seal closed the frame because the session went quiet (or finished).
+    quiet: bool,
     finish: Option<(u64, oneshot::Sender<Result<TrailSummary>>)>,
     /// No more records: finished or every handle dropped.
     closed: bool,
@@ -266,6 +268,7 @@ impl State {
             return false;
         }
         let idle = matches!(op, Op::End { free_context: true });
+        self.quiet = idle;
         if idle {
             // The session went quiet: give back the buffers a bulk transfer may have grown.
             self.spare.clear();
@@ -532,6 +535,7 @@ impl TrailWriter {
                 spare: Vec::new(),
                 packed: Vec::new(),
                 spare_packed: Vec::new(),
+                quiet: false,
                 finish: None,
                 closed: false,
                 abandoned: false,
@@ -797,20 +801,21 @@ impl Task {
             done.map_err(|e| RecorderError::WriterFailed(format!("compression task: {e}")))?;
         {
             let mut st = self.shared.lock();
-            let mut idle = false;
+            // A session that went quiet holds no buffers, even if its idle close was sealed
+            // while this job ran (a new record since then opens a frame: active again).
+            let active = st.frame.is_some() || !st.quiet;
             for it in items {
                 st.queued = st.queued.saturating_sub(it.cost);
-                idle = matches!(it.op, Op::End { free_context: true });
                 if let Body::Batch(mut b) = it.body
-                    && !idle
+                    && active
                     && st.spare.len() < 2
                 {
                     b.clear();
                     st.spare.push(b);
                 }
             }
-            // Kept for the next backlog unless the session went quiet (or a replay grew it large).
-            if !idle && packed.capacity() <= PACKED_KEEP {
+            // A replay's backlog may have grown it to megabytes: that is not kept.
+            if active && packed.capacity() <= PACKED_KEEP {
                 packed.clear();
                 st.spare_packed = packed;
             }
@@ -1025,6 +1030,11 @@ impl Sink {
             };
             self.compress(input, it.op, it.meta)?;
         }
+        if at != packed.len() {
+            return Err(RecorderError::WriterFailed(
+                "packed batches out of step".into(),
+            ));
+        }
         self.commit()
     }
 
@@ -1162,6 +1172,7 @@ pub fn unix_us_now() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
 
     /// The zstd context is the bulk of an open trail's memory: keep it bounded and known.
     #[test]
@@ -1182,5 +1193,67 @@ mod tests {
             cfg.zstd_level, cfg.window_log, cfg.hash_log, cfg.chain_log
         );
         assert!(size < 1100 * 1024, "context is {size} bytes");
+    }
+
+    /// Once a session goes quiet its frame is closed and the trail holds no buffers: not the
+    /// batch's columns, not spare batches, not the packed buffer a backlog of flushes grew.
+    #[tokio::test]
+    async fn a_quiet_session_keeps_no_buffers() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = WriterConfig {
+            flush_interval: Duration::from_millis(5),
+            frame_idle_close: Duration::from_millis(300),
+            fsync: false,
+            ..WriterConfig::default()
+        };
+        let spec = TrailSpec {
+            session_id: "quiet".into(),
+            protocol: "ssh".into(),
+            meta: SessionMeta::default(),
+            start: OffsetDateTime::now_utc(),
+        };
+        let key = Arc::new(SigningKey::from_bytes(&[3u8; 32]));
+        let w = TrailWriter::create(dir.path(), spec, key, cfg)
+            .await
+            .unwrap();
+        let data = |n: usize| Event::Data {
+            dir: Direction::ServerToClient,
+            data: Bytes::from(vec![b'x'; n]),
+        };
+        // Small batches flushed in record time (packed), then large ones (whole batches).
+        for i in 0..200u64 {
+            w.record_at(1, i * 1_000, data(3)).await.unwrap();
+        }
+        let t = w.now_us().max(200 * 1_000);
+        for i in 0..8 {
+            w.record_at(1, t + i, data(100 * 1024)).await.unwrap();
+        }
+        let held = |st: &State| {
+            st.batch.heads.capacity()
+                + st.batch.times.capacity()
+                + st.batch.payloads.capacity()
+                + st.spare.len()
+                + st.packed.capacity()
+                + st.spare_packed.capacity()
+        };
+        assert!(
+            held(&w.inner.shared.lock()) > 0,
+            "buffers in use while active"
+        );
+        // The writer task closes the frame 300 ms (wall clock) after the last record's time.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            {
+                let st = w.inner.shared.lock();
+                if st.frame.is_none() && st.ready.is_empty() && st.queued == 0 {
+                    assert_eq!(held(&st), 0, "a quiet session holds buffers");
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "frame never closed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let sum = w.finish(SessionEnd::default()).await.unwrap();
+        assert!(sum.end.frames >= 1);
     }
 }

@@ -1240,19 +1240,28 @@ mod tests {
             held(&w.inner.shared.lock()) > 0,
             "buffers in use while active"
         );
-        // The writer task closes the frame 300 ms (wall clock) after the last record's time.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            {
-                let st = w.inner.shared.lock();
-                if st.frame.is_none() && st.ready.is_empty() && st.queued == 0 {
-                    assert_eq!(held(&st), 0, "a quiet session holds buffers");
-                    break;
+        // The writer task closes the frame 300 ms (wall clock) after the last record's time;
+        // every finished compression job signals `room`, so wait for those, not for time.
+        let shared = &w.inner.shared;
+        let closed = async {
+            loop {
+                let notified = shared.room.notified();
+                tokio::pin!(notified);
+                // Registered before the check, so a job finishing in between is not missed.
+                notified.as_mut().enable();
+                {
+                    let st = shared.lock();
+                    if st.frame.is_none() && st.ready.is_empty() && st.queued == 0 {
+                        assert_eq!(held(&st), 0, "a quiet session holds buffers");
+                        return;
+                    }
                 }
+                notified.await;
             }
-            assert!(Instant::now() < deadline, "frame never closed");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        };
+        tokio::time::timeout(Duration::from_secs(30), closed)
+            .await
+            .expect("frame never closed");
         let sum = w.finish(SessionEnd::default()).await.unwrap();
         assert!(sum.end.frames >= 1);
     }

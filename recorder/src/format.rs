@@ -309,6 +309,14 @@ pub fn data_kind(dir: Direction) -> u8 {
     }
 }
 
+/// Wire kind of an extended-data record in one direction.
+fn ext_kind(dir: Direction) -> u8 {
+    match dir {
+        Direction::ClientToServer => kind::EXT_C2S,
+        Direction::ServerToClient => kind::EXT_S2C,
+    }
+}
+
 /// Appends a record's payload to `payloads` and returns its wire kind.
 fn put_payload(payloads: &mut Vec<u8>, event: &Event) -> Result<u8> {
     Ok(match event {
@@ -319,10 +327,7 @@ fn put_payload(payloads: &mut Vec<u8>, event: &Event) -> Result<u8> {
         Event::ExtendedData { dir, code, data } => {
             put_varint(payloads, u64::from(*code));
             payloads.extend_from_slice(data);
-            match dir {
-                Direction::ClientToServer => kind::EXT_C2S,
-                Direction::ServerToClient => kind::EXT_S2C,
-            }
+            ext_kind(*dir)
         }
         Event::Eof { dir } => match dir {
             Direction::ClientToServer => kind::EOF_C2S,
@@ -371,19 +376,69 @@ pub fn encode_record_v1(out: &mut Vec<u8>, channel: u32, dt: u64, event: &Event)
 pub struct Batch {
     pub heads: Vec<u8>,
     pub times: Vec<u8>,
+    /// The payload column's own bytes; large data payloads are not copied in (see `shared`).
     pub payloads: Vec<u8>,
+    /// Data payloads of at least [`SHARE_MIN`] bytes, held by reference: `(at, data)` stands
+    /// in the column before `payloads[at..]`. A bulk transfer's bytes then go from the SSH
+    /// packet to zstd without a copy into the batch (or the page faults of growing one).
+    shared: Vec<(usize, Bytes)>,
+    shared_len: usize,
     pub records: u32,
 }
+
+/// Data payloads this large are referenced by a [`Batch`], not copied into it.
+pub const SHARE_MIN: usize = 16 * 1024;
 
 impl Batch {
     /// Appends a record; `dt` as for [`dt_wire`] (the frame's first record: [`dt_wire_exact`] of
     /// its time since session start).
     pub fn push(&mut self, channel: u32, dt: u64, event: &Event) -> Result<()> {
         let before = self.payloads.len();
-        let k = put_payload(&mut self.payloads, event)?;
-        let len = self.payloads.len() - before;
+        let (k, shared) = match event {
+            Event::Data { dir, data } if data.len() >= SHARE_MIN => (data_kind(*dir), data),
+            Event::ExtendedData { dir, code, data } if data.len() >= SHARE_MIN => {
+                put_varint(&mut self.payloads, u64::from(*code));
+                (ext_kind(*dir), data)
+            }
+            _ => {
+                let k = put_payload(&mut self.payloads, event)?;
+                let len = self.payloads.len() - before;
+                self.push_head(k, channel, dt, len);
+                return Ok(());
+            }
+        };
+        self.shared.push((self.payloads.len(), shared.clone()));
+        self.shared_len += shared.len();
+        let len = self.payloads.len() - before + shared.len();
         self.push_head(k, channel, dt, len);
         Ok(())
+    }
+
+    /// The payload column in order, as slices of the batch's own bytes and shared payloads.
+    pub fn payload_parts(&self) -> impl Iterator<Item = &[u8]> {
+        let mut from = 0;
+        let mut shared = self.shared.iter();
+        let mut pending: Option<&[u8]> = None;
+        std::iter::from_fn(move || {
+            if let Some(p) = pending.take() {
+                return Some(p);
+            }
+            match shared.next() {
+                Some((at, data)) => {
+                    let own = &self.payloads[from..*at];
+                    from = *at;
+                    pending = Some(&data[..]);
+                    Some(own)
+                }
+                None if from <= self.payloads.len() => {
+                    let own = &self.payloads[from..];
+                    from = self.payloads.len() + 1;
+                    Some(own)
+                }
+                None => None,
+            }
+        })
+        .filter(|p| !p.is_empty())
     }
 
     /// Appends the head and time of a record whose `len` payload bytes were already appended to
@@ -402,7 +457,7 @@ impl Batch {
 
     /// Bytes buffered (columns without the prefix).
     pub fn raw_len(&self) -> usize {
-        self.heads.len() + self.times.len() + self.payloads.len()
+        self.heads.len() + self.times.len() + self.payloads.len() + self.shared_len
     }
 
     /// The batch's column-length prefix (empty for an empty batch, which encodes to nothing).
@@ -431,13 +486,17 @@ impl Batch {
         put_varint(out, self.times.len() as u64);
         out.extend_from_slice(&self.heads);
         out.extend_from_slice(&self.times);
-        out.extend_from_slice(&self.payloads);
+        for part in self.payload_parts() {
+            out.extend_from_slice(part);
+        }
     }
 
     pub fn clear(&mut self) {
         self.heads.clear();
         self.times.clear();
         self.payloads.clear();
+        self.shared.clear();
+        self.shared_len = 0;
         self.records = 0;
     }
 }
@@ -919,6 +978,92 @@ pub fn sha256(parts: &[&[u8]]) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Large payloads are held by reference; the batch must encode exactly as if every payload
+    /// had been copied into the column, in record order, and parse back to the same records.
+    #[test]
+    fn shared_large_payloads_encode_in_record_order() {
+        let big = |n: usize, seed: u8| {
+            Bytes::from(
+                (0..n)
+                    .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let events = vec![
+            Event::Data {
+                dir: Direction::ServerToClient,
+                data: big(SHARE_MIN, 1),
+            },
+            Event::Data {
+                dir: Direction::ClientToServer,
+                data: Bytes::from_static(b"ls\r"),
+            },
+            Event::ExtendedData {
+                dir: Direction::ServerToClient,
+                code: 1,
+                data: big(SHARE_MIN + 7, 2),
+            },
+            Event::ExtendedData {
+                dir: Direction::ServerToClient,
+                code: 1,
+                data: Bytes::from_static(b"warning"),
+            },
+            Event::Data {
+                dir: Direction::ServerToClient,
+                data: big(SHARE_MIN - 1, 3),
+            },
+            Event::Data {
+                dir: Direction::ServerToClient,
+                data: big(40_000, 4),
+            },
+            Event::Data {
+                dir: Direction::ServerToClient,
+                data: big(70_000, 5),
+            },
+            Event::Eof {
+                dir: Direction::ServerToClient,
+            },
+        ];
+        let mut batch = Batch::default();
+        let mut copied = Vec::new();
+        for (i, e) in events.iter().enumerate() {
+            batch.push(7, i as u64, e).unwrap();
+            put_payload(&mut copied, e).unwrap();
+        }
+        assert_eq!(
+            batch.payloads.len(),
+            copied.len() - (SHARE_MIN + SHARE_MIN + 7 + 40_000 + 70_000)
+        );
+        let column: Vec<u8> = batch.payload_parts().flatten().copied().collect();
+        assert_eq!(column, copied, "payload column");
+        assert_eq!(
+            batch.raw_len(),
+            batch.heads.len() + batch.times.len() + copied.len()
+        );
+        let mut enc = Vec::new();
+        batch.encode_into(&mut enc);
+        assert_eq!(enc.len(), batch.encoded_len());
+        let (records, rest) = parse_batches(&Bytes::from(enc)).unwrap();
+        assert_eq!(rest, 0);
+        let got: Vec<Event> = records
+            .into_iter()
+            .map(|(ch, _, e)| {
+                assert_eq!(ch, 7);
+                e
+            })
+            .collect();
+        assert_eq!(got, events);
+        batch.clear();
+        assert_eq!(
+            (
+                batch.raw_len(),
+                batch.encoded_len(),
+                batch.payload_parts().count()
+            ),
+            (0, 0, 0)
+        );
+    }
 
     #[test]
     fn coarse_deltas_round_to_the_millisecond_and_short_ones_stay_exact() {

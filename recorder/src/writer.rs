@@ -1070,7 +1070,10 @@ impl Sink {
             feed(cctx, out, &batch.prefix(), continue_)?;
             feed(cctx, out, &batch.heads, continue_)?;
             feed(cctx, out, &batch.times, continue_)?;
-            feed(cctx, out, &batch.payloads, directive)?;
+            for part in batch.payload_parts() {
+                feed(cctx, out, part, continue_)?;
+            }
+            feed(cctx, out, &[], directive)?;
         }
         let produced = (out.len() - start) as u64;
         if produced > 0 {

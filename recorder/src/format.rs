@@ -374,19 +374,25 @@ pub fn encode_record_v1(out: &mut Vec<u8>, channel: u32, dt: u64, event: &Event)
 /// makes one batch per flush or chunk, so a flushed frame always ends on a batch boundary.
 #[derive(Debug, Default)]
 pub struct Batch {
-    pub heads: Vec<u8>,
-    pub times: Vec<u8>,
-    /// The payload column's own bytes; large data payloads are not copied in (see `shared`).
-    pub payloads: Vec<u8>,
+    pub(crate) heads: Vec<u8>,
+    pub(crate) times: Vec<u8>,
+    /// The payload column's own bytes; large data payloads are not copied in (see `shared`),
+    /// so its length is an offset into the column, not the column's length. Only appended to
+    /// between [`clear`](Self::clear)s: `shared` holds offsets into it.
+    pub(crate) payloads: Vec<u8>,
     /// Data payloads of at least [`SHARE_MIN`] bytes, held by reference: `(at, data)` stands
     /// in the column before `payloads[at..]`. A bulk transfer's bytes then go from the SSH
-    /// packet to zstd without a copy into the batch (or the page faults of growing one).
+    /// packet to zstd without an intermediate copy into the batch (or the page faults of
+    /// growing one).
     shared: Vec<(usize, Bytes)>,
     shared_len: usize,
-    pub records: u32,
+    pub(crate) records: u32,
 }
 
-/// Data payloads this large are referenced by a [`Batch`], not copied into it.
+/// Data payloads this large are referenced by a [`Batch`], not copied into it. The budget
+/// charges a record its payload's length, which is what holding it costs as long as the
+/// `Bytes` owns exactly its payload: russh 0.65 decodes channel data into an exact-size buffer
+/// of its own (ssh-encoding's `Bytes::decode`), never a slice of the packet buffer.
 pub const SHARE_MIN: usize = 16 * 1024;
 
 impl Batch {
@@ -489,6 +495,16 @@ impl Batch {
         for part in self.payload_parts() {
             out.extend_from_slice(part);
         }
+    }
+
+    /// Memory the batch holds: its columns' capacity and the payloads it references.
+    #[cfg(test)]
+    pub(crate) fn retained(&self) -> usize {
+        self.heads.capacity()
+            + self.times.capacity()
+            + self.payloads.capacity()
+            + self.shared.capacity() * std::mem::size_of::<(usize, Bytes)>()
+            + self.shared_len
     }
 
     pub fn clear(&mut self) {

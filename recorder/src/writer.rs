@@ -797,8 +797,15 @@ impl Task {
         &mut self,
         done: std::result::Result<(Sink, Work, Result<()>), tokio::task::JoinError>,
     ) -> Result<()> {
-        let (sink, (items, mut packed), r) =
+        let (sink, (mut items, mut packed), r) =
             done.map_err(|e| RecorderError::WriterFailed(format!("compression task: {e}")))?;
+        // Referenced payloads are released here, not under the sessions' lock.
+        for it in &mut items {
+            if let Body::Batch(b) = &mut it.body {
+                b.clear();
+            }
+        }
+        let mut unkept = Vec::new();
         {
             let mut st = self.shared.lock();
             // A session that went quiet holds no buffers, even if its idle close was sealed
@@ -806,12 +813,10 @@ impl Task {
             let active = st.frame.is_some() || !st.quiet;
             for it in items {
                 st.queued = st.queued.saturating_sub(it.cost);
-                if let Body::Batch(mut b) = it.body
-                    && active
-                    && st.spare.len() < 2
-                {
-                    b.clear();
-                    st.spare.push(b);
+                match it.body {
+                    Body::Batch(b) if active && st.spare.len() < 2 => st.spare.push(b),
+                    Body::Batch(b) => unkept.push(b),
+                    Body::Packed(_) => {}
                 }
             }
             // A replay's backlog may have grown it to megabytes: that is not kept.
@@ -820,6 +825,7 @@ impl Task {
                 st.spare_packed = packed;
             }
         }
+        drop(unkept);
         self.shared.room.notify_waiters();
         self.sink = Some(sink);
         r
@@ -1073,7 +1079,9 @@ impl Sink {
             for part in batch.payload_parts() {
                 feed(cctx, out, part, continue_)?;
             }
-            feed(cctx, out, &[], directive)?;
+            if op != Op::Continue {
+                feed(cctx, out, &[], directive)?;
+            }
         }
         let produced = (out.len() - start) as u64;
         if produced > 0 {
@@ -1232,12 +1240,7 @@ mod tests {
             w.record_at(1, t + i, data(100 * 1024)).await.unwrap();
         }
         let held = |st: &State| {
-            st.batch.heads.capacity()
-                + st.batch.times.capacity()
-                + st.batch.payloads.capacity()
-                + st.spare.len()
-                + st.packed.capacity()
-                + st.spare_packed.capacity()
+            st.batch.retained() + st.spare.len() + st.packed.capacity() + st.spare_packed.capacity()
         };
         assert!(
             held(&w.inner.shared.lock()) > 0,

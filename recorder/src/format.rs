@@ -423,28 +423,16 @@ impl Batch {
     /// The payload column in order, as slices of the batch's own bytes and shared payloads.
     pub fn payload_parts(&self) -> impl Iterator<Item = &[u8]> {
         let mut from = 0;
-        let mut shared = self.shared.iter();
-        let mut pending: Option<&[u8]> = None;
-        std::iter::from_fn(move || {
-            if let Some(p) = pending.take() {
-                return Some(p);
-            }
-            match shared.next() {
-                Some((at, data)) => {
-                    let own = &self.payloads[from..*at];
-                    from = *at;
-                    pending = Some(&data[..]);
-                    Some(own)
-                }
-                None if from <= self.payloads.len() => {
-                    let own = &self.payloads[from..];
-                    from = self.payloads.len() + 1;
-                    Some(own)
-                }
-                None => None,
-            }
-        })
-        .filter(|p| !p.is_empty())
+        let tail = self.shared.last().map_or(0, |(at, _)| *at);
+        self.shared
+            .iter()
+            .flat_map(move |(at, data)| {
+                let own = &self.payloads[from..*at];
+                from = *at;
+                [own, &data[..]]
+            })
+            .chain(std::iter::once(&self.payloads[tail..]))
+            .filter(|p| !p.is_empty())
     }
 
     /// Appends the head and time of a record whose `len` payload bytes were already appended to
@@ -469,11 +457,15 @@ impl Batch {
     /// The batch's column-length prefix (empty for an empty batch, which encodes to nothing).
     pub fn prefix(&self) -> Vec<u8> {
         let mut p = Vec::with_capacity(20);
-        if !self.is_empty() {
-            put_varint(&mut p, self.heads.len() as u64);
-            put_varint(&mut p, self.times.len() as u64);
-        }
+        self.put_prefix(&mut p);
         p
+    }
+
+    fn put_prefix(&self, out: &mut Vec<u8>) {
+        if !self.is_empty() {
+            put_varint(out, self.heads.len() as u64);
+            put_varint(out, self.times.len() as u64);
+        }
     }
 
     pub fn encoded_len(&self) -> usize {
@@ -488,8 +480,7 @@ impl Batch {
             return;
         }
         out.reserve(self.encoded_len());
-        put_varint(out, self.heads.len() as u64);
-        put_varint(out, self.times.len() as u64);
+        self.put_prefix(out);
         out.extend_from_slice(&self.heads);
         out.extend_from_slice(&self.times);
         for part in self.payload_parts() {

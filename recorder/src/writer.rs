@@ -805,7 +805,6 @@ impl Task {
                 b.clear();
             }
         }
-        let mut unkept = Vec::new();
         {
             let mut st = self.shared.lock();
             // A session that went quiet holds no buffers, even if its idle close was sealed
@@ -815,8 +814,7 @@ impl Task {
                 st.queued = st.queued.saturating_sub(it.cost);
                 match it.body {
                     Body::Batch(b) if active && st.spare.len() < 2 => st.spare.push(b),
-                    Body::Batch(b) => unkept.push(b),
-                    Body::Packed(_) => {}
+                    _ => {}
                 }
             }
             // A replay's backlog may have grown it to megabytes: that is not kept.
@@ -825,7 +823,6 @@ impl Task {
                 st.spare_packed = packed;
             }
         }
-        drop(unkept);
         self.shared.room.notify_waiters();
         self.sink = Some(sink);
         r

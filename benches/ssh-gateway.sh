@@ -166,7 +166,7 @@ channel_policy = "bench"
 [channel_policies.bench]
 allow = ["session-shell", "session-exec"]
 EOF
-TRAILGATE_LOG=warn "$BIN" serve --config "$D/gw/trailgate.toml" </dev/null >"$D/gw/stdout" 2>"$D/gw/stderr" &
+TRAILGATE_LOG=info "$BIN" serve --config "$D/gw/trailgate.toml" </dev/null >"$D/gw/stdout" 2>"$D/gw/stderr" &
 GW_PID=$!; PIDS+=("$GW_PID")
 GW_ADDR=
 for _ in $(seq 1 600); do
@@ -249,6 +249,18 @@ echo "cipher gateway->sshd:          ${UP_CIPHER:-unknown} (${UP_SW:-russh}, ${T
 # ---------------------------------------------------------------- newest trail, once sealed
 newest_trail() { find "$D/gw/data" -name '*.trail' -printf '%T@ %p\n' 2>/dev/null | sort -n | tail -1 | cut -d' ' -f2-; }
 trail_count() { find "$D/gw/data" -name '*.trail' 2>/dev/null | wc -l; }
+ended_count() { grep -c 'session ended' "$D/gw/stderr" || true; }
+# -> how long the newest ended session waited for its trail writer, once its end line is logged
+recorder_wait() {
+    for _ in $(seq 1 100); do
+        if [ "$(ended_count)" -ge "$1" ]; then
+            grep 'session ended' "$D/gw/stderr" | tail -1 | sed -n 's/.*recording_wait_ms=\([0-9]*\).*/\1 ms/p'
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "?"
+}
 wait_sealed() { # expected trail count -> prints the newest trail path once sealed
     local t=
     for _ in $(seq 1 600); do
@@ -304,13 +316,13 @@ try:
 except Exception: print("n/a (no zstd CLI)")' "$PAYLOAD"))"
     cat "$PAYLOAD" > /dev/null   # page cache warm for every path alike
     echo
-    echo "| run | direction | path | seconds | MiB/s | machine CPU busy | gateway CPU | trail |"
-    echo "|---|---|---|---|---|---|---|---|"
+    echo "| run | direction | path | seconds | MiB/s | machine CPU busy | gateway CPU | trail | waited for recorder |"
+    echo "|---|---|---|---|---|---|---|---|---|"
     TRAIL_DOWN=; TRAIL_UP=; GWCPU_DOWN=(); GWCPU_UP=()
     for dir in down up; do
         for rep in $(seq 1 "$REPS"); do
             for path in $BULK_PATHS; do
-                n_before=$(trail_count)
+                n_before=$(trail_count); e_before=$(ended_count)
                 read -r b0 t0 < <(sys_ticks); g0=$(cpu_ticks "$GW_PID"); s=$(now_ns)
                 if [ $dir = down ]; then
                     S "$path" "cat '$PAYLOAD'" </dev/null >/dev/null
@@ -322,9 +334,10 @@ except Exception: print("n/a (no zstd CLI)")' "$PAYLOAD"))"
                 mbps=$(awk -v m="$PAYLOAD_MIB" -v s="$secs" 'BEGIN{printf "%.1f", m/s}')
                 busy=$(awk -v b=$((b1-b0)) -v t=$((t1-t0)) -v n="$NCPU" 'BEGIN{printf "%.0f%% of %d CPUs", t? 100*b/t : 0, n}')
                 gcpu=$(awk -v g=$((g1-g0)) -v hz="$HZ" -v s="$secs" 'BEGIN{printf "%.2fs (%.0f%% of 1 CPU)", g/hz, 100*g/hz/s}')
-                trail="-"
+                trail="-"; waited="-"
                 if [ $path = gw ]; then
                     t=$(wait_sealed $((n_before + 1)))
+                    waited=$(recorder_wait $((e_before + 1)))
                     sz=$(stat -c %s "$t")
                     trail=$(awk -v z="$sz" 'BEGIN{printf "%.1f MiB", z/1048576}')
                     if [ $dir = down ]; then TRAIL_DOWN=${TRAIL_DOWN:-$trail}; GWCPU_DOWN+=("$(awk -v g=$((g1-g0)) -v hz="$HZ" 'BEGIN{print g/hz}')")
@@ -333,13 +346,15 @@ except Exception: print("n/a (no zstd CLI)")' "$PAYLOAD"))"
                     gcpu="-"
                 fi
                 MBPS[$dir,$path]+="$mbps "
-                echo "| $rep | $dir | $path | $secs | $mbps | $busy | $gcpu | $trail |"
+                echo "| $rep | $dir | $path | $secs | $mbps | $busy | $gcpu | $trail | $waited |"
             done
         done
     done
     VERIFY=$("$BIN" trail verify "$(newest_trail)" 2>&1 | tail -1 || true)
     echo
     echo "trail verify (last gateway upload): $VERIFY"
+    # SHOW_GW_LOG=PATTERN: the gateway's log lines matching it (e.g. "session ended").
+    [ -z "${SHOW_GW_LOG:-}" ] || grep -e "$SHOW_GW_LOG" "$D/gw/stderr" || true
 fi
 
 # ---------------------------------------------------------------- 2. keystroke echo latency

@@ -22,7 +22,8 @@ use trailgate_recorder::{
 };
 
 /// Default writer settings without fsync; `TG_FLUSH_MS`, `TG_FRAME_AGE_S` and `TG_IDLE_CLOSE_S`
-/// override the timers for experiments.
+/// override the timers for experiments, `TG_PARALLEL_FRAME_MIN` the two-frames-at-once threshold
+/// (18446744073709551615: never).
 fn writer_config() -> WriterConfig {
     let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
     let d = WriterConfig::default();
@@ -31,6 +32,8 @@ fn writer_config() -> WriterConfig {
         flush_interval: env("TG_FLUSH_MS").map_or(d.flush_interval, Duration::from_millis),
         frame_max_age: env("TG_FRAME_AGE_S").map_or(d.frame_max_age, Duration::from_secs),
         frame_idle_close: env("TG_IDLE_CLOSE_S").map_or(d.frame_idle_close, Duration::from_secs),
+        parallel_frame_min: env("TG_PARALLEL_FRAME_MIN")
+            .map_or(d.parallel_frame_min, |v| v as usize),
         ..d
     }
 }
@@ -117,6 +120,11 @@ fn zstd_stream(payload: &[u8]) -> usize {
 /// the first unflushed byte, on the items' own clock). What any recorder that keeps the
 /// flush-interval promise pays inside zstd, whatever its own format. Returns (size, flushes).
 fn zstd_flushed(corpus: &[Item], flush_us: u64) -> (usize, usize) {
+    let (out, flushes) = zstd_flushed_bytes(corpus, flush_us);
+    (out.len(), flushes)
+}
+
+fn zstd_flushed_bytes(corpus: &[Item], flush_us: u64) -> (Vec<u8>, usize) {
     let mut enc = zstd::stream::Encoder::new(Vec::with_capacity(1 << 20), 3).expect("zstd encoder");
     let (mut first, mut flushes) = (None::<u64>, 0);
     for (_, t, _, data) in corpus {
@@ -128,17 +136,23 @@ fn zstd_flushed(corpus: &[Item], flush_us: u64) -> (usize, usize) {
         first.get_or_insert(*t);
         enc.write_all(data).expect("compress");
     }
-    (enc.finish().expect("finish").len(), flushes)
+    (enc.finish().expect("finish"), flushes)
 }
 
-/// CPU time of this process: the sum over its live threads of /proc/self/task/*/schedstat (ns).
+/// CPU time of this process, all threads (user + system).
 fn process_cpu() -> Option<Duration> {
-    let mut ns = 0u64;
-    for task in std::fs::read_dir("/proc/self/task").ok()? {
-        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
-        ns += stat.split_whitespace().next()?.parse::<u64>().ok()?;
-    }
-    Some(Duration::from_nanos(ns))
+    // getrusage counts every thread the process ever ran, including the writer's short-lived
+    // second compression threads (a per-thread sum over /proc/self/task would miss them).
+    let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the struct it is given; RUSAGE_SELF is always valid.
+    let ru = unsafe {
+        if libc::getrusage(libc::RUSAGE_SELF, ru.as_mut_ptr()) != 0 {
+            return None;
+        }
+        ru.assume_init()
+    };
+    let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    Some(Duration::from_micros(us(ru.ru_utime) + us(ru.ru_stime)))
 }
 
 /// Wall and CPU time of one run of `f`.
@@ -282,7 +296,10 @@ fn profile_only(corpus: &[Item], runs: u32) {
     let t0 = Instant::now();
     for _ in 0..runs {
         if flushed {
-            std::hint::black_box(zstd_flushed(corpus, flush_us));
+            let (out, _) = std::hint::black_box(zstd_flushed_bytes(corpus, flush_us));
+            if let Some(to) = &keep {
+                std::fs::write(to, out).expect("keep zstd output");
+            }
             continue;
         }
         let (_, s) = env.write_trail(corpus, writer_config());

@@ -10,6 +10,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EndLabels {
@@ -39,6 +40,7 @@ pub struct Metrics {
     ssh_c2s: Counter,
     ssh_s2c: Counter,
     recording_failures: Counter,
+    recording_wait: Counter<f64, AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -104,8 +106,15 @@ impl Metrics {
             "Sessions whose trail could not be written (each is logged and marked failed in the catalog)",
             recording_failures.clone(),
         );
+        let recording_wait = Counter::<f64, AtomicU64>::default();
+        registry.register(
+            "recording_wait_seconds",
+            "Time ended sessions spent waiting for their trail writer (budget full: the disk or the compressor's CPU paced the traffic)",
+            recording_wait.clone(),
+        );
         Metrics {
             registry,
+            recording_wait,
             connections_active,
             sessions_ended,
             session_duration,
@@ -161,6 +170,13 @@ impl Metrics {
         self.recording_failures.inc();
     }
 
+    /// Once per session, at its end: how long its traffic waited for the recorder.
+    pub fn recording_waited(&self, waited: std::time::Duration) {
+        if !waited.is_zero() {
+            self.recording_wait.inc_by(waited.as_secs_f64());
+        }
+    }
+
     /// The exposition text (`text/plain; version=0.0.4`, or OpenMetrics without the content type).
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -198,6 +214,7 @@ mod tests {
         m.channel("evil-\"type\"\n", "deny");
         m.relayed(true, 10);
         m.relayed(false, 5);
+        m.recording_waited(std::time::Duration::from_millis(1500));
         let text = m.encode();
         for want in [
             "trailgate_connections_active 1",
@@ -208,6 +225,7 @@ mod tests {
             "trailgate_relayed_bytes_total{protocol=\"ssh\",direction=\"s2c\"} 5",
             "trailgate_recording_failures_total 0",
             "trailgate_session_duration_seconds_count 1",
+            "trailgate_recording_wait_seconds_total 1.5",
         ] {
             assert!(text.contains(want), "missing {want:?} in\n{text}");
         }

@@ -33,4 +33,4 @@ pub use format::{
     ChannelOpen, Direction, Endpoint, Event, Record, Request, SessionEnd, SessionMeta,
 };
 pub use reader::{Integrity, TrailReader, Verification, verify};
-pub use writer::{TrailSpec, TrailSummary, TrailWriter, WriterConfig, trail_path};
+pub use writer::{Backpressure, TrailSpec, TrailSummary, TrailWriter, WriterConfig, trail_path};

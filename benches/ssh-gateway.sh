@@ -316,8 +316,8 @@ try:
 except Exception: print("n/a (no zstd CLI)")' "$PAYLOAD"))"
     cat "$PAYLOAD" > /dev/null   # page cache warm for every path alike
     echo
-    echo "| run | direction | path | seconds | MiB/s | machine CPU busy | gateway CPU | trail | waited for recorder |"
-    echo "|---|---|---|---|---|---|---|---|---|"
+    echo "| run | direction | path | seconds | MiB/s | machine CPU busy | machine CPU ms/MiB | gateway CPU | trail | waited for recorder |"
+    echo "|---|---|---|---|---|---|---|---|---|---|"
     TRAIL_DOWN=; TRAIL_UP=; GWCPU_DOWN=(); GWCPU_UP=()
     for dir in down up; do
         for rep in $(seq 1 "$REPS"); do
@@ -333,6 +333,8 @@ except Exception: print("n/a (no zstd CLI)")' "$PAYLOAD"))"
                 secs=$(awk -v a="$s" -v b="$e" 'BEGIN{printf "%.3f", (b-a)/1e9}')
                 mbps=$(awk -v m="$PAYLOAD_MIB" -v s="$secs" 'BEGIN{printf "%.1f", m/s}')
                 busy=$(awk -v b=$((b1-b0)) -v t=$((t1-t0)) -v n="$NCPU" 'BEGIN{printf "%.0f%% of %d CPUs", t? 100*b/t : 0, n}')
+                # Whole machine (clients, sshd, gateway, kernel): CPU milliseconds per MiB moved.
+                mcpu=$(awk -v b=$((b1-b0)) -v hz="$HZ" -v m="$PAYLOAD_MIB" 'BEGIN{printf "%.1f", 1000*b/hz/m}')
                 gcpu=$(awk -v g=$((g1-g0)) -v hz="$HZ" -v s="$secs" 'BEGIN{printf "%.2fs (%.0f%% of 1 CPU)", g/hz, 100*g/hz/s}')
                 trail="-"; waited="-"
                 if [ $path = gw ]; then
@@ -346,7 +348,7 @@ except Exception: print("n/a (no zstd CLI)")' "$PAYLOAD"))"
                     gcpu="-"
                 fi
                 MBPS[$dir,$path]+="$mbps "
-                echo "| $rep | $dir | $path | $secs | $mbps | $busy | $gcpu | $trail | $waited |"
+                echo "| $rep | $dir | $path | $secs | $mbps | $busy | $mcpu | $gcpu | $trail | $waited |"
             done
         done
     done

@@ -22,8 +22,7 @@ use trailgate_recorder::{
 };
 
 /// Default writer settings without fsync; `TG_FLUSH_MS`, `TG_FRAME_AGE_S` and `TG_IDLE_CLOSE_S`
-/// override the timers for experiments, `TG_PARALLEL_FRAME_MIN` the two-frames-at-once threshold
-/// (18446744073709551615: never).
+/// override the timers for experiments.
 fn writer_config() -> WriterConfig {
     let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
     let d = WriterConfig::default();
@@ -32,8 +31,6 @@ fn writer_config() -> WriterConfig {
         flush_interval: env("TG_FLUSH_MS").map_or(d.flush_interval, Duration::from_millis),
         frame_max_age: env("TG_FRAME_AGE_S").map_or(d.frame_max_age, Duration::from_secs),
         frame_idle_close: env("TG_IDLE_CLOSE_S").map_or(d.frame_idle_close, Duration::from_secs),
-        parallel_frame_min: env("TG_PARALLEL_FRAME_MIN")
-            .map_or(d.parallel_frame_min, |v| v as usize),
         ..d
     }
 }
@@ -141,8 +138,8 @@ fn zstd_flushed_bytes(corpus: &[Item], flush_us: u64) -> (Vec<u8>, usize) {
 
 /// CPU time of this process, all threads (user + system).
 fn process_cpu() -> Option<Duration> {
-    // getrusage counts every thread the process ever ran, including the writer's short-lived
-    // second compression threads (a per-thread sum over /proc/self/task would miss them).
+    // getrusage counts every thread the process ever ran, including blocking-pool threads that
+    // have already exited (a per-thread sum over /proc/self/task would miss them).
     let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
     // SAFETY: getrusage fills the struct it is given; RUSAGE_SELF is always valid.
     let ru = unsafe {

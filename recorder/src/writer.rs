@@ -55,9 +55,6 @@ pub struct WriterConfig {
     pub chain_log: u32,
     /// Consecutive small data records on one channel and direction closer than this are merged.
     pub coalesce_us: u64,
-    /// When the writer falls behind a bulk transfer, two of the waiting frames at least this large
-    /// compress at once, on two cores, each with its own zstd context. `usize::MAX`: one core only.
-    pub parallel_frame_min: usize,
     /// fdatasync at the seal, at a finished frame (at most once per `fsync_min_interval`), and at
     /// a flush when the last sync is older than `fsync_max_interval` (frames of a quiet session
     /// can stay open for minutes).
@@ -83,7 +80,6 @@ impl Default for WriterConfig {
             hash_log: 14,
             chain_log: 14,
             coalesce_us: 2_000,
-            parallel_frame_min: 128 * 1024,
             fsync: true,
             fsync_max_interval: Duration::from_secs(60),
             fsync_min_interval: Duration::from_secs(1),
@@ -432,8 +428,6 @@ struct Shared {
     /// how much the recorder (its CPU or its disk) paced the session.
     waited_us: AtomicU64,
     waits: AtomicU64,
-    /// Compression jobs that ran two frames at once.
-    parallel_jobs: AtomicU64,
 }
 
 impl Shared {
@@ -582,7 +576,6 @@ impl TrailWriter {
             failure: OnceLock::new(),
             waited_us: AtomicU64::new(0),
             waits: AtomicU64::new(0),
-            parallel_jobs: AtomicU64::new(0),
         });
         let sink = Sink {
             file: Arc::new(file),
@@ -593,7 +586,6 @@ impl TrailWriter {
             index: Vec::new(),
             cur: None,
             cctx: None,
-            cctx2: None,
             wbuf: Vec::new(),
             last_sync: Instant::now(),
             syncing: None,
@@ -969,11 +961,7 @@ struct Sink {
     index: Vec<IndexEntry>,
     /// The frame being compressed: where it starts, its size so far, its running chain hash.
     cur: Option<(u64, u64, ChainHasher)>,
-    /// The open frame's compressor (or the next frame's).
     cctx: Option<CCtx<'static>>,
-    /// A second compressor, for a job that holds several whole frames (a bulk transfer): frames
-    /// are independent, so two of them compress at once. Kept until the session goes quiet.
-    cctx2: Option<CCtx<'static>>,
     /// Compressed bytes not yet written.
     wbuf: Vec<u8>,
     last_sync: Instant,
@@ -1012,93 +1000,6 @@ fn feed(
         };
         if done {
             return Ok(());
-        }
-    }
-}
-
-/// Compresses one batch into `out` with `op`'s directive, on the frame open in `cctx`.
-fn compress_into(
-    cctx: &mut CCtx<'static>,
-    out: &mut Vec<u8>,
-    input: Input<'_>,
-    op: Op,
-) -> Result<()> {
-    out.reserve(zstd_safe::compress_bound(input.len()) + 1024);
-    let directive = match op {
-        Op::Continue => ZSTD_EndDirective::ZSTD_e_continue,
-        Op::Flush => ZSTD_EndDirective::ZSTD_e_flush,
-        Op::End { .. } => ZSTD_EndDirective::ZSTD_e_end,
-    };
-    match input {
-        Input::Packed([]) => {
-            if op != Op::Continue {
-                feed(cctx, out, &[], directive)?;
-            }
-        }
-        // Small batches arrive encoded: one compressor call instead of four; each call has a
-        // fixed cost comparable to compressing a few hundred bytes.
-        Input::Packed(b) => feed(cctx, out, b, directive)?,
-        Input::Batch(batch) => {
-            let continue_ = ZSTD_EndDirective::ZSTD_e_continue;
-            if !batch.is_empty() {
-                feed(cctx, out, &batch.prefix(), continue_)?;
-                feed(cctx, out, &batch.heads, continue_)?;
-                feed(cctx, out, &batch.times, continue_)?;
-                for part in batch.payload_parts() {
-                    feed(cctx, out, part, continue_)?;
-                }
-            }
-            if op != Op::Continue {
-                feed(cctx, out, &[], directive)?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// A job's items split into frames (each range ends with the item that ends its frame; the last
-/// may be open), when two or more of them are large enough to compress side by side.
-fn parallel_frames(
-    items: &[Ready],
-    inputs: &[Input<'_>],
-    min: usize,
-) -> Option<Vec<std::ops::Range<usize>>> {
-    let mut frames = Vec::new();
-    let (mut start, mut raw, mut large) = (0, 0, 0);
-    for (i, (it, input)) in items.iter().zip(inputs).enumerate() {
-        raw += input.len();
-        let last = i + 1 == items.len();
-        if matches!(it.op, Op::End { .. }) || last {
-            large += usize::from(raw >= min);
-            frames.push(start..i + 1);
-            (start, raw) = (i + 1, 0);
-        }
-    }
-    (large >= 2).then_some(frames)
-}
-
-/// How far a job got: items compressed, and items whose budget was given back.
-#[derive(Default)]
-struct Progress {
-    done: usize,
-    released: usize,
-}
-
-impl Progress {
-    /// Budget of the items compressed but not yet given back.
-    fn unreleased(&self, items: &[Ready]) -> usize {
-        items[self.released..self.done]
-            .iter()
-            .map(|it| it.cost)
-            .sum()
-    }
-}
-
-impl Input<'_> {
-    fn len(&self) -> usize {
-        match self {
-            Input::Packed(b) => b.len(),
-            Input::Batch(b) => b.encoded_len(),
         }
     }
 }
@@ -1169,27 +1070,23 @@ impl Sink {
     /// Compresses a job's batches in order and writes them out, giving their budget back as it
     /// goes (what is not given back here, `Task::completed` gives back).
     fn compress_all(&mut self, (items, packed): &mut Work, shared: &Shared) -> Result<()> {
-        let mut progress = Progress::default();
-        let r = self.compress_items(items, packed, shared, &mut progress);
+        let mut done = 0;
+        let r = self.compress_items(items, packed, shared, &mut done);
         // Compressed but not yet given back; on an error too (the session then fails anyway).
-        shared.release(progress.unreleased(items));
-        for it in &mut items[..progress.done] {
-            it.cost = 0;
-        }
+        shared.release(done);
         r
     }
 
     fn compress_items(
         &mut self,
-        items: &[Ready],
+        items: &mut [Ready],
         packed: &[u8],
         shared: &Shared,
-        progress: &mut Progress,
+        done: &mut usize,
     ) -> Result<()> {
         let mut at = 0;
-        let mut inputs = Vec::with_capacity(items.len());
-        for it in items {
-            inputs.push(match &it.body {
+        for it in items.iter_mut() {
+            let input = match &it.body {
                 Body::Packed(n) => {
                     let b = packed.get(at..at + n).ok_or_else(|| {
                         RecorderError::WriterFailed("packed batches out of step".into())
@@ -1198,120 +1095,19 @@ impl Sink {
                     Input::Packed(b)
                 }
                 Body::Batch(b) => Input::Batch(b),
-            });
+            };
+            self.compress(input, it.op, it.meta)?;
+            *done += std::mem::take(&mut it.cost);
+            if *done >= RELEASE_STEP {
+                // On disk (in the file) before the budget is given back.
+                self.commit()?;
+                shared.release(std::mem::take(done));
+            }
         }
         if at != packed.len() {
             return Err(RecorderError::WriterFailed(
                 "packed batches out of step".into(),
             ));
-        }
-        if let Some(frames) = parallel_frames(items, &inputs, self.cfg.parallel_frame_min) {
-            shared.parallel_jobs.fetch_add(1, Ordering::Relaxed);
-            return self.compress_frames(items, &inputs, &frames, shared, progress);
-        }
-        for (it, input) in items.iter().zip(&inputs) {
-            self.compress(*input, it.op, it.meta)?;
-            progress.done += 1;
-            self.release_step(items, shared, progress, RELEASE_STEP)?;
-        }
-        self.commit()
-    }
-
-    /// Once `step` bytes of budget are compressed: writes them out, then gives the budget back.
-    fn release_step(
-        &mut self,
-        items: &[Ready],
-        shared: &Shared,
-        progress: &mut Progress,
-        step: usize,
-    ) -> Result<()> {
-        let n = progress.unreleased(items);
-        if n >= step {
-            // In the file before the budget is given back.
-            self.commit()?;
-            shared.release(n);
-            progress.released = progress.done;
-        }
-        Ok(())
-    }
-
-    /// Compresses a job that holds several whole frames on two threads (frames are independent
-    /// zstd frames, each with its own context), then chains and writes them in order. The output
-    /// is byte for byte what one thread would produce.
-    fn compress_frames(
-        &mut self,
-        items: &[Ready],
-        inputs: &[Input<'_>],
-        frames: &[std::ops::Range<usize>],
-        shared: &Shared,
-        progress: &mut Progress,
-    ) -> Result<()> {
-        let mut a = match self.cctx.take() {
-            Some(c) => c,
-            None => new_context(&self.cfg)?,
-        };
-        let mut b = match self.cctx2.take() {
-            Some(c) => c,
-            None => new_context(&self.cfg)?,
-        };
-        // Frame k goes to context k % 2: the first continues the open frame in `a`.
-        let run = |cctx: &mut CCtx<'static>, parity: usize| -> Result<Vec<(Vec<u8>, Vec<usize>)>> {
-            let mut outs = Vec::new();
-            for f in frames.iter().skip(parity).step_by(2) {
-                let raw: usize = inputs[f.clone()].iter().map(Input::len).sum();
-                let mut out = Vec::with_capacity(zstd_safe::compress_bound(raw) + 1024);
-                let mut ends = Vec::with_capacity(f.len());
-                for i in f.clone() {
-                    compress_into(cctx, &mut out, inputs[i], items[i].op)?;
-                    ends.push(out.len());
-                }
-                outs.push((out, ends));
-            }
-            Ok(outs)
-        };
-        let (even, odd) = std::thread::scope(|scope| {
-            let helper = std::thread::Builder::new()
-                .name("trail-compress".into())
-                .spawn_scoped(scope, || run(&mut b, 1));
-            let even = run(&mut a, 0);
-            let odd = match helper {
-                Ok(h) => h.join().unwrap_or_else(|_| {
-                    Err(RecorderError::WriterFailed(
-                        "compression thread panicked".into(),
-                    ))
-                }),
-                Err(e) => Err(RecorderError::WriterFailed(format!(
-                    "compression thread: {e}"
-                ))),
-            };
-            (even, odd)
-        });
-        let (mut even, mut odd) = (even?.into_iter(), odd?.into_iter());
-        for (k, f) in frames.iter().enumerate() {
-            let next = if k % 2 == 0 { even.next() } else { odd.next() };
-            let (out, ends) = next.ok_or_else(|| {
-                RecorderError::WriterFailed("compressed frames out of step".into())
-            })?;
-            let mut from = 0;
-            for (i, end) in f.clone().zip(ends) {
-                let start = self.wbuf.len();
-                self.wbuf.extend_from_slice(&out[from..end]);
-                from = end;
-                self.account(start, items[i].op, items[i].meta)?;
-                progress.done += 1;
-            }
-            self.release_step(items, shared, progress, RELEASE_STEP)?;
-        }
-        // The last frame may still be open: its context is the one the next job continues.
-        let last_in_b = (frames.len() - 1) % 2 == 1;
-        let quiet = matches!(
-            items.last().map(|it| it.op),
-            Some(Op::End { free_context: true })
-        );
-        if !quiet {
-            let (open, other) = if last_in_b { (b, a) } else { (a, b) };
-            self.cctx = Some(open);
-            self.cctx2 = Some(other);
         }
         self.commit()
     }
@@ -1321,22 +1117,40 @@ impl Sink {
         if self.cctx.is_none() {
             self.cctx = Some(new_context(&self.cfg)?);
         }
-        let Some(cctx) = &mut self.cctx else {
+        let (Some(cctx), out) = (&mut self.cctx, &mut self.wbuf) else {
             return Err(RecorderError::Closed);
         };
-        let start = self.wbuf.len();
-        compress_into(cctx, &mut self.wbuf, input, op)?;
-        if let Op::End { free_context: true } = op {
-            self.cctx = None;
-            self.cctx2 = None;
+        let start = out.len();
+        let len = match input {
+            Input::Packed(b) => b.len(),
+            Input::Batch(b) => b.encoded_len(),
+        };
+        out.reserve(zstd_safe::compress_bound(len) + 1024);
+        let directive = match op {
+            Op::Continue => ZSTD_EndDirective::ZSTD_e_continue,
+            Op::Flush => ZSTD_EndDirective::ZSTD_e_flush,
+            Op::End { .. } => ZSTD_EndDirective::ZSTD_e_end,
+        };
+        if len == 0 {
+            if op != Op::Continue {
+                feed(cctx, out, &[], directive)?;
+            }
+        } else if let Input::Packed(b) = input {
+            // Small batches arrive encoded: one compressor call instead of four; each call has a
+            // fixed cost comparable to compressing a few hundred bytes.
+            feed(cctx, out, b, directive)?;
+        } else if let Input::Batch(batch) = input {
+            let continue_ = ZSTD_EndDirective::ZSTD_e_continue;
+            feed(cctx, out, &batch.prefix(), continue_)?;
+            feed(cctx, out, &batch.heads, continue_)?;
+            feed(cctx, out, &batch.times, continue_)?;
+            for part in batch.payload_parts() {
+                feed(cctx, out, part, continue_)?;
+            }
+            if op != Op::Continue {
+                feed(cctx, out, &[], directive)?;
+            }
         }
-        self.account(start, op, meta)
-    }
-
-    /// The chain's side of a compressed batch (its output is `wbuf[start..]`): the frame's running
-    /// hash and size; on `End`, the frame's signed chain entry, its index entry and maybe a sync.
-    fn account(&mut self, start: usize, op: Op, meta: Option<FrameMeta>) -> Result<()> {
-        let out = &self.wbuf;
         let produced = (out.len() - start) as u64;
         if produced > 0 {
             let (at, head) = (self.offset, self.chain_head);
@@ -1347,7 +1161,7 @@ impl Sink {
             cur.1 += produced;
             self.offset += produced;
         }
-        let Op::End { .. } = op else {
+        let Op::End { free_context } = op else {
             if op == Op::Flush
                 && self.fsync
                 && self.last_sync.elapsed() >= self.cfg.fsync_max_interval
@@ -1356,6 +1170,9 @@ impl Sink {
             }
             return Ok(());
         };
+        if free_context {
+            self.cctx = None;
+        }
         let (Some((offset, compressed, hasher)), Some(meta)) = (self.cur.take(), meta) else {
             return Ok(());
         };
@@ -1523,112 +1340,44 @@ mod tests {
         assert!(sum.end.frames >= 1);
     }
 
-    /// A writer behind a bulk transfer compresses two waiting frames at once; the trail is byte
-    /// for byte the one a single thread writes (same hash chain), and reads back exactly.
-    #[test]
-    fn frames_compressed_two_at_a_time_make_the_same_trail() {
-        // Bulk-like data: compressible text with random runs, in SSH-sized packets.
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut payload = Vec::with_capacity(3 << 20);
-        while payload.len() < 3 << 20 {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            if seed.is_multiple_of(3) {
-                payload.extend_from_slice(&seed.to_le_bytes());
-            } else {
-                payload.extend_from_slice(
-                    format!("line {} status={}\n", seed % 977, seed % 7).as_bytes(),
-                );
-            }
-        }
-        let write = |parallel_frame_min: usize| {
-            let dir = tempfile::tempdir().unwrap();
-            // No timer may fire: frames and batches end by size only, identically in both runs.
-            let hour = Duration::from_secs(3600);
-            let cfg = WriterConfig {
-                fsync: false,
-                flush_interval: hour,
-                frame_max_age: hour,
-                frame_idle_close: hour,
-                frame_max_raw: 256 * 1024,
-                chunk_bytes: 64 * 1024,
-                queue_bytes: 8 << 20,
-                parallel_frame_min,
-                ..WriterConfig::default()
-            };
-            let spec = TrailSpec {
-                session_id: "bulk".into(),
-                protocol: "ssh".into(),
-                meta: SessionMeta::default(),
-                start: OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap(),
-            };
-            let key = Arc::new(SigningKey::from_bytes(&[5u8; 32]));
-            // One thread: records are queued until the test waits, so the writer task's first
-            // job holds five whole frames and the start of a sixth.
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            let (sum, parallel) = rt.block_on(async {
-                let w = TrailWriter::create(dir.path(), spec, key, cfg)
-                    .await
-                    .unwrap();
-                let packets: Vec<&[u8]> = payload.chunks(32 * 1024).collect();
-                let (first, rest) = packets.split_at(42);
-                let mut t = 0;
-                for chunk in first.iter().chain(rest) {
-                    let ev = Event::Data {
-                        dir: Direction::ServerToClient,
-                        data: Bytes::copy_from_slice(chunk),
-                    };
-                    w.record_at(1, t, ev).await.unwrap();
-                    t += 100;
-                    if t == first.len() as u64 * 100 {
-                        // Let the first job (whole frames and an open one) finish, so the next
-                        // job continues that open frame on the context it was left in.
-                        let shared = &w.inner.shared;
-                        loop {
-                            let notified = shared.room.notified();
-                            tokio::pin!(notified);
-                            notified.as_mut().enable();
-                            {
-                                let st = shared.lock();
-                                if st.ready.is_empty() && st.queued == st.batch_cost {
-                                    break;
-                                }
-                            }
-                            notified.await;
-                        }
-                    }
-                }
-                // The end record takes the later of the clock and the last record's time: make
-                // that the record's, so both trails end alike.
-                let last = Event::Data {
-                    dir: Direction::ServerToClient,
-                    data: Bytes::from_static(b"$ "),
-                };
-                w.record_at(1, 100_000_000, last).await.unwrap();
-                let sum = w.finish(SessionEnd::default()).await.unwrap();
-                (sum, w.inner.shared.parallel_jobs.load(Ordering::Relaxed))
-            });
-            let mut out = Vec::new();
-            let integrity =
-                crate::export::cat(&sum.path, 1, Some(Direction::ServerToClient), &mut out)
-                    .unwrap();
-            assert_eq!(integrity, crate::Integrity::Sealed);
-            assert!(
-                out.strip_suffix(b"$ ") == Some(&payload[..]),
-                "cat differs from what was recorded"
-            );
-            (sum.chain_head, sum.end.frames, parallel)
+    /// A session that outruns its writer waits (nothing is dropped), and says how long.
+    #[tokio::test]
+    async fn waiting_for_the_writer_is_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = WriterConfig {
+            fsync: false,
+            queue_bytes: 64 * 1024,
+            chunk_bytes: 16 * 1024,
+            ..WriterConfig::default()
         };
-        let (one_head, one_frames, one_parallel) = write(usize::MAX);
-        let (two_head, two_frames, two_parallel) = write(128 * 1024);
-        assert_eq!(one_parallel, 0);
-        assert!(two_parallel >= 1, "no job compressed frames side by side");
-        assert!(one_frames >= 12, "{one_frames} frames");
-        assert_eq!(two_frames, one_frames);
-        assert_eq!(two_head, one_head, "the two trails' frames differ");
+        let spec = TrailSpec {
+            session_id: "busy".into(),
+            protocol: "ssh".into(),
+            meta: SessionMeta::default(),
+            start: OffsetDateTime::now_utc(),
+        };
+        let key = Arc::new(SigningKey::from_bytes(&[4u8; 32]));
+        let w = TrailWriter::create(dir.path(), spec, key, cfg)
+            .await
+            .unwrap();
+        let data = |n: usize| Event::Data {
+            dir: Direction::ServerToClient,
+            data: Bytes::from(vec![b'y'; n]),
+        };
+        w.record(1, data(10)).await.unwrap();
+        assert_eq!(
+            w.backpressure(),
+            Backpressure::default(),
+            "room left: no wait"
+        );
+        // 4 MiB through a 64 KiB budget.
+        for _ in 0..128 {
+            w.record(1, data(32 * 1024)).await.unwrap();
+        }
+        let bp = w.backpressure();
+        assert!(bp.waits > 0 && bp.waits <= 128, "{bp:?}");
+        assert!(bp.waited > Duration::ZERO, "{bp:?}");
+        let sum = w.finish(SessionEnd::default()).await.unwrap();
+        assert_eq!(sum.end.bytes_server_to_client, 10 + 128 * 32 * 1024);
     }
 }

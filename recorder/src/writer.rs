@@ -120,9 +120,8 @@ const SMALL_BATCH: usize = 16 * 1024;
 const PACKED_KEEP: usize = 256 * 1024;
 
 /// A compression job writes out its output and gives the budget back to the session every this
-/// many bytes of input, so a bulk session refills the budget while the rest of the job is still
-/// compressing (released only when the whole job was done, the session spent about half of a
-/// download waiting).
+/// many bytes of input: the budget then counts what is not yet in the file, and a bulk session
+/// refills it while the rest of a large job still compresses.
 const RELEASE_STEP: usize = 256 * 1024;
 /// Data records at least this large are never merged with their neighbours.
 const COALESCE_MAX: usize = 16 * 1024;

@@ -1252,6 +1252,25 @@ mod tests {
     use super::*;
     use bytes::Bytes;
 
+    async fn open(dir: &Path, id: &str, cfg: WriterConfig) -> TrailWriter {
+        let spec = TrailSpec {
+            session_id: id.into(),
+            protocol: "ssh".into(),
+            meta: SessionMeta::default(),
+            start: OffsetDateTime::now_utc(),
+        };
+        let key = Arc::new(SigningKey::from_bytes(&[3u8; 32]));
+        TrailWriter::create(dir, spec, key, cfg).await.unwrap()
+    }
+
+    /// `n` bytes of `b` from the server.
+    fn output(b: u8, n: usize) -> Event {
+        Event::Data {
+            dir: Direction::ServerToClient,
+            data: Bytes::from(vec![b; n]),
+        }
+    }
+
     /// The zstd context is the bulk of an open trail's memory: keep it bounded and known.
     #[test]
     fn zstd_context_per_open_frame_stays_small() {
@@ -1284,20 +1303,8 @@ mod tests {
             fsync: false,
             ..WriterConfig::default()
         };
-        let spec = TrailSpec {
-            session_id: "quiet".into(),
-            protocol: "ssh".into(),
-            meta: SessionMeta::default(),
-            start: OffsetDateTime::now_utc(),
-        };
-        let key = Arc::new(SigningKey::from_bytes(&[3u8; 32]));
-        let w = TrailWriter::create(dir.path(), spec, key, cfg)
-            .await
-            .unwrap();
-        let data = |n: usize| Event::Data {
-            dir: Direction::ServerToClient,
-            data: Bytes::from(vec![b'x'; n]),
-        };
+        let w = open(dir.path(), "quiet", cfg).await;
+        let data = |n: usize| output(b'x', n);
         // Small batches flushed in record time (packed), then large ones (whole batches).
         for i in 0..200u64 {
             w.record_at(1, i * 1_000, data(3)).await.unwrap();
@@ -1349,20 +1356,8 @@ mod tests {
             chunk_bytes: 16 * 1024,
             ..WriterConfig::default()
         };
-        let spec = TrailSpec {
-            session_id: "busy".into(),
-            protocol: "ssh".into(),
-            meta: SessionMeta::default(),
-            start: OffsetDateTime::now_utc(),
-        };
-        let key = Arc::new(SigningKey::from_bytes(&[4u8; 32]));
-        let w = TrailWriter::create(dir.path(), spec, key, cfg)
-            .await
-            .unwrap();
-        let data = |n: usize| Event::Data {
-            dir: Direction::ServerToClient,
-            data: Bytes::from(vec![b'y'; n]),
-        };
+        let w = open(dir.path(), "busy", cfg).await;
+        let data = |n: usize| output(b'y', n);
         w.record(1, data(10)).await.unwrap();
         assert_eq!(
             w.backpressure(),

@@ -399,25 +399,28 @@ impl Batch {
     /// Appends a record; `dt` as for [`dt_wire`] (the frame's first record: [`dt_wire_exact`] of
     /// its time since session start).
     pub fn push(&mut self, channel: u32, dt: u64, event: &Event) -> Result<()> {
-        let before = self.payloads.len();
-        let (k, shared) = match event {
-            Event::Data { dir, data } if data.len() >= SHARE_MIN => (data_kind(*dir), data),
+        let before = self.payloads.len() + self.shared_len;
+        let k = match event {
+            Event::Data { dir, data } if data.len() >= SHARE_MIN => {
+                self.share(data);
+                data_kind(*dir)
+            }
             Event::ExtendedData { dir, code, data } if data.len() >= SHARE_MIN => {
                 put_varint(&mut self.payloads, u64::from(*code));
-                (ext_kind(*dir), data)
+                self.share(data);
+                ext_kind(*dir)
             }
-            _ => {
-                let k = put_payload(&mut self.payloads, event)?;
-                let len = self.payloads.len() - before;
-                self.push_head(k, channel, dt, len);
-                return Ok(());
-            }
+            _ => put_payload(&mut self.payloads, event)?,
         };
-        self.shared.push((self.payloads.len(), shared.clone()));
-        self.shared_len += shared.len();
-        let len = self.payloads.len() - before + shared.len();
+        let len = self.payloads.len() + self.shared_len - before;
         self.push_head(k, channel, dt, len);
         Ok(())
+    }
+
+    /// Appends `data` to the payload column by reference.
+    fn share(&mut self, data: &Bytes) {
+        self.shared.push((self.payloads.len(), data.clone()));
+        self.shared_len += data.len();
     }
 
     /// The payload column in order, as slices of the batch's own bytes and shared payloads.

@@ -123,6 +123,7 @@ const PACKED_KEEP: usize = 256 * 1024;
 /// many bytes of input: the budget then counts what is not yet in the file, and a bulk session
 /// refills it while the rest of a large job still compresses.
 const RELEASE_STEP: usize = 256 * 1024;
+
 /// Data records at least this large are never merged with their neighbours.
 const COALESCE_MAX: usize = 16 * 1024;
 
@@ -1069,21 +1070,9 @@ impl Sink {
     /// Compresses a job's batches in order and writes them out, giving their budget back as it
     /// goes (what is not given back here, `Task::completed` gives back).
     fn compress_all(&mut self, (items, packed): &mut Work, shared: &Shared) -> Result<()> {
-        let mut done = 0;
-        let r = self.compress_items(items, packed, shared, &mut done);
-        // Compressed but not yet given back; on an error too (the session then fails anyway).
-        shared.release(done);
-        r
-    }
-
-    fn compress_items(
-        &mut self,
-        items: &mut [Ready],
-        packed: &[u8],
-        shared: &Shared,
-        done: &mut usize,
-    ) -> Result<()> {
         let mut at = 0;
+        // Budget of the batches compressed but not yet given back.
+        let mut done = 0;
         for it in items.iter_mut() {
             let input = match &it.body {
                 Body::Packed(n) => {
@@ -1096,11 +1085,11 @@ impl Sink {
                 Body::Batch(b) => Input::Batch(b),
             };
             self.compress(input, it.op, it.meta)?;
-            *done += std::mem::take(&mut it.cost);
-            if *done >= RELEASE_STEP {
-                // On disk (in the file) before the budget is given back.
+            done += std::mem::take(&mut it.cost);
+            if done >= RELEASE_STEP {
+                // In the file before the budget is given back.
                 self.commit()?;
-                shared.release(std::mem::take(done));
+                shared.release(std::mem::take(&mut done));
             }
         }
         if at != packed.len() {
@@ -1108,7 +1097,9 @@ impl Sink {
                 "packed batches out of step".into(),
             ));
         }
-        self.commit()
+        self.commit()?;
+        shared.release(done);
+        Ok(())
     }
 
     /// Compresses one batch into the open frame; on `End`, finishes it and appends its chain entry.

@@ -28,6 +28,9 @@ fn writer_config() -> WriterConfig {
     let d = WriterConfig::default();
     WriterConfig {
         fsync: false,
+        // The writer at the level it is compared at: never stepping down when it falls behind
+        // (which it always is here, fed as fast as it takes records).
+        zstd_fast_level: d.zstd_level,
         flush_interval: env("TG_FLUSH_MS").map_or(d.flush_interval, Duration::from_millis),
         frame_max_age: env("TG_FRAME_AGE_S").map_or(d.frame_max_age, Duration::from_secs),
         frame_idle_close: env("TG_IDLE_CLOSE_S").map_or(d.frame_idle_close, Duration::from_secs),

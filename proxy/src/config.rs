@@ -120,6 +120,9 @@ pub struct RecordingConfig {
     pub flush_interval: Duration,
     #[serde(default = "default_level")]
     pub zstd_level: i32,
+    /// The fastest level frames drop to while a session waits for a CPU-starved compressor.
+    #[serde(default = "default_fast_level")]
+    pub zstd_fast_level: i32,
     #[serde(default = "default_on_failure")]
     pub on_failure: OnFailure,
     /// Trail-signing private key (PKCS#8 PEM). Default: data_dir/keys/trail-signing.key, generated.
@@ -136,6 +139,9 @@ fn default_flush() -> Duration {
 fn default_level() -> i32 {
     3
 }
+fn default_fast_level() -> i32 {
+    -3
+}
 fn default_on_failure() -> OnFailure {
     OnFailure::Terminate
 }
@@ -148,6 +154,7 @@ impl Default for RecordingConfig {
         RecordingConfig {
             flush_interval: default_flush(),
             zstd_level: default_level(),
+            zstd_fast_level: default_fast_level(),
             on_failure: default_on_failure(),
             signing_key: None,
             fsync: true,
@@ -329,11 +336,19 @@ impl Config {
     /// Every rule a config must meet; the message names the key.
     pub fn validate(&self) -> Result<(), ProxyError> {
         let err = |m: String| Err(ProxyError::Config(m));
-        if !(1..=22).contains(&self.recording.zstd_level) {
-            return err(format!(
-                "recording.zstd_level: {} is outside 1..=22",
-                self.recording.zstd_level
-            ));
+        let levels = trailgate_recorder::ZSTD_LEVELS;
+        for (key, level) in [
+            ("zstd_level", self.recording.zstd_level),
+            ("zstd_fast_level", self.recording.zstd_fast_level),
+        ] {
+            if !levels.contains(&level) || level == 0 {
+                return err(format!(
+                    "recording.{key}: {level} is not a level: use 1 to {} (zstd -N), or -1 to {} \
+                     (zstd --fast=N)",
+                    levels.end(),
+                    levels.start()
+                ));
+            }
         }
         if self.recording.flush_interval < Duration::from_millis(10)
             || self.recording.flush_interval > Duration::from_secs(60)
@@ -538,6 +553,26 @@ mod tests {
             base("insecure_skip_host_key_check = true")
         ));
         assert!(m.contains("recording.zstd_level"), "{m}");
+        for (key, bad) in [
+            ("zstd_level", 0),
+            ("zstd_level", -8),
+            ("zstd_fast_level", 23),
+        ] {
+            let m = err(&format!(
+                "[recording]\n{key} = {bad}\n{}",
+                base("insecure_skip_host_key_check = true")
+            ));
+            let want = format!("recording.{key}: {bad} is not a level");
+            assert!(m.contains(&want), "{m}");
+        }
+        let fast = format!(
+            "[recording]\nzstd_level = -3\n{}",
+            base("insecure_skip_host_key_check = true")
+        );
+        assert_eq!(
+            Config::parse(&fast).map(|c| c.recording.zstd_level).ok(),
+            Some(-3)
+        );
         let m = err(&format!(
             "[ssh]\nupstream_ciphers = [\"aes128-gcm@openssh.com\", \"3des-cbc\"]\n{}",
             base("insecure_skip_host_key_check = true")

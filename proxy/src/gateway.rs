@@ -146,6 +146,7 @@ impl Gateway {
         let writer_cfg = WriterConfig {
             flush_interval: cfg.recording.flush_interval,
             zstd_level: cfg.recording.zstd_level,
+            zstd_fast_level: cfg.recording.zstd_fast_level,
             fsync: cfg.recording.fsync,
             ..WriterConfig::default()
         };

@@ -41,6 +41,7 @@ pub struct Metrics {
     ssh_s2c: Counter,
     recording_failures: Counter,
     recording_wait: Counter<f64, AtomicU64>,
+    recording_fast_frames: Counter,
 }
 
 impl Default for Metrics {
@@ -112,9 +113,16 @@ impl Metrics {
             "Time ended sessions spent waiting for their trail writer (budget full: the disk or the compressor's CPU paced the traffic)",
             recording_wait.clone(),
         );
+        let recording_fast_frames = Counter::default();
+        registry.register(
+            "recording_fast_frames",
+            "Trail frames of ended sessions compressed below recording.zstd_level because the compressor was short of CPU (bigger trails instead of slower sessions)",
+            recording_fast_frames.clone(),
+        );
         Metrics {
             registry,
             recording_wait,
+            recording_fast_frames,
             connections_active,
             sessions_ended,
             session_duration,
@@ -170,11 +178,13 @@ impl Metrics {
         self.recording_failures.inc();
     }
 
-    /// Once per session, at its end: how long its traffic waited for the recorder.
-    pub fn recording_waited(&self, waited: std::time::Duration) {
-        if !waited.is_zero() {
-            self.recording_wait.inc_by(waited.as_secs_f64());
+    /// Once per session, at its end: how long its traffic waited for the recorder, and how many
+    /// of its frames the recorder compressed faster to catch up.
+    pub fn recording_paced(&self, bp: &trailgate_recorder::Backpressure) {
+        if !bp.waited.is_zero() {
+            self.recording_wait.inc_by(bp.waited.as_secs_f64());
         }
+        self.recording_fast_frames.inc_by(bp.fast_frames);
     }
 
     /// The exposition text (`text/plain; version=0.0.4`, or OpenMetrics without the content type).
@@ -214,7 +224,11 @@ mod tests {
         m.channel("evil-\"type\"\n", "deny");
         m.relayed(true, 10);
         m.relayed(false, 5);
-        m.recording_waited(std::time::Duration::from_millis(1500));
+        m.recording_paced(&trailgate_recorder::Backpressure {
+            waited: std::time::Duration::from_millis(1500),
+            waits: 3,
+            fast_frames: 7,
+        });
         let text = m.encode();
         for want in [
             "trailgate_connections_active 1",
@@ -226,6 +240,7 @@ mod tests {
             "trailgate_recording_failures_total 0",
             "trailgate_session_duration_seconds_count 1",
             "trailgate_recording_wait_seconds_total 1.5",
+            "trailgate_recording_fast_frames_total 7",
         ] {
             assert!(text.contains(want), "missing {want:?} in\n{text}");
         }

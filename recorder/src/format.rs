@@ -724,6 +724,10 @@ pub struct TrailHeader {
     pub meta: SessionMeta,
     pub signing: SigningInfo,
     pub zstd_level: i32,
+    /// The fastest level a frame may have been written at while the compressor was behind
+    /// (absent: every frame is at `zstd_level`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zstd_fast_level: Option<i32>,
 }
 
 pub fn skippable(magic: u32, body: &[u8]) -> Vec<u8> {

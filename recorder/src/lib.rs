@@ -33,4 +33,6 @@ pub use format::{
     ChannelOpen, Direction, Endpoint, Event, Record, Request, SessionEnd, SessionMeta,
 };
 pub use reader::{Integrity, TrailReader, Verification, verify};
-pub use writer::{Backpressure, TrailSpec, TrailSummary, TrailWriter, WriterConfig, trail_path};
+pub use writer::{
+    Backpressure, TrailSpec, TrailSummary, TrailWriter, WriterConfig, ZSTD_LEVELS, trail_path,
+};

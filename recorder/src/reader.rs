@@ -105,6 +105,7 @@ impl TrailReader {
                     fingerprint: String::new(),
                 },
                 zstd_level: 0,
+                zstd_fast_level: None,
             },
             key: VerifyingKey::from_bytes(&[0u8; 32])
                 .map_err(|e| RecorderError::NotATrail(e.to_string()))?,

@@ -14,6 +14,7 @@ use ed25519_dalek::{Signer, SigningKey};
 use crate::error::{RecorderError, Result};
 use crate::format::*;
 use crate::reader::{Integrity, Item, TrailReader};
+use crate::writer::ZSTD_LEVELS;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recovery {
@@ -86,7 +87,10 @@ pub fn recover(path: &Path, key: &SigningKey) -> Result<Recovery> {
             last = rec.time_us;
         }
         batch.encode_into(&mut raw);
-        let level = r.header.zstd_level.clamp(1, 22);
+        let level = r
+            .header
+            .zstd_level
+            .clamp(*ZSTD_LEVELS.start(), *ZSTD_LEVELS.end());
         let mut c = zstd::bulk::Compressor::new(level).map_err(RecorderError::RawIo)?;
         c.include_checksum(true).map_err(RecorderError::RawIo)?;
         let data = c.compress(&raw).map_err(RecorderError::RawIo)?;

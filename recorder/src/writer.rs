@@ -38,6 +38,10 @@ pub struct WriterConfig {
     /// Upper bound on what a crash or a live reader can miss.
     pub flush_interval: Duration,
     pub zstd_level: i32,
+    /// The fastest level the writer steps down to, a frame at a time, while the session's
+    /// records wait for a compressor that is short of CPU (not of disk); it steps back up to
+    /// `zstd_level` as the compressor keeps up. Equal to `zstd_level` (or above it): never.
+    pub zstd_fast_level: i32,
     /// A data frame is finished after this many raw bytes (seek granularity).
     pub frame_max_raw: usize,
     /// ... or when it has been open this long while data keeps coming.
@@ -69,6 +73,7 @@ impl Default for WriterConfig {
         WriterConfig {
             flush_interval: Duration::from_secs(1),
             zstd_level: 3,
+            zstd_fast_level: -3,
             frame_max_raw: 1024 * 1024,
             frame_max_age: Duration::from_secs(600),
             frame_idle_close: Duration::from_secs(60),
@@ -428,6 +433,10 @@ struct Shared {
     /// how much the recorder (its CPU or its disk) paced the session.
     waited_us: AtomicU64,
     waits: AtomicU64,
+    /// Records that started waiting (counted when they start: the compressor's signal).
+    wait_starts: AtomicU64,
+    /// Data frames written below `zstd_level` because the compressor was behind.
+    fast_frames: AtomicU64,
 }
 
 impl Shared {
@@ -491,6 +500,8 @@ impl std::fmt::Debug for TrailWriter {
 pub struct Backpressure {
     pub waited: Duration,
     pub waits: u64,
+    /// Data frames compressed below the configured level to catch up (`zstd_fast_level`).
+    pub fast_frames: u64,
 }
 
 /// What the caller knows about the session when its trail is opened.
@@ -530,6 +541,7 @@ impl TrailWriter {
             meta: spec.meta,
             signing: keys::signing_info(&key.verifying_key()),
             zstd_level: cfg.zstd_level,
+            zstd_fast_level: (cfg.zstd_fast_level < cfg.zstd_level).then_some(cfg.zstd_fast_level),
         };
         let header_frame = encode_header(&header)?;
         let h0 = header_hash(&header_frame);
@@ -576,6 +588,8 @@ impl TrailWriter {
             failure: OnceLock::new(),
             waited_us: AtomicU64::new(0),
             waits: AtomicU64::new(0),
+            wait_starts: AtomicU64::new(0),
+            fast_frames: AtomicU64::new(0),
         });
         let sink = Sink {
             file: Arc::new(file),
@@ -590,6 +604,7 @@ impl TrailWriter {
             last_sync: Instant::now(),
             syncing: None,
             key,
+            adapt: Adapt::new(&cfg),
             cfg: cfg.clone(),
             fsync: cfg.fsync,
         };
@@ -652,6 +667,7 @@ impl TrailWriter {
         }
         let shared = &self.inner.shared;
         let waiting = Instant::now();
+        shared.wait_starts.fetch_add(1, Ordering::Relaxed);
         let r = loop {
             let notified = shared.room.notified();
             tokio::pin!(notified);
@@ -676,6 +692,7 @@ impl TrailWriter {
         Backpressure {
             waited: Duration::from_micros(s.waited_us.load(Ordering::Relaxed)),
             waits: s.waits.load(Ordering::Relaxed),
+            fast_frames: s.fast_frames.load(Ordering::Relaxed),
         }
     }
 
@@ -968,8 +985,83 @@ struct Sink {
     /// Result of the fdatasync running in the background, if one is.
     syncing: Option<std::sync::mpsc::Receiver<std::io::Result<()>>>,
     key: Arc<SigningKey>,
+    adapt: Adapt,
     cfg: WriterConfig,
     fsync: bool,
+}
+
+/// A compressor that has fallen behind its session trades trail size for speed a frame at a
+/// time, as `zstd --adapt` does, rather than slow the session down: recording stays lossless
+/// and the trail only grows while the gateway is short of CPU. A disk that cannot keep up is
+/// not helped by bigger output, so time spent writing holds the level where it is.
+struct Adapt {
+    /// Level of the frame being compressed (or the next one).
+    level: i32,
+    top: i32,
+    floor: i32,
+    /// Frames in a row without a session waiting.
+    calm: u32,
+    /// `Shared::wait_starts` when the current frame started.
+    seen: u64,
+    since: Instant,
+    /// Time spent writing and waiting for syncs since the current frame started.
+    io: Duration,
+    /// The frame being compressed has taken input.
+    open: bool,
+}
+
+/// Frames in a row without a wait before the writer steps one level back up. A frame is at most
+/// 1 MiB, so a bulk transfer climbs back within milliseconds of the CPU freeing up.
+const CALM_FRAMES: u32 = 4;
+
+impl Adapt {
+    fn new(cfg: &WriterConfig) -> Self {
+        Adapt {
+            level: cfg.zstd_level,
+            top: cfg.zstd_level,
+            floor: cfg.zstd_fast_level.min(cfg.zstd_level),
+            calm: 0,
+            seen: 0,
+            since: Instant::now(),
+            io: Duration::ZERO,
+            open: false,
+        }
+    }
+
+    /// The next level up or down from `level` within `floor..=top`; zstd's 0 means "default",
+    /// so it is skipped.
+    fn step(&self, level: i32, down: bool) -> i32 {
+        let next = match (down, level) {
+            (true, 1) => -1,
+            (false, -1) => 1,
+            (true, l) => l - 1,
+            (false, l) => l + 1,
+        };
+        next.clamp(self.floor, self.top)
+    }
+
+    /// Picks the level of a frame about to start, from what happened during the last one.
+    fn frame_start(&mut self, wait_starts: u64) -> i32 {
+        let waited = wait_starts != self.seen;
+        let busy = self.since.elapsed();
+        if waited && self.io * 2 < busy {
+            self.level = self.step(self.level, true);
+            self.calm = 0;
+        } else if waited {
+            self.calm = 0;
+        } else {
+            self.calm += 1;
+            if self.calm >= CALM_FRAMES {
+                self.level = self.step(self.level, false);
+                self.calm = 0;
+            }
+        }
+        self.seen = wait_starts;
+        self.since = Instant::now();
+        self.io = Duration::ZERO;
+        self.open = true;
+        self.level
+    }
 }
 
 fn zerr(code: usize) -> RecorderError {
@@ -1047,16 +1139,21 @@ impl Sink {
         let Some(rx) = self.syncing.take() else {
             return Ok(());
         };
-        match rx.recv() {
+        let t = Instant::now();
+        let r = rx.recv();
+        self.adapt.io += t.elapsed();
+        match r {
             Ok(r) => r.map_err(|e| RecorderError::io(&self.path, e)),
             Err(_) => Err(RecorderError::WriterFailed("fsync task lost".into())),
         }
     }
 
     fn commit(&mut self) -> Result<()> {
+        let t = Instant::now();
         let r = (&*self.file)
             .write_all(&self.wbuf)
             .map_err(|e| RecorderError::io(&self.path, e));
+        self.adapt.io += t.elapsed();
         self.wbuf.clear();
         if self.cctx.is_none() {
             // No frame open (idle session): hold no buffers until the next record.
@@ -1084,7 +1181,24 @@ impl Sink {
                 }
                 Body::Batch(b) => Input::Batch(b),
             };
+            if !self.adapt.open {
+                let level = self
+                    .adapt
+                    .frame_start(shared.wait_starts.load(Ordering::Relaxed));
+                if let Some(c) = &mut self.cctx {
+                    // Between frames: the context is back in its init stage.
+                    c.set_parameter(CParameter::CompressionLevel(level))
+                        .map_err(zerr)?;
+                }
+            }
+            let ending = matches!(it.op, Op::End { .. });
             self.compress(input, it.op, it.meta)?;
+            if ending {
+                self.adapt.open = false;
+                if self.adapt.level < self.adapt.top {
+                    shared.fast_frames.fetch_add(1, Ordering::Relaxed);
+                }
+            }
             done += std::mem::take(&mut it.cost);
             if done >= RELEASE_STEP {
                 // In the file before the budget is given back.
@@ -1105,7 +1219,7 @@ impl Sink {
     /// Compresses one batch into the open frame; on `End`, finishes it and appends its chain entry.
     fn compress(&mut self, input: Input<'_>, op: Op, meta: Option<FrameMeta>) -> Result<()> {
         if self.cctx.is_none() {
-            self.cctx = Some(new_context(&self.cfg)?);
+            self.cctx = Some(new_context(&self.cfg, self.adapt.level)?);
         }
         let (Some(cctx), out) = (&mut self.cctx, &mut self.wbuf) else {
             return Err(RecorderError::Closed);
@@ -1212,9 +1326,9 @@ fn drop_cached(file: &File, upto: u64) {
     }
 }
 
-fn new_context(cfg: &WriterConfig) -> Result<CCtx<'static>> {
+fn new_context(cfg: &WriterConfig, level: i32) -> Result<CCtx<'static>> {
     let mut c = CCtx::create();
-    c.set_parameter(CParameter::CompressionLevel(cfg.zstd_level))
+    c.set_parameter(CParameter::CompressionLevel(level))
         .map_err(zerr)?;
     c.set_parameter(CParameter::WindowLog(cfg.window_log))
         .map_err(zerr)?;
@@ -1229,6 +1343,11 @@ fn new_context(cfg: &WriterConfig) -> Result<CCtx<'static>> {
         .map_err(zerr)?;
     Ok(c)
 }
+
+/// The compression levels a trail may be written with: zstd's 1..=22, and -1..=-7, zstd's
+/// `--fast=N` (faster and larger; for gateways whose CPU, not disk, limits bulk sessions). Further
+/// than -7 the output approaches the raw bytes for little more speed.
+pub const ZSTD_LEVELS: std::ops::RangeInclusive<i32> = -7..=22;
 
 /// Wall-clock microseconds, for callers that build headers themselves.
 pub fn unix_us_now() -> i64 {
@@ -1266,7 +1385,7 @@ mod tests {
     #[test]
     fn zstd_context_per_open_frame_stays_small() {
         let cfg = WriterConfig::default();
-        let mut c = new_context(&cfg).unwrap();
+        let mut c = new_context(&cfg, cfg.zstd_level).unwrap();
         let input: Vec<u8> = (0..256 * 1024u32)
             .map(|i| (i % 251) as u8 ^ (i >> 9) as u8)
             .collect();
@@ -1364,5 +1483,103 @@ mod tests {
         assert!(bp.waited > Duration::ZERO, "{bp:?}");
         let sum = w.finish(SessionEnd::default()).await.unwrap();
         assert_eq!(sum.end.bytes_server_to_client, 10 + 128 * 32 * 1024);
+    }
+
+    #[test]
+    fn adapting_steps_through_levels_but_zero_and_stays_in_range() {
+        let a = Adapt::new(&WriterConfig::default());
+        let mut down = vec![a.level];
+        for _ in 0..8 {
+            down.push(a.step(*down.last().unwrap(), true));
+        }
+        assert_eq!(down, [3, 2, 1, -1, -2, -3, -3, -3, -3]);
+        let mut up = vec![-3];
+        for _ in 0..7 {
+            up.push(a.step(*up.last().unwrap(), false));
+        }
+        assert_eq!(up, [-3, -2, -1, 1, 2, 3, 3, 3]);
+        let strict = Adapt::new(&WriterConfig {
+            zstd_fast_level: 9,
+            ..WriterConfig::default()
+        });
+        assert_eq!((strict.step(3, true), strict.step(3, false)), (3, 3));
+    }
+
+    /// Log-like text: compressible, and differently so at each level.
+    fn log_lines(n: usize) -> Vec<u8> {
+        let mut v = Vec::with_capacity(n + 100);
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        while v.len() < n {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let line = format!(
+                "2026-12-02T05:{:02}:{:02} host{} sshd[{}]: accepted key for user{} port {}\n",
+                x % 60,
+                (x >> 8) % 60,
+                (x >> 16) % 7,
+                (x >> 20) % 40_000,
+                (x >> 36) % 50,
+                (x >> 44) % 65_536
+            );
+            v.extend_from_slice(line.as_bytes());
+        }
+        v.truncate(n);
+        v
+    }
+
+    /// A session held up by a compressor with too little CPU gets faster frames rather than a
+    /// slower session (unless configured not to); every byte is in the trail either way, and the
+    /// trail says which levels its frames may have.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_compressor_short_of_cpu_steps_down_its_level() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = Bytes::from(log_lines(8 << 20));
+        let mut sizes = Vec::new();
+        for (id, fast) in [("adaptive", -3), ("strict", 3)] {
+            let cfg = WriterConfig {
+                fsync: false,
+                queue_bytes: 64 * 1024,
+                chunk_bytes: 32 * 1024,
+                frame_max_raw: 64 * 1024,
+                zstd_fast_level: fast,
+                ..WriterConfig::default()
+            };
+            let w = open(dir.path(), id, cfg).await;
+            for part in text.chunks(32 * 1024) {
+                let data = text.slice_ref(part);
+                let event = Event::Data {
+                    dir: Direction::ServerToClient,
+                    data,
+                };
+                w.record(1, event).await.unwrap();
+            }
+            let bp = w.backpressure();
+            assert!(
+                bp.waits > 0,
+                "{id}: 8 MiB through a 64 KiB budget waits: {bp:?}"
+            );
+            if fast < 3 {
+                assert!(bp.fast_frames > 0, "{id}: {bp:?}");
+            } else {
+                assert_eq!(bp.fast_frames, 0, "{id}: {bp:?}");
+            }
+            let sum = w.finish(SessionEnd::default()).await.unwrap();
+            let r = crate::reader::TrailReader::open(&sum.path).unwrap();
+            let want = (fast < 3).then_some(fast);
+            assert_eq!(r.header.zstd_fast_level, want, "{id}");
+            let mut out = Vec::new();
+            let integrity = crate::export::cat(&sum.path, 1, None, &mut out).unwrap();
+            assert_eq!(integrity, crate::reader::Integrity::Sealed, "{id}");
+            assert!(out == text[..], "{id}: trail content differs");
+            sizes.push(sum.file_bytes);
+        }
+        // The faster frames cost size: proof they were written at another level.
+        assert!(
+            sizes[0] > sizes[1],
+            "adaptive {} vs strict {}",
+            sizes[0],
+            sizes[1]
+        );
     }
 }

@@ -889,6 +889,7 @@ fn v1_trails_stay_readable_and_verifiable() {
         meta: SessionMeta::default(),
         signing: trailgate_recorder::keys::signing_info(&key.verifying_key()),
         zstd_level: 3,
+        zstd_fast_level: None,
     };
     let header_frame = encode_header(&header).unwrap();
     let data = |dir, b: &'static [u8]| Event::Data {

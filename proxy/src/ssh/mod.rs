@@ -110,7 +110,7 @@ async fn finish(sh: &Arc<Shared>) {
     }
     sh.finish_trail().await;
     let waited = sh.trail.get().map(|t| t.backpressure()).unwrap_or_default();
-    sh.gw.metrics.recording_waited(waited.waited);
+    sh.gw.metrics.recording_paced(&waited);
     // Final record first: whoever sees the session leave the registry (the API's kill answer)
     // then finds that record in the catalog, not the last live one.
     let rec = sh.publish();
@@ -133,6 +133,7 @@ async fn finish(sh: &Arc<Shared>) {
         reason = rec.end_reason.as_deref().unwrap_or("-"),
         trail = rec.trail.path.as_deref().unwrap_or("-"),
         recording_wait_ms = waited.waited.as_millis() as u64,
+        recording_fast_frames = waited.fast_frames,
         "session ended"
     );
 }

@@ -29,6 +29,7 @@
 # CIPHER (chacha20-poly1305@openssh.com), KEX (curve25519-sha256, or "default"), KEYSTROKES (500),
 # KEY_GAP_MS (5), TRUE_RUNS (20), LOAD_SESSIONS (200), LOAD_BATCH (20), LOAD_ROUNDS (2),
 # SECTIONS ("bulk latency true"), BULK_PATHS ("direct jump gw"), TG_FSYNC (true), TG_ZSTD_LEVEL,
+# TG_ZSTD_FAST_LEVEL (set it to TG_ZSTD_LEVEL, or 3, for a recorder that never compresses faster),
 # TG_FLUSH_INTERVAL (e.g. "100ms"), TG_UPSTREAM_CIPHERS (e.g. "chacha20-poly1305@openssh.com": the
 # gateway's upstream leg; default: the gateway's own preference, AES-GCM first on AES-NI). The gateway inherits the environment (e.g. TOKIO_WORKER_THREADS).
 set -euo pipefail
@@ -135,6 +136,7 @@ wait_port "$SSHD_PORT" "$SSHD_PID" sshd
 
 REC="fsync = $TG_FSYNC"
 [ -n "$TG_ZSTD_LEVEL" ] && REC+=$'\n'"zstd_level = $TG_ZSTD_LEVEL"
+[ -n "${TG_ZSTD_FAST_LEVEL:-}" ] && REC+=$'\n'"zstd_fast_level = $TG_ZSTD_FAST_LEVEL"
 [ -n "$TG_FLUSH_INTERVAL" ] && REC+=$'\n'"flush_interval = \"$TG_FLUSH_INTERVAL\""
 UPC=""
 [ -n "$TG_UPSTREAM_CIPHERS" ] && UPC="upstream_ciphers = [$(sed 's/[^ ][^ ]*/"&"/g; s/ /, /g' <<<"$TG_UPSTREAM_CIPHERS")]"
@@ -250,11 +252,13 @@ echo "cipher gateway->sshd:          ${UP_CIPHER:-unknown} (${UP_SW:-russh}, ${T
 newest_trail() { find "$D/gw/data" -name '*.trail' -printf '%T@ %p\n' 2>/dev/null | sort -n | tail -1 | cut -d' ' -f2-; }
 trail_count() { find "$D/gw/data" -name '*.trail' 2>/dev/null | wc -l; }
 ended_count() { grep -c 'session ended' "$D/gw/stderr" || true; }
-# -> how long the newest ended session waited for its trail writer, once its end line is logged
+# -> how long the newest ended session waited for its trail writer (and how many of its frames were
+# compressed below zstd_level to catch up), once its end line is logged
 recorder_wait() {
     for _ in $(seq 1 100); do
         if [ "$(ended_count)" -ge "$1" ]; then
-            grep 'session ended' "$D/gw/stderr" | tail -1 | sed -n 's/.*recording_wait_ms=\([0-9]*\).*/\1 ms/p'
+            grep 'session ended' "$D/gw/stderr" | tail -1 |
+                sed -n 's/.*recording_wait_ms=\([0-9]*\).*recording_fast_frames=\([0-9]*\).*/\1 ms, \2 fast frames/p'
             return 0
         fi
         sleep 0.1
@@ -316,7 +320,7 @@ try:
 except Exception: print("n/a (no zstd CLI)")' "$PAYLOAD"))"
     cat "$PAYLOAD" > /dev/null   # page cache warm for every path alike
     echo
-    echo "| run | direction | path | seconds | MiB/s | machine CPU busy | machine CPU ms/MiB | gateway CPU | trail | waited for recorder |"
+    echo "| run | direction | path | seconds | MiB/s | machine CPU busy | machine CPU ms/MiB | gateway CPU | trail | waited for recorder, fast frames |"
     echo "|---|---|---|---|---|---|---|---|---|---|"
     TRAIL_DOWN=; TRAIL_UP=; GWCPU_DOWN=(); GWCPU_UP=()
     for dir in down up; do

@@ -7,6 +7,9 @@
 //! blocking pool, where they are compressed, hashed, signed and written, one job in flight while
 //! the next batch fills; fdatasync runs beside it. Flush and frame timers apply to the records'
 //! own timestamps as well as to the clock, so a replay cuts frames where the live session did.
+//! A compressor short of CPU steps its zstd level down a frame at a time while the session waits
+//! for it (down to `zstd_fast_level`), and back up as it keeps up: bigger trails, not slower
+//! sessions (see [`WriterConfig::zstd_fast_level`]).
 //!
 //! Memory per open trail: the byte budget (default 4 MiB, used only while data is in flight), and
 //! a zstd context while a frame is open (about 1 MiB at level 3 with `window_log` 17 and 14-bit

@@ -1007,7 +1007,9 @@ struct Adapt {
     /// `Shared::wait_starts` when the current frame started.
     seen: u64,
     since: Instant,
-    /// Time spent writing and waiting for syncs since the current frame started.
+    /// Time the compression jobs of the current frame took, and the part of it spent writing
+    /// and waiting for syncs (the rest is compression).
+    active: Duration,
     io: Duration,
     /// The frame being compressed has taken input.
     open: bool,
@@ -1016,6 +1018,10 @@ struct Adapt {
 /// Frames in a row without a wait before the writer steps one level back up. A frame is at most
 /// 1 MiB, so a bulk transfer climbs back within milliseconds of the CPU freeing up.
 const CALM_FRAMES: u32 = 4;
+
+/// A frame this long without a wait puts the writer straight back at `zstd_level`: the session
+/// is no longer pushing the compressor (an interactive session after a burst of output).
+const CALM_TIME: Duration = Duration::from_secs(1);
 
 impl Adapt {
     fn new(cfg: &WriterConfig) -> Self {
@@ -1026,6 +1032,7 @@ impl Adapt {
             calm: 0,
             seen: 0,
             since: Instant::now(),
+            active: Duration::ZERO,
             io: Duration::ZERO,
             open: false,
         }
@@ -1043,14 +1050,17 @@ impl Adapt {
         next.clamp(self.floor, self.top)
     }
 
-    /// Picks the level of a frame about to start, from what happened during the last one.
-    fn frame_start(&mut self, wait_starts: u64) -> i32 {
+    /// Picks the level of a frame starting `now`, from what happened since the last one started.
+    fn frame_start(&mut self, wait_starts: u64, now: Instant) -> i32 {
         let waited = wait_starts != self.seen;
-        let busy = self.since.elapsed();
-        if waited && self.io * 2 < busy {
+        if waited && self.io * 2 < self.active {
             self.level = self.step(self.level, true);
             self.calm = 0;
         } else if waited {
+            // The disk, not the CPU, held the session up: bigger output would not help.
+            self.calm = 0;
+        } else if now.saturating_duration_since(self.since) >= CALM_TIME {
+            self.level = self.top;
             self.calm = 0;
         } else {
             self.calm += 1;
@@ -1060,10 +1070,23 @@ impl Adapt {
             }
         }
         self.seen = wait_starts;
-        self.since = Instant::now();
+        self.since = now;
+        self.active = Duration::ZERO;
         self.io = Duration::ZERO;
         self.open = true;
         self.level
+    }
+
+    /// The open frame ended (`idle`: its session went quiet, so the compressor had caught up).
+    /// Returns whether it was written below `zstd_level`.
+    fn frame_end(&mut self, idle: bool) -> bool {
+        self.open = false;
+        let fast = self.level < self.top;
+        if idle {
+            self.level = self.top;
+            self.calm = 0;
+        }
+        fast
     }
 }
 
@@ -1184,23 +1207,22 @@ impl Sink {
                 }
                 Body::Batch(b) => Input::Batch(b),
             };
+            let started = Instant::now();
             if !self.adapt.open {
                 let level = self
                     .adapt
-                    .frame_start(shared.wait_starts.load(Ordering::Relaxed));
+                    .frame_start(shared.wait_starts.load(Ordering::Relaxed), started);
                 if let Some(c) = &mut self.cctx {
                     // Between frames: the context is back in its init stage.
                     c.set_parameter(CParameter::CompressionLevel(level))
                         .map_err(zerr)?;
                 }
             }
-            let ending = matches!(it.op, Op::End { .. });
             self.compress(input, it.op, it.meta)?;
-            if ending {
-                self.adapt.open = false;
-                if self.adapt.level < self.adapt.top {
-                    shared.fast_frames.fetch_add(1, Ordering::Relaxed);
-                }
+            if let Op::End { free_context } = it.op
+                && self.adapt.frame_end(free_context)
+            {
+                shared.fast_frames.fetch_add(1, Ordering::Relaxed);
             }
             done += std::mem::take(&mut it.cost);
             if done >= RELEASE_STEP {
@@ -1208,13 +1230,16 @@ impl Sink {
                 self.commit()?;
                 shared.release(std::mem::take(&mut done));
             }
+            self.adapt.active += started.elapsed();
         }
         if at != packed.len() {
             return Err(RecorderError::WriterFailed(
                 "packed batches out of step".into(),
             ));
         }
+        let started = Instant::now();
         self.commit()?;
+        self.adapt.active += started.elapsed();
         shared.release(done);
         Ok(())
     }
@@ -1506,6 +1531,47 @@ mod tests {
             ..WriterConfig::default()
         });
         assert_eq!((strict.step(3, true), strict.step(3, false)), (3, 3));
+    }
+
+    /// The ladder follows the session's waits when compression (not writing) took the time,
+    /// climbs back after calm frames, and is back at the top after a calm second or an idle close.
+    #[test]
+    fn adapting_follows_waits_the_cpu_causes() {
+        let mut a = Adapt::new(&WriterConfig::default());
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let busy = |a: &mut Adapt, active: u64, io: u64| {
+            a.active = Duration::from_millis(active);
+            a.io = Duration::from_millis(io);
+        };
+        assert_eq!(a.frame_start(0, at(0)), 3, "nothing happened yet");
+        // Waits while the job compressed: a level faster per frame.
+        busy(&mut a, 8, 1);
+        assert_eq!(a.frame_start(1, at(10)), 2);
+        assert!(
+            a.frame_end(false),
+            "a frame below zstd_level is a fast frame"
+        );
+        busy(&mut a, 8, 1);
+        assert_eq!(a.frame_start(9, at(20)), 1);
+        // Waits while the job was mostly writing (a slow disk): the level holds.
+        busy(&mut a, 8, 5);
+        assert_eq!(a.frame_start(10, at(30)), 1);
+        // Four calm frames: one level up.
+        for ms in [40, 50, 60] {
+            assert_eq!(a.frame_start(10, at(ms)), 1);
+        }
+        assert_eq!(a.frame_start(10, at(70)), 2);
+        // A calm frame of a second: straight back to the top.
+        busy(&mut a, 8, 1);
+        assert_eq!(a.frame_start(11, at(80)), 1);
+        assert_eq!(a.frame_start(11, at(1_080)), 3);
+        assert!(!a.frame_end(false));
+        // An idle close: back to the top for the next frame.
+        busy(&mut a, 8, 1);
+        assert_eq!(a.frame_start(12, at(1_090)), 2);
+        assert!(a.frame_end(true));
+        assert_eq!(a.frame_start(12, at(1_100)), 3);
     }
 
     /// Log-like text: compressible, and differently so at each level.

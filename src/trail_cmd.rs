@@ -196,6 +196,13 @@ fn info(file: &Path, json: bool) -> Result<ExitCode> {
         "bytes       {} client->server, {} server->client; {} records; {} on disk",
         i.bytes_client_to_server, i.bytes_server_to_client, i.records, i.file_bytes
     );
+    match i.zstd_fast_level {
+        Some(fast) => println!(
+            "compression zstd {} (frames down to {fast} while the recorder was short of CPU)",
+            i.zstd_level
+        ),
+        None => println!("compression zstd {}", i.zstd_level),
+    }
     println!("channels:");
     println!(
         "  {:>4}  {:<28} {:>14} {:>14}  details",

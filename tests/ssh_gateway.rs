@@ -24,6 +24,11 @@ fn exec_relays_stdout_stderr_and_exit_code_and_records_them() {
     assert_eq!(info["meta"]["gateway_user"], "alice");
     assert_eq!(info["meta"]["target_name"], "db1");
     assert_eq!(info["end_reason"], "client disconnected");
+    // The default recorder: level 3, down to -3 while short of CPU.
+    assert_eq!(
+        (&info["zstd_level"], &info["zstd_fast_level"]),
+        (&3.into(), &(-3).into())
+    );
     let ch = find_channel(&info, |c| c["type"] == "session exec");
     assert_eq!(ch["command"], "echo hello-out; echo hello-err >&2; exit 7");
     assert_eq!(ch["exit_status"], 7);

@@ -106,6 +106,11 @@ pub struct TrailInfo {
     pub bytes_client_to_server: u64,
     pub bytes_server_to_client: u64,
     pub file_bytes: u64,
+    /// The data frames' zstd level, and the fastest one they may drop to while the recorder
+    /// was behind (absent: every frame is at `zstd_level`).
+    pub zstd_level: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zstd_fast_level: Option<i32>,
     pub channels: Vec<ChannelInfo>,
 }
 
@@ -153,6 +158,8 @@ pub fn info(path: &Path) -> Result<TrailInfo> {
         bytes_client_to_server: stats.bytes_client_to_server,
         bytes_server_to_client: stats.bytes_server_to_client,
         file_bytes,
+        zstd_level: h.zstd_level,
+        zstd_fast_level: h.zstd_fast_level,
         channels: stats
             .channels
             .into_values()

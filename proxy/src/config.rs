@@ -341,7 +341,7 @@ impl Config {
             ("zstd_level", self.recording.zstd_level),
             ("zstd_fast_level", self.recording.zstd_fast_level),
         ] {
-            if !levels.contains(&level) || level == 0 {
+            if !trailgate_recorder::is_zstd_level(level) {
                 return err(format!(
                     "recording.{key}: {level} is not a level: use 1 to {} (zstd -N), or -1 to {} \
                      (zstd --fast=N)",

@@ -433,11 +433,10 @@ struct Shared {
     room: Notify,
     failure: OnceLock<String>,
     /// Time sessions spent waiting for room in the budget (µs), and how many records waited:
-    /// how much the recorder (its CPU or its disk) paced the session.
+    /// how much the recorder (its CPU or its disk) paced the session. A wait is counted when it
+    /// starts, so the compressor sees one still going on.
     waited_us: AtomicU64,
     waits: AtomicU64,
-    /// Records that started waiting (counted when they start: the compressor's signal).
-    wait_starts: AtomicU64,
     /// Data frames written below `zstd_level` because the compressor was behind.
     fast_frames: AtomicU64,
 }
@@ -591,7 +590,6 @@ impl TrailWriter {
             failure: OnceLock::new(),
             waited_us: AtomicU64::new(0),
             waits: AtomicU64::new(0),
-            wait_starts: AtomicU64::new(0),
             fast_frames: AtomicU64::new(0),
         });
         let sink = Sink {
@@ -670,7 +668,7 @@ impl TrailWriter {
         }
         let shared = &self.inner.shared;
         let waiting = Instant::now();
-        shared.wait_starts.fetch_add(1, Ordering::Relaxed);
+        shared.waits.fetch_add(1, Ordering::Relaxed);
         let r = loop {
             let notified = shared.room.notified();
             tokio::pin!(notified);
@@ -683,7 +681,6 @@ impl TrailWriter {
         };
         let us = waiting.elapsed().as_micros().min(u128::from(u64::MAX)) as u64;
         shared.waited_us.fetch_add(us, Ordering::Relaxed);
-        shared.waits.fetch_add(1, Ordering::Relaxed);
         r
     }
 
@@ -1004,7 +1001,7 @@ struct Adapt {
     floor: i32,
     /// Frames in a row without a session waiting.
     calm: u32,
-    /// `Shared::wait_starts` when the current frame started.
+    /// `Shared::waits` when the current frame started.
     seen: u64,
     since: Instant,
     /// Time the compression jobs of the current frame took, and the part of it spent writing
@@ -1051,8 +1048,8 @@ impl Adapt {
     }
 
     /// Picks the level of a frame starting `now`, from what happened since the last one started.
-    fn frame_start(&mut self, wait_starts: u64, now: Instant) -> i32 {
-        let waited = wait_starts != self.seen;
+    fn frame_start(&mut self, waits: u64, now: Instant) -> i32 {
+        let waited = waits != self.seen;
         if waited && self.io * 2 < self.active {
             self.level = self.step(self.level, true);
             self.calm = 0;
@@ -1069,7 +1066,7 @@ impl Adapt {
                 self.calm = 0;
             }
         }
-        self.seen = wait_starts;
+        self.seen = waits;
         self.since = now;
         self.active = Duration::ZERO;
         self.io = Duration::ZERO;
@@ -1196,6 +1193,8 @@ impl Sink {
         let mut at = 0;
         // Budget of the batches compressed but not yet given back.
         let mut done = 0;
+        // When the last item ended: each item's time (compression and writes) counts once.
+        let mut last = Instant::now();
         for it in items.iter_mut() {
             let input = match &it.body {
                 Body::Packed(n) => {
@@ -1207,11 +1206,10 @@ impl Sink {
                 }
                 Body::Batch(b) => Input::Batch(b),
             };
-            let started = Instant::now();
             if !self.adapt.open {
                 let level = self
                     .adapt
-                    .frame_start(shared.wait_starts.load(Ordering::Relaxed), started);
+                    .frame_start(shared.waits.load(Ordering::Relaxed), last);
                 if let Some(c) = &mut self.cctx {
                     // Between frames: the context is back in its init stage.
                     c.set_parameter(CParameter::CompressionLevel(level))
@@ -1230,16 +1228,17 @@ impl Sink {
                 self.commit()?;
                 shared.release(std::mem::take(&mut done));
             }
-            self.adapt.active += started.elapsed();
+            let now = Instant::now();
+            self.adapt.active += now - last;
+            last = now;
         }
         if at != packed.len() {
             return Err(RecorderError::WriterFailed(
                 "packed batches out of step".into(),
             ));
         }
-        let started = Instant::now();
         self.commit()?;
-        self.adapt.active += started.elapsed();
+        self.adapt.active += last.elapsed();
         shared.release(done);
         Ok(())
     }
@@ -1372,10 +1371,16 @@ fn new_context(cfg: &WriterConfig, level: i32) -> Result<CCtx<'static>> {
     Ok(c)
 }
 
-/// The compression levels a trail may be written with: zstd's 1..=22, and -1..=-7, zstd's
-/// `--fast=N` (faster and larger; for gateways whose CPU, not disk, limits bulk sessions). Further
-/// than -7 the output approaches the raw bytes for little more speed.
+/// The span of compression levels a trail may be written with: zstd's 1..=22, and -1..=-7,
+/// zstd's `--fast=N` (faster and larger; for gateways whose CPU, not disk, limits bulk sessions).
+/// Further than -7 the output approaches the raw bytes for little more speed. 0 is not a level
+/// (zstd reads it as "default"): see [`is_zstd_level`].
 pub const ZSTD_LEVELS: std::ops::RangeInclusive<i32> = -7..=22;
+
+/// Whether `level` is one a trail may be written with.
+pub fn is_zstd_level(level: i32) -> bool {
+    level != 0 && ZSTD_LEVELS.contains(&level)
+}
 
 /// Wall-clock microseconds, for callers that build headers themselves.
 pub fn unix_us_now() -> i64 {

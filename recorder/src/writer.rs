@@ -214,7 +214,12 @@ struct OpenData {
 /// writer task only wakes when a batch is ready or a timer is due.
 struct State {
     batch: Batch,
-    batch_first_t: u64,
+    /// Record time of the first record not yet covered by a flush: it may be in the current
+    /// batch or already with the compressor (a full chunk is handed over without a flush), and
+    /// the flush interval runs from it either way.
+    unflushed_since: Option<u64>,
+    /// A flush fell due while the writer task was behind: it seals when it takes the batches.
+    flush_deferred: bool,
     batch_cost: usize,
     open: Option<OpenData>,
     frame: Option<FrameMeta>,
@@ -236,13 +241,13 @@ struct State {
     abandoned: bool,
     /// The writer task has exited.
     task_gone: bool,
+    /// Batches handed to the writer task so far, and how many of them are in the file: what
+    /// [`TrailWriter::flush`] waits on.
+    sealed: u64,
+    written: u64,
 }
 
 impl State {
-    fn has_data(&self) -> bool {
-        !self.batch.is_empty() || self.open.is_some()
-    }
-
     fn close_open(&mut self) {
         if let Some(o) = self.open.take() {
             let len = self.batch.payloads.len() - o.start;
@@ -279,8 +284,21 @@ impl State {
     fn seal(&mut self, op: Op) -> bool {
         self.close_open();
         let ending = matches!(op, Op::End { .. });
-        if self.batch.is_empty() && !(ending && self.frame.is_some()) {
-            return false;
+        if self.batch.is_empty() {
+            // An empty batch still ends an open frame, or flushes what earlier chunks left in
+            // the compressor.
+            let needed = match op {
+                Op::Continue => false,
+                Op::Flush => self.unflushed_since.is_some(),
+                Op::End { .. } => self.frame.is_some(),
+            };
+            if !needed {
+                return false;
+            }
+        }
+        if op != Op::Continue {
+            self.unflushed_since = None;
+            self.flush_deferred = false;
         }
         let idle = matches!(op, Op::End { free_context: true });
         self.quiet = idle;
@@ -320,13 +338,21 @@ impl State {
             meta,
             cost: std::mem::take(&mut self.batch_cost),
         });
+        self.sealed += 1;
         true
     }
 
     /// Applies the time policies as of `now` (record time): frame idle or too old, batch due for
     /// a flush. Sessions call it with each record's time, the writer task with the clock, so a
-    /// replay at any speed cuts frames and flushes exactly where a live session would.
-    fn time_policy(&mut self, p: &Policy, now: u64) -> bool {
+    /// replay at any speed cuts frames where a live session would.
+    ///
+    /// A session does not seal a batch for a flush while the writer task has not yet taken the
+    /// batches before it: the writer is behind, so sealing now would not put the records in the
+    /// file any sooner, and the records keep going into the current batch instead. Batches then
+    /// stay large while the writer catches up (each one costs the compressor a block of its
+    /// own, with its own column heads), and the writer seals the merged batch when it takes the
+    /// others. A live session's writer takes each batch as it is sealed: nothing changes there.
+    fn time_policy(&mut self, p: &Policy, now: u64, by_session: bool) -> bool {
         let mut sealed = false;
         if let Some(f) = &self.frame {
             if now.saturating_sub(f.last_t) >= p.idle_us {
@@ -337,17 +363,22 @@ impl State {
                 });
             }
         }
-        if self.has_data() && now.saturating_sub(self.batch_first_t) >= p.flush_us {
-            sealed |= self.seal(Op::Flush);
+        if self
+            .unflushed_since
+            .is_some_and(|f| now.saturating_sub(f) >= p.flush_us)
+        {
+            if by_session && !self.ready.is_empty() {
+                self.flush_deferred = true;
+            } else {
+                sealed |= self.seal(Op::Flush);
+            }
         }
         sealed
     }
 
     /// When the writer task must next look at the clock (record time), if ever.
     fn next_deadline(&self, p: &Policy) -> Option<u64> {
-        let flush = self
-            .has_data()
-            .then(|| self.batch_first_t.saturating_add(p.flush_us));
+        let flush = self.unflushed_since.map(|f| f.saturating_add(p.flush_us));
         let frame = self.frame.map(|f| {
             f.last_t
                 .saturating_add(p.idle_us)
@@ -369,10 +400,10 @@ impl State {
         cost: usize,
     ) -> Result<bool> {
         let t = t.max(self.last_t);
-        let mut wake = self.time_policy(p, t);
-        if !self.has_data() {
-            self.batch_first_t = t;
-            // The task arms its flush timer for the new batch.
+        let mut wake = self.time_policy(p, t, true);
+        if self.unflushed_since.is_none() {
+            self.unflushed_since = Some(t);
+            // The task arms its flush timer.
             wake = true;
         }
         match event {
@@ -568,7 +599,8 @@ impl TrailWriter {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 batch: Batch::default(),
-                batch_first_t: 0,
+                unflushed_since: None,
+                flush_deferred: false,
                 batch_cost: 0,
                 open: None,
                 frame: None,
@@ -584,6 +616,8 @@ impl TrailWriter {
                 closed: false,
                 abandoned: false,
                 task_gone: false,
+                sealed: 0,
+                written: 0,
             }),
             wake: Notify::new(),
             room: Notify::new(),
@@ -606,6 +640,7 @@ impl TrailWriter {
             syncing: None,
             key,
             adapt: Adapt::new(&cfg),
+            flush_pending: false,
             cfg: cfg.clone(),
             fsync: cfg.fsync,
         };
@@ -719,6 +754,39 @@ impl TrailWriter {
         Ok(true)
     }
 
+    /// Puts every record so far in the file (flushed, readable by a live reader) and returns
+    /// once it is there, whatever the flush interval: for a reader that wants the trail up to
+    /// this moment. Records that arrive meanwhile may or may not be included.
+    pub async fn flush(&self) -> Result<()> {
+        let shared = &self.inner.shared;
+        let target = {
+            let mut st = shared.lock();
+            if st.closed || st.task_gone {
+                return Err(self.failed());
+            }
+            if st.seal(Op::Flush) {
+                shared.wake.notify_one();
+            }
+            st.sealed
+        };
+        loop {
+            let notified = shared.room.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a completion in between is not missed.
+            notified.as_mut().enable();
+            {
+                let st = shared.lock();
+                if st.written >= target {
+                    return Ok(());
+                }
+                if st.task_gone {
+                    return Err(self.failed());
+                }
+            }
+            notified.await;
+        }
+    }
+
     /// Records the session end, finishes the last frame, writes the index and seals the trail.
     pub async fn finish(&self, end: SessionEnd) -> Result<TrailSummary> {
         let shared = &self.inner.shared;
@@ -794,7 +862,10 @@ impl Task {
     fn next(&mut self) -> Next {
         let now = self.now_us();
         let mut st = self.shared.lock();
-        st.time_policy(&self.policy, now);
+        st.time_policy(&self.policy, now, false);
+        if st.flush_deferred {
+            st.seal(Op::Flush);
+        }
         if !st.ready.is_empty() {
             let spare = std::mem::take(&mut st.spare_packed);
             let packed = std::mem::replace(&mut st.packed, spare);
@@ -877,6 +948,7 @@ impl Task {
             // A session that went quiet holds no buffers, even if its idle close was sealed
             // while this job ran (a new record since then opens a frame: active again).
             let active = st.frame.is_some() || !st.quiet;
+            st.written += items.len() as u64;
             for it in items {
                 st.queued = st.queued.saturating_sub(it.cost);
                 match it.body {
@@ -986,6 +1058,9 @@ struct Sink {
     syncing: Option<std::sync::mpsc::Receiver<std::io::Result<()>>>,
     key: Arc<SigningKey>,
     adapt: Adapt,
+    /// A batch asked for a flush that has not been done yet: it is done right before the next
+    /// write to the file (see `flush_if_pending`).
+    flush_pending: bool,
     cfg: WriterConfig,
     fsync: bool,
 }
@@ -1225,6 +1300,7 @@ impl Sink {
             done += std::mem::take(&mut it.cost);
             if done >= RELEASE_STEP {
                 // In the file before the budget is given back.
+                self.flush_if_pending()?;
                 self.commit()?;
                 shared.release(std::mem::take(&mut done));
             }
@@ -1237,10 +1313,46 @@ impl Sink {
                 "packed batches out of step".into(),
             ));
         }
+        self.flush_if_pending()?;
         self.commit()?;
         self.adapt.active += last.elapsed();
         shared.release(done);
         Ok(())
+    }
+
+    /// Group commit: a zstd flush only matters at a write to the file (nothing in between is
+    /// seen by a reader or survives a crash), so the flushes of a job's batches are done once,
+    /// before its next write. A live session's job holds one batch, flushed as before; a writer
+    /// that fell behind (a busy CPU, a replay) ends one small zstd block per write instead of
+    /// one per flushed second, which is what made catching up costly.
+    fn flush_if_pending(&mut self) -> Result<()> {
+        if !std::mem::take(&mut self.flush_pending) {
+            return Ok(());
+        }
+        let Some(cctx) = &mut self.cctx else {
+            return Ok(());
+        };
+        let start = self.wbuf.len();
+        feed(cctx, &mut self.wbuf, &[], ZSTD_EndDirective::ZSTD_e_flush)?;
+        self.appended(start);
+        if self.fsync && self.last_sync.elapsed() >= self.cfg.fsync_max_interval {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Accounts compressed output appended to the write buffer from `start` to the open frame.
+    fn appended(&mut self, start: usize) {
+        let produced = (self.wbuf.len() - start) as u64;
+        if produced > 0 {
+            let (at, head) = (self.offset, self.chain_head);
+            let cur = self
+                .cur
+                .get_or_insert_with(|| (at, 0, ChainHasher::new(&head)));
+            cur.2.update(&self.wbuf[start..]);
+            cur.1 += produced;
+            self.offset += produced;
+        }
     }
 
     /// Compresses one batch into the open frame; on `End`, finishes it and appends its chain entry.
@@ -1257,9 +1369,15 @@ impl Sink {
             Input::Batch(b) => b.encoded_len(),
         };
         out.reserve(zstd_safe::compress_bound(len) + 1024);
+        // A flush is done before the job's next write (group commit); an end flushes anyway.
+        self.flush_pending = match op {
+            Op::Continue => self.flush_pending,
+            Op::Flush => true,
+            Op::End { .. } => false,
+        };
+        let op = if op == Op::Flush { Op::Continue } else { op };
         let directive = match op {
-            Op::Continue => ZSTD_EndDirective::ZSTD_e_continue,
-            Op::Flush => ZSTD_EndDirective::ZSTD_e_flush,
+            Op::Continue | Op::Flush => ZSTD_EndDirective::ZSTD_e_continue,
             Op::End { .. } => ZSTD_EndDirective::ZSTD_e_end,
         };
         if len == 0 {
@@ -1282,23 +1400,8 @@ impl Sink {
                 feed(cctx, out, &[], directive)?;
             }
         }
-        let produced = (out.len() - start) as u64;
-        if produced > 0 {
-            let (at, head) = (self.offset, self.chain_head);
-            let cur = self
-                .cur
-                .get_or_insert_with(|| (at, 0, ChainHasher::new(&head)));
-            cur.2.update(&out[start..]);
-            cur.1 += produced;
-            self.offset += produced;
-        }
+        self.appended(start);
         let Op::End { free_context } = op else {
-            if op == Op::Flush
-                && self.fsync
-                && self.last_sync.elapsed() >= self.cfg.fsync_max_interval
-            {
-                self.sync()?;
-            }
             return Ok(());
         };
         if free_context {

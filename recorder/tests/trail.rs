@@ -480,6 +480,121 @@ async fn a_trail_being_written_is_readable_within_the_flush_interval() {
     );
 }
 
+/// Reads every record the trail at `path` shows now, polling until `want` is among its data
+/// or 10 s pass.
+async fn poll_until_readable(path: &Path, want: &[u8]) -> Result<(), String> {
+    let mut r = TrailReader::open(path).map_err(|e| e.to_string())?;
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        while let Some(item) = r.next_item().map_err(|e| e.to_string())? {
+            if let Item::Partial { records, .. } | Item::Frame { records, .. } = item {
+                seen.extend(records);
+            }
+        }
+        if seen
+            .iter()
+            .any(|r: &Record| matches!(&r.event, Event::Data { data, .. } if &data[..] == want))
+        {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(format!(
+                "not readable after 10 s ({} records seen)",
+                seen.len()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await; // polling a file, not waiting for readiness
+    }
+}
+
+/// Records big enough to fill a compression chunk on their own are handed to the compressor
+/// at once, without a flush; when the session then goes quiet, the flush interval must still
+/// bring them to the file (they once waited for the frame's idle close, a minute later).
+#[tokio::test]
+async fn a_full_chunk_followed_by_silence_is_flushed_within_the_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = WriterConfig {
+        flush_interval: Duration::from_millis(50),
+        chunk_bytes: 4096,
+        frame_max_raw: 1 << 20,
+        frame_idle_close: Duration::from_secs(600),
+        ..cfg()
+    };
+    let w = TrailWriter::create(dir.path(), spec("s-chunk"), key(), c)
+        .await
+        .unwrap();
+    // 5,000 bytes: over the chunk (sealed on its own), under the size shared by reference.
+    let last: Vec<u8> = (0..5000u32).map(|i| (i * 7 % 251) as u8).collect();
+    for i in 0..3u8 {
+        let data = if i == 2 { last.clone() } else { vec![i; 5000] };
+        w.record(
+            1,
+            Event::Data {
+                dir: Direction::ServerToClient,
+                data: Bytes::from(data),
+            },
+        )
+        .await
+        .unwrap();
+    }
+    poll_until_readable(w.path(), &last).await.unwrap();
+    w.finish(SessionEnd::default()).await.unwrap();
+}
+
+/// `flush` puts every record so far in the file before it returns: a live reader sees them
+/// at once, whatever the flush interval.
+#[tokio::test]
+async fn flush_makes_every_record_so_far_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = WriterConfig {
+        flush_interval: Duration::from_secs(3600),
+        ..cfg()
+    };
+    let w = TrailWriter::create(dir.path(), spec("s-flush"), key(), c)
+        .await
+        .unwrap();
+    for (i, data) in [&b"first"[..], &[9u8; 5000][..], b"last words"]
+        .iter()
+        .enumerate()
+    {
+        w.record_at(
+            1,
+            i as u64,
+            Event::Data {
+                dir: Direction::ServerToClient,
+                data: Bytes::copy_from_slice(data),
+            },
+        )
+        .await
+        .unwrap();
+    }
+    w.flush().await.unwrap();
+    let mut r = TrailReader::open(w.path()).unwrap();
+    let mut datas = Vec::new();
+    while let Some(item) = r.next_item().unwrap() {
+        if let Item::Partial { records, .. } | Item::Frame { records, .. } = item {
+            datas.extend(records.into_iter().filter_map(|r| match r.event {
+                Event::Data { data, .. } => Some(data),
+                _ => None,
+            }));
+        }
+    }
+    assert_eq!(
+        datas.concat(),
+        [&b"first"[..], &[9u8; 5000], b"last words"].concat()
+    );
+    // Nothing new: flushing again is immediate and harmless.
+    w.flush().await.unwrap();
+    let sum = w.finish(SessionEnd::default()).await.unwrap();
+    assert_eq!(
+        verify(&sum.path, None).unwrap().integrity,
+        Integrity::Sealed
+    );
+    // A finished writer cannot flush.
+    assert!(w.flush().await.is_err());
+}
+
 #[tokio::test]
 async fn asciicast_export_has_output_and_resize_events() {
     let dir = tempfile::tempdir().unwrap();

@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 use trailgate_benches::{Item, bulk_corpus, interactive_corpus, payload_concat, payload_len};
 use trailgate_recorder::keys::SigningKey;
 use trailgate_recorder::{
-    Endpoint, Event, Integrity, SessionEnd, SessionMeta, TrailSpec, TrailSummary, TrailWriter,
+    Endpoint, Integrity, SessionEnd, SessionMeta, TrailSpec, TrailSummary, TrailWriter,
     WriterConfig,
 };
 
@@ -119,11 +119,8 @@ impl Env {
                     }
                     first.get_or_insert(*t);
                 }
-                let ev = Event::Data {
-                    dir: *dir,
-                    data: data.clone(),
-                };
-                w.record_at(*ch, *t, ev).await.expect("record");
+                // As the relay does: the data is passed on after it is recorded.
+                w.record_data_at(*ch, *t, *dir, data).await.expect("record");
             }
             w.finish(SessionEnd {
                 reason: "client disconnected".into(),

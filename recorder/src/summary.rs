@@ -61,6 +61,14 @@ impl Stats {
         }
     }
 
+    /// As [`apply`](Self::apply) for a data record of `n` bytes (the writer's path, which has no
+    /// `Event` at hand).
+    pub fn apply_data(&mut self, channel: u32, t: u64, dir: Direction, n: usize) {
+        self.records += 1;
+        self.last_time_us = self.last_time_us.max(t);
+        self.add_data_bytes(channel, t, dir, n);
+    }
+
     /// Counts the payload bytes of one piece of a data record that the writer merges with its
     /// neighbours; the record itself is counted by [`apply`](Self::apply) with empty data.
     pub fn add_data_bytes(&mut self, channel: u32, t: u64, dir: Direction, n: usize) {

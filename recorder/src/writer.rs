@@ -16,6 +16,7 @@
 //! tables; see docs/performance.md). A frame without records for `frame_idle_close` is finished
 //! and its context freed, so idle sessions cost a few KiB.
 
+use bytes::Bytes;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -396,7 +397,7 @@ impl State {
         p: &Policy,
         channel: u32,
         t: u64,
-        event: &Event,
+        rec: Rec<'_>,
         cost: usize,
     ) -> Result<bool> {
         let t = t.max(self.last_t);
@@ -406,26 +407,26 @@ impl State {
             // The task arms its flush timer.
             wake = true;
         }
-        match event {
-            Event::Data { dir, data } if data.len() < COALESCE_MAX => {
+        match rec {
+            Rec::Data { dir, data } if data.len() < COALESCE_MAX => {
                 let batch_len = self.batch.payloads.len();
                 let merge = self.open.as_ref().is_some_and(|o| {
                     o.channel == channel
-                        && o.dir == *dir
+                        && o.dir == dir
                         && t - o.last_t <= p.coalesce_us
                         && batch_len - o.start + data.len() <= COALESCE_MAX
                 });
                 if let Some(o) = self.open.as_mut().filter(|_| merge) {
                     o.last_t = t;
                     let at = self.frame.map_or(t, |f| f.last_t);
-                    self.stats.add_data_bytes(channel, at, *dir, data.len());
+                    self.stats.add_data_bytes(channel, at, dir, data.len());
                 } else {
                     self.close_open();
                     let (wire_dt, at) = self.frame_dt(t);
-                    self.stats.apply(channel, at, event);
+                    self.stats.apply_data(channel, at, dir, data.len());
                     self.open = Some(OpenData {
                         channel,
-                        dir: *dir,
+                        dir,
                         wire_dt,
                         start: batch_len,
                         last_t: t,
@@ -433,7 +434,18 @@ impl State {
                 }
                 self.batch.payloads.extend_from_slice(data);
             }
-            _ => {
+            Rec::Data { dir, data } => {
+                // Large: the batch holds it by reference (one more reference, no copy).
+                self.close_open();
+                let (wire_dt, at) = self.frame_dt(t);
+                let event = Event::Data {
+                    dir,
+                    data: data.clone(),
+                };
+                self.batch.push(channel, wire_dt, &event)?;
+                self.stats.apply_data(channel, at, dir, data.len());
+            }
+            Rec::Event(event) => {
                 self.close_open();
                 let (wire_dt, at) = self.frame_dt(t);
                 self.batch.push(channel, wire_dt, event)?;
@@ -453,6 +465,33 @@ impl State {
             wake |= self.seal(Op::Continue);
         }
         Ok(wake)
+    }
+}
+
+/// A record as a session hands it over: data by reference (small payloads are copied into the
+/// batch, so the caller's buffer is not even reference-counted), anything else as an event.
+#[derive(Clone, Copy)]
+enum Rec<'a> {
+    Data { dir: Direction, data: &'a Bytes },
+    Event(&'a Event),
+}
+
+impl<'a> Rec<'a> {
+    fn of(event: &'a Event) -> Self {
+        match event {
+            Event::Data { dir, data } => Rec::Data { dir: *dir, data },
+            e => Rec::Event(e),
+        }
+    }
+
+    /// Budget a record holds until it is in the file: its payload, plus a fixed allowance for
+    /// its head and bookkeeping.
+    fn cost(self) -> usize {
+        let payload = match self {
+            Rec::Data { data, .. } => data.len(),
+            Rec::Event(e) => data_len(e).map_or(0, |(_, n)| n),
+        };
+        payload.saturating_add(RECORD_OVERHEAD)
     }
 }
 
@@ -694,11 +733,33 @@ impl TrailWriter {
 
     /// As [`record`](Self::record), with an explicit timestamp (monotonic; earlier times are clamped).
     pub async fn record_at(&self, channel: u32, t: u64, event: Event) -> Result<()> {
-        let cost = data_len(&event)
-            .map_or(0, |(_, n)| n)
-            .saturating_add(RECORD_OVERHEAD);
+        self.record_rec(channel, t, Rec::of(&event)).await
+    }
+
+    /// Records channel data (`Event::Data`) the caller keeps: the relay's path, which passes
+    /// the same buffer on to the peer. A payload under 16 KiB is copied into the batch without
+    /// touching the buffer's reference count; a larger one is held by reference until it is
+    /// compressed.
+    pub async fn record_data(&self, channel: u32, dir: Direction, data: &Bytes) -> Result<()> {
+        let t = self.now_us();
+        self.record_data_at(channel, t, dir, data).await
+    }
+
+    /// As [`record_data`](Self::record_data), with an explicit timestamp.
+    pub async fn record_data_at(
+        &self,
+        channel: u32,
+        t: u64,
+        dir: Direction,
+        data: &Bytes,
+    ) -> Result<()> {
+        self.record_rec(channel, t, Rec::Data { dir, data }).await
+    }
+
+    async fn record_rec(&self, channel: u32, t: u64, rec: Rec<'_>) -> Result<()> {
+        let cost = rec.cost();
         // Fast path: room in the budget, encode under the lock, no await.
-        if self.try_push(channel, t, &event, cost)? {
+        if self.try_push(channel, t, rec, cost)? {
             return Ok(());
         }
         let shared = &self.inner.shared;
@@ -709,7 +770,7 @@ impl TrailWriter {
             tokio::pin!(notified);
             // Registered before the re-check, so a release in between is not missed.
             notified.as_mut().enable();
-            match self.try_push(channel, t, &event, cost) {
+            match self.try_push(channel, t, rec, cost) {
                 Ok(false) => notified.await,
                 r => break r.map(|_| ()),
             }
@@ -733,7 +794,7 @@ impl TrailWriter {
 
     /// Encodes the record if the budget has room (a record larger than the whole budget goes
     /// through alone). Returns `false` when the caller must wait.
-    fn try_push(&self, channel: u32, t: u64, event: &Event, cost: usize) -> Result<bool> {
+    fn try_push(&self, channel: u32, t: u64, rec: Rec<'_>, cost: usize) -> Result<bool> {
         let shared = &self.inner.shared;
         if shared.failure.get().is_some() {
             return Err(self.failed());
@@ -746,7 +807,7 @@ impl TrailWriter {
         if st.queued > 0 && st.queued.saturating_add(cost) > p.budget_max {
             return Ok(false);
         }
-        let wake = st.push(p, channel, t, event, cost)?;
+        let wake = st.push(p, channel, t, rec, cost)?;
         drop(st);
         if wake {
             shared.wake.notify_one();
@@ -801,7 +862,7 @@ impl TrailWriter {
             }
             let t = self.now_us().max(st.last_t);
             let p = self.inner.policy;
-            st.push(&p, 0, t, &Event::End(end), 0)?;
+            st.push(&p, 0, t, Rec::Event(&Event::End(end)), 0)?;
             let t = st.last_t;
             st.seal(Op::End { free_context: true });
             st.closed = true;
@@ -952,7 +1013,7 @@ impl Task {
             for it in items {
                 st.queued = st.queued.saturating_sub(it.cost);
                 match it.body {
-                    Body::Batch(b) if active && st.spare.len() < 2 => st.spare.push(b),
+                    Body::Batch(b) if active && st.spare.len() < 16 => st.spare.push(b),
                     _ => {}
                 }
             }

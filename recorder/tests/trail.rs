@@ -595,6 +595,106 @@ async fn flush_makes_every_record_so_far_readable() {
     assert!(w.flush().await.is_err());
 }
 
+/// Keystroke-like records one every 300 ms (a flush every few records) written twice: at full
+/// speed, where the writer is behind from the start, and paced as a live session (the replay
+/// waits at each flush until it is in the file). Both trails read back byte for byte; the
+/// full-speed one groups its flushes (a zstd block and a batch per write, not per second) and
+/// is markedly smaller, which is what lets a writer that fell behind catch up.
+#[tokio::test(flavor = "current_thread")]
+async fn a_writer_behind_groups_its_flushes_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = WriterConfig {
+        fsync: false,
+        ..WriterConfig::default()
+    };
+    let mut rng = StdRng::seed_from_u64(5);
+    let words = [
+        "ls -la",
+        "cd /var/log",
+        "tail -f syslog",
+        "git status",
+        "vim notes.txt",
+    ];
+    let mut events = Vec::new();
+    for i in 0..3000u64 {
+        let dir = if i % 2 == 0 {
+            Direction::ClientToServer
+        } else {
+            Direction::ServerToClient
+        };
+        let w = words[rng.gen_range(0..words.len())];
+        let data = Bytes::from(format!("{w} {}\r\n", rng.gen_range(0..1000)));
+        events.push((i * 300_000, dir, data));
+    }
+    let flush_us = cfg.flush_interval.as_micros() as u64;
+    let mut sizes = Vec::new();
+    for paced in [false, true] {
+        let id = format!("group-{paced}");
+        let w = TrailWriter::create(dir.path(), spec(&id), key(), cfg.clone())
+            .await
+            .unwrap();
+        let mut first = None::<u64>;
+        for (t, d, data) in &events {
+            if paced && first.is_some_and(|f| t - f >= flush_us) {
+                w.flush().await.unwrap();
+                first = None;
+            }
+            first.get_or_insert(*t);
+            w.record_data_at(1, *t, *d, data).await.unwrap();
+        }
+        let sum = w.finish(SessionEnd::default()).await.unwrap();
+        assert_eq!(
+            verify(&sum.path, None).unwrap().integrity,
+            Integrity::Sealed
+        );
+        for d in [Direction::ClientToServer, Direction::ServerToClient] {
+            let mut out = Vec::new();
+            export::cat(&sum.path, 1, Some(d), &mut out).unwrap();
+            let want: Vec<u8> = events
+                .iter()
+                .filter(|e| e.1 == d)
+                .flat_map(|e| e.2.to_vec())
+                .collect();
+            assert_eq!(out, want, "paced {paced} {d:?}");
+        }
+        sizes.push(sum.file_bytes);
+    }
+    let (grouped, live) = (sizes[0], sizes[1]);
+    assert!(
+        grouped * 10 < live * 9,
+        "grouped flushes: {grouped} bytes, one flush a second: {live} bytes"
+    );
+}
+
+/// Data recorded by reference (the relay's path) reads back exactly, small payloads (copied)
+/// and large ones (held by reference until compressed) alike, and the caller's buffers are
+/// left as they were.
+#[tokio::test]
+async fn data_recorded_by_reference_reads_back_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = TrailWriter::create(dir.path(), spec("by-ref"), key(), cfg())
+        .await
+        .unwrap();
+    let mut rng = StdRng::seed_from_u64(9);
+    let mut want = Vec::new();
+    for i in 0..200usize {
+        let n = if i % 10 == 0 { 20_000 + i } else { 1 + i % 300 };
+        let data: Bytes = (0..n)
+            .map(|_| rng.r#gen::<u8>())
+            .collect::<Vec<u8>>()
+            .into();
+        w.record_data(2, Direction::ServerToClient, &data)
+            .await
+            .unwrap();
+        want.extend_from_slice(&data);
+        assert_eq!(data.len(), n);
+    }
+    let sum = w.finish(SessionEnd::default()).await.unwrap();
+    let mut out = Vec::new();
+    export::cat(&sum.path, 2, Some(Direction::ServerToClient), &mut out).unwrap();
+    assert_eq!(out, want);
+}
+
 #[tokio::test]
 async fn asciicast_export_has_output_and_resize_events() {
     let dir = tempfile::tempdir().unwrap();

@@ -185,18 +185,18 @@ where
     };
     counter.fetch_add(n as u64, Ordering::Relaxed);
     sh.data_activity(dir == Direction::ClientToServer, n);
-    let event = match ext {
-        None => Event::Data {
-            dir,
-            data: data.clone(),
-        },
-        Some(code) => Event::ExtendedData {
-            dir,
-            code,
-            data: data.clone(),
-        },
-    };
-    sh.rec(ctx.id, event).await;
+    match ext {
+        // The recorder copies small payloads from the buffer passed on below (no clone).
+        None => sh.rec_data(ctx.id, dir, &data).await,
+        Some(code) => {
+            let event = Event::ExtendedData {
+                dir,
+                code,
+                data: data.clone(),
+            };
+            sh.rec(ctx.id, event).await;
+        }
+    }
     match ext {
         None => to.data_bytes(data).await.is_ok(),
         Some(code) => to.extended_data_bytes(code, data).await.is_ok(),

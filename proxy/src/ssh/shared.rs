@@ -179,6 +179,22 @@ impl Shared {
         }
     }
 
+    /// As [`rec`](Self::rec) for channel data the caller passes on afterwards.
+    pub async fn rec_data(
+        &self,
+        channel: u32,
+        dir: trailgate_recorder::Direction,
+        data: &bytes::Bytes,
+    ) {
+        let Some(t) = self.trail.get() else { return };
+        if self.trail_failed.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Err(e) = t.record_data(channel, dir, data).await {
+            self.recording_failed(&e.to_string());
+        }
+    }
+
     pub fn recording_failed(&self, err: &str) {
         if self.trail_failed.swap(true, Ordering::Relaxed) {
             return;

@@ -149,6 +149,14 @@ struct Policy {
 }
 
 impl Policy {
+    /// Emptied batches an active session keeps for reuse: as many as its budget can have in
+    /// flight, so a session that keeps the compressor busy stops allocating (and faulting in)
+    /// fresh ones; its memory stays within what the budget allowed anyway, and a quiet session
+    /// gives them all back.
+    fn spares(&self) -> usize {
+        (self.budget_max / self.chunk_bytes).clamp(2, 64)
+    }
+
     fn new(cfg: &WriterConfig) -> Self {
         let us = |d: Duration| d.as_micros().min(u128::from(u64::MAX)) as u64;
         Policy {
@@ -1013,7 +1021,9 @@ impl Task {
             for it in items {
                 st.queued = st.queued.saturating_sub(it.cost);
                 match it.body {
-                    Body::Batch(b) if active && st.spare.len() < 16 => st.spare.push(b),
+                    Body::Batch(b) if active && st.spare.len() < self.policy.spares() => {
+                        st.spare.push(b)
+                    }
                     _ => {}
                 }
             }

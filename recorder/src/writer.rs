@@ -908,17 +908,18 @@ enum Next {
 impl Task {
     async fn run(mut self) {
         let res = self.run_inner().await;
+        if let Err(e) = &res {
+            tracing::error!(path = %self.path.display(), error = %e, "trail writer failed");
+            // Set before the task is marked gone, so whoever sees it gone reports this error.
+            let _ = self.shared.failure.set(e.to_string());
+        }
         let pending_finish = {
             let mut st = self.shared.lock();
             st.task_gone = true;
             st.finish.take()
         };
-        if let Err(e) = res {
-            tracing::error!(path = %self.path.display(), error = %e, "trail writer failed");
-            let _ = self.shared.failure.set(e.to_string());
-            if let Some((_, reply)) = pending_finish {
-                let _ = reply.send(Err(RecorderError::WriterFailed(e.to_string())));
-            }
+        if let (Err(e), Some((_, reply))) = (res, pending_finish) {
+            let _ = reply.send(Err(RecorderError::WriterFailed(e.to_string())));
         }
         // Sessions waiting for room see the failure (or the closed trail) and return.
         self.shared.room.notify_waiters();
@@ -1017,7 +1018,10 @@ impl Task {
             // A session that went quiet holds no buffers, even if its idle close was sealed
             // while this job ran (a new record since then opens a frame: active again).
             let active = st.frame.is_some() || !st.quiet;
-            st.written += items.len() as u64;
+            if r.is_ok() {
+                // A failed job's batches never count as written: `flush` then sees the failure.
+                st.written += items.len() as u64;
+            }
             for it in items {
                 st.queued = st.queued.saturating_sub(it.cost);
                 match it.body {

@@ -418,6 +418,57 @@ fn trails_download_raw_with_ranges_as_asciicast_and_every_download_is_audited() 
     );
 }
 
+/// A download of a live session's trail ends with what just happened: the gateway flushes the
+/// recorder first. With a one-minute flush interval the output would otherwise not be in the
+/// file for up to a minute; here it is in the first download, without waiting.
+#[test]
+fn a_live_download_includes_what_just_happened() {
+    let sshd = Sshd::start().unwrap();
+    let gw = Gateway::start_custom(
+        &sshd,
+        FULL_POLICY,
+        |text| text.replace("flush_interval = \"100ms\"", "flush_interval = \"60s\""),
+        None,
+    )
+    .unwrap();
+    assert!(
+        std::fs::read_to_string(&gw.config)
+            .unwrap()
+            .contains("flush_interval = \"60s\"")
+    );
+    let mut s = Interactive::start(&gw);
+    s.type_line("echo just-$((40+2))");
+    s.wait_output("just-42");
+    let id = active_session(&gw)["id"].as_str().unwrap().to_string();
+    let (code, raw) = gw.api_call(
+        "GET",
+        &format!("/api/v1/sessions/{id}/trail"),
+        Some(AUDITOR),
+        None,
+    );
+    assert_eq!(code, 200);
+    let file = gw.dir.path().join("live.trail");
+    std::fs::write(&file, &raw).unwrap();
+    let out = Command::new(bin())
+        .args(["trail", "cat"])
+        .arg(&file)
+        .args(["--channel", "1", "--direction", "s2c"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("just-42"),
+        "the live download ends before the output: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        trail_verify(&file).0,
+        3,
+        "a live trail is intact but incomplete"
+    );
+    s.type_line("exit");
+    s.child.wait().unwrap();
+}
+
 #[test]
 fn following_a_live_session_shows_its_output_as_it_happens() {
     let sshd = Sshd::start().unwrap();

@@ -23,6 +23,9 @@ use crate::ApiState;
 use crate::auth::Caller;
 use crate::error::ApiError;
 
+/// How long a download of a live session's trail waits for the recorder to flush.
+const LIVE_FLUSH_LIMIT: Duration = Duration::from_secs(2);
+
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct TrailParams {
     /// `raw` (default) or `asciicast`.
@@ -95,6 +98,11 @@ pub async fn download(
             "trail"
         }
     );
+    // A live session's trail up to this moment, not up to its last flush (bounded: a recorder
+    // that is behind must not hold the download up).
+    if let Some(live) = st.registry.get(&id) {
+        live.flush_trail(LIVE_FLUSH_LIMIT).await;
+    }
     let mut resp = if format == "asciicast" {
         asciicast(path, p.channel).await?
     } else if follow {

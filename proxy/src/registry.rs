@@ -7,6 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::ProxyError;
 use crate::session::SessionRecord;
+use trailgate_recorder::TrailWriter;
 
 /// Why a session is being terminated from outside.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +24,8 @@ pub struct LiveSession {
     snapshot: Mutex<Option<SessionRecord>>,
     /// Builds a fresh record on demand (live byte counters), set by the session.
     live_view: std::sync::OnceLock<Box<dyn Fn() -> Option<SessionRecord> + Send + Sync>>,
+    /// The session's trail writer, once its trail is open.
+    trail: std::sync::OnceLock<TrailWriter>,
 }
 
 impl LiveSession {
@@ -33,6 +36,7 @@ impl LiveSession {
             reason: Mutex::new(None),
             snapshot: Mutex::new(None),
             live_view: std::sync::OnceLock::new(),
+            trail: std::sync::OnceLock::new(),
         })
     }
 
@@ -66,6 +70,21 @@ impl LiveSession {
 
     pub fn set_live_view(&self, f: Box<dyn Fn() -> Option<SessionRecord> + Send + Sync>) {
         let _ = self.live_view.set(f);
+    }
+
+    pub fn set_trail(&self, w: TrailWriter) {
+        let _ = self.trail.set(w);
+    }
+
+    /// Puts everything the session recorded so far in its trail file, so a download now ends
+    /// with what just happened rather than up to a flush interval earlier. Waits at most
+    /// `limit` (a recorder that is behind must not hold the download up for long); `false`
+    /// when the session has no trail, its recording failed, or the limit passed.
+    pub async fn flush_trail(&self, limit: std::time::Duration) -> bool {
+        let Some(w) = self.trail.get() else {
+            return false;
+        };
+        matches!(tokio::time::timeout(limit, w.flush()).await, Ok(Ok(())))
     }
 
     /// The current record: built live when the session provides a view, else the last published.

@@ -99,9 +99,13 @@ pub async fn download(
         }
     );
     // A live session's trail up to this moment, not up to its last flush (bounded: a recorder
-    // that is behind must not hold the download up).
-    if let Some(live) = st.registry.get(&id) {
-        live.flush_trail(LIVE_FLUSH_LIMIT).await;
+    // that is behind must not hold the download up). Not for a Range request: a client reading
+    // a live trail piece by piece would otherwise force a small zstd block per piece.
+    if range.is_none()
+        && let Some(live) = st.registry.get(&id)
+        && !live.flush_trail(LIVE_FLUSH_LIMIT).await
+    {
+        tracing::debug!(session = %id, "live trail not flushed before the download");
     }
     let mut resp = if format == "asciicast" {
         asciicast(path, p.channel).await?

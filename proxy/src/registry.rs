@@ -7,7 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::ProxyError;
 use crate::session::SessionRecord;
-use trailgate_recorder::TrailWriter;
+use trailgate_recorder::{TrailWriter, WeakTrailWriter};
 
 /// Why a session is being terminated from outside.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,8 +24,8 @@ pub struct LiveSession {
     snapshot: Mutex<Option<SessionRecord>>,
     /// Builds a fresh record on demand (live byte counters), set by the session.
     live_view: std::sync::OnceLock<Box<dyn Fn() -> Option<SessionRecord> + Send + Sync>>,
-    /// The session's trail writer, once its trail is open.
-    trail: std::sync::OnceLock<TrailWriter>,
+    /// The session's trail writer, once its trail is open (weak: the session owns it).
+    trail: std::sync::OnceLock<WeakTrailWriter>,
 }
 
 impl LiveSession {
@@ -72,8 +72,8 @@ impl LiveSession {
         let _ = self.live_view.set(f);
     }
 
-    pub fn set_trail(&self, w: TrailWriter) {
-        let _ = self.trail.set(w);
+    pub fn set_trail(&self, w: &TrailWriter) {
+        let _ = self.trail.set(w.downgrade());
     }
 
     /// Puts everything the session recorded so far in its trail file, so a download now ends
@@ -81,7 +81,7 @@ impl LiveSession {
     /// `limit` (a recorder that is behind must not hold the download up for long); `false`
     /// when the session has no trail, its recording failed, or the limit passed.
     pub async fn flush_trail(&self, limit: std::time::Duration) -> bool {
-        let Some(w) = self.trail.get() else {
+        let Some(w) = self.trail.get().and_then(|w| w.upgrade()) else {
             return false;
         };
         matches!(tokio::time::timeout(limit, w.flush()).await, Ok(Ok(())))

@@ -417,6 +417,13 @@ impl Batch {
         Ok(())
     }
 
+    /// Appends a data record whose payload is held by reference, not copied (any size; the
+    /// writer uses it for payloads of at least [`SHARE_MIN`]).
+    pub fn push_shared_data(&mut self, channel: u32, dt: u64, dir: Direction, data: &Bytes) {
+        self.share(data);
+        self.push_head(data_kind(dir), channel, dt, data.len());
+    }
+
     /// Appends `data` to the payload column by reference.
     fn share(&mut self, data: &Bytes) {
         self.shared.push((self.payloads.len(), data.clone()));

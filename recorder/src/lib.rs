@@ -34,6 +34,6 @@ pub use format::{
 };
 pub use reader::{Integrity, TrailReader, Verification, verify};
 pub use writer::{
-    Backpressure, TrailSpec, TrailSummary, TrailWriter, WriterConfig, ZSTD_LEVELS, is_zstd_level,
-    trail_path,
+    Backpressure, TrailSpec, TrailSummary, TrailWriter, WeakTrailWriter, WriterConfig, ZSTD_LEVELS,
+    is_zstd_level, trail_path,
 };

@@ -11,10 +11,10 @@
 //! for it (down to `zstd_fast_level`), and back up as it keeps up: bigger trails, not slower
 //! sessions (see [`WriterConfig::zstd_fast_level`]).
 //!
-//! Memory per open trail: the byte budget (default 4 MiB, used only while data is in flight), and
-//! a zstd context while a frame is open (about 1 MiB at level 3 with `window_log` 17 and 14-bit
-//! tables; see docs/performance.md). A frame without records for `frame_idle_close` is finished
-//! and its context freed, so idle sessions cost a few KiB.
+//! Memory per open trail: the byte budget (default 4 MiB, held only while data is in flight or the
+//! compressor is behind), and a zstd context while a frame is open (about 1 MiB at level 3 with
+//! `window_log` 17 and 14-bit tables; see docs/performance.md). A frame without records for
+//! `frame_idle_close` is finished and its context freed, so idle sessions cost a few KiB.
 
 use bytes::Bytes;
 use std::fs::File;
@@ -149,10 +149,10 @@ struct Policy {
 }
 
 impl Policy {
-    /// Emptied batches an active session keeps for reuse: as many as its budget can have in
-    /// flight, so a session that keeps the compressor busy stops allocating (and faulting in)
-    /// fresh ones; its memory stays within what the budget allowed anyway, and a quiet session
-    /// gives them all back.
+    /// Emptied batches an active session keeps for reuse while the compressor is behind: as
+    /// many as its budget can have in flight, so a session that keeps the compressor busy stops
+    /// allocating (and faulting in) fresh ones, within what the budget allowed anyway. Once the
+    /// compressor has caught up it keeps two, and a quiet session none.
     fn spares(&self) -> usize {
         (self.budget_max / self.chunk_bytes).clamp(2, 64)
     }
@@ -446,11 +446,7 @@ impl State {
                 // Large: the batch holds it by reference (one more reference, no copy).
                 self.close_open();
                 let (wire_dt, at) = self.frame_dt(t);
-                let event = Event::Data {
-                    dir,
-                    data: data.clone(),
-                };
-                self.batch.push(channel, wire_dt, &event)?;
+                self.batch.push_shared_data(channel, wire_dt, dir, data);
                 self.stats.apply_data(channel, at, dir, data.len());
             }
             Rec::Event(event) => {
@@ -565,6 +561,20 @@ impl Drop for Inner {
 #[derive(Clone)]
 pub struct TrailWriter {
     inner: Arc<Inner>,
+}
+
+/// A handle that does not keep the writer alive (see [`TrailWriter::downgrade`]): for those who
+/// only look at a session's trail (the control API), so a session that ends without `finish`
+/// still leaves its writer abandoned and its trail closed.
+#[derive(Clone)]
+pub struct WeakTrailWriter {
+    inner: std::sync::Weak<Inner>,
+}
+
+impl WeakTrailWriter {
+    pub fn upgrade(&self) -> Option<TrailWriter> {
+        self.inner.upgrade().map(|inner| TrailWriter { inner })
+    }
 }
 
 impl std::fmt::Debug for TrailWriter {
@@ -709,6 +719,12 @@ impl TrailWriter {
                 path,
             }),
         })
+    }
+
+    pub fn downgrade(&self) -> WeakTrailWriter {
+        WeakTrailWriter {
+            inner: Arc::downgrade(&self.inner),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -1030,6 +1046,10 @@ impl Task {
                     }
                     _ => {}
                 }
+            }
+            // Caught up: keep the two spares a steady session needs, not the backlog's.
+            if st.ready.is_empty() {
+                st.spare.truncate(2);
             }
             // A replay's backlog may have grown it to megabytes: that is not kept.
             if active && packed.capacity() <= PACKED_KEEP {
@@ -1665,6 +1685,34 @@ mod tests {
             .expect("frame never closed");
         let sum = w.finish(SessionEnd::default()).await.unwrap();
         assert!(sum.end.frames >= 1);
+    }
+
+    /// A session far ahead of its compressor keeps emptied batches for reuse (at most what its
+    /// budget holds in flight); once the compressor has caught up it keeps two.
+    #[tokio::test(flavor = "current_thread")]
+    async fn spare_batches_shrink_once_the_compressor_catches_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = WriterConfig {
+            fsync: false,
+            ..WriterConfig::default()
+        };
+        let w = open(dir.path(), "spares", cfg).await;
+        // 24 MiB of 1 KiB records in record time 0: the budget (4 MiB) fills with 256 KiB
+        // batches before the writer task runs, several times over.
+        let mut most = 0;
+        for _ in 0..24 * 1024 {
+            w.record_at(1, 0, output(b'y', 1024)).await.unwrap();
+            most = most.max(w.inner.shared.lock().spare.len());
+        }
+        // How many it keeps while behind depends on how the threads interleave; never more
+        // than the budget holds in flight.
+        assert!(most <= w.inner.policy.spares(), "{most} spares");
+        w.flush().await.unwrap();
+        assert!(
+            w.inner.shared.lock().spare.len() <= 2,
+            "spares kept once caught up"
+        );
+        w.finish(SessionEnd::default()).await.unwrap();
     }
 
     /// A session that outruns its writer waits (nothing is dropped), and says how long.

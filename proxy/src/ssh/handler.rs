@@ -226,7 +226,7 @@ impl SshHandler {
         {
             Ok(w) => {
                 let path = w.path().display().to_string();
-                sh.live.set_trail(w.clone());
+                sh.live.set_trail(&w);
                 let _ = sh.trail.set(w);
                 sh.update(|r| {
                     r.trail.path = Some(path);

@@ -449,16 +449,9 @@ fn a_live_download_includes_what_just_happened() {
     assert_eq!(code, 200);
     let file = gw.dir.path().join("live.trail");
     std::fs::write(&file, &raw).unwrap();
-    let out = Command::new(bin())
-        .args(["trail", "cat"])
-        .arg(&file)
-        .args(["--channel", "1", "--direction", "s2c"])
-        .output()
-        .unwrap();
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("just-42"),
-        "the live download ends before the output: {}",
-        String::from_utf8_lossy(&out.stderr)
+        String::from_utf8_lossy(&trail_cat(&file, 1, Some("s2c"))).contains("just-42"),
+        "the live download ends before the output"
     );
     assert_eq!(
         trail_verify(&file).0,

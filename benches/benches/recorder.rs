@@ -332,11 +332,13 @@ fn bench_corpus(c: &mut Criterion, name: &str, corpus: &[Item]) {
 
 /// `RECORDER_BENCH_PROFILE=N` writes the chosen corpus N times with the default writer and
 /// nothing else, so a profiler sees the writer alone (with `RECORDER_BENCH_PROFILE_ZSTD` set:
-/// raw zstd flushed at the writer's flush rule instead; with `RECORDER_BENCH_KEEP=FILE` the last
-/// trail is kept there).
+/// raw zstd flushed at the writer's flush rule instead; with `RECORDER_BENCH_PROFILE_LIVE`: the
+/// replay paced as a live session; with `RECORDER_BENCH_KEEP=FILE` the last trail is kept
+/// there).
 fn profile_only(corpus: &[Item], runs: u32) {
     let mut env = Env::new();
     let flushed = std::env::var("RECORDER_BENCH_PROFILE_ZSTD").is_ok();
+    let live = std::env::var("RECORDER_BENCH_PROFILE_LIVE").is_ok();
     let keep = std::env::var_os("RECORDER_BENCH_KEEP").map(PathBuf::from);
     let flush_us = writer_config().flush_interval.as_micros() as u64;
     let t0 = Instant::now();
@@ -348,7 +350,7 @@ fn profile_only(corpus: &[Item], runs: u32) {
             }
             continue;
         }
-        let (_, s) = env.write_trail(corpus, writer_config());
+        let (_, s) = env.write_trail_paced(corpus, writer_config(), live);
         match &keep {
             // Kept for profiling the readers (`trailgate trail info|verify|cat`).
             Some(to) => std::fs::rename(&s.path, to).expect("keep trail"),

@@ -109,15 +109,10 @@ impl Env {
             let w = TrailWriter::create_at(path, spec, key, cfg)
                 .await
                 .expect("create trail");
-            let mut first = None::<u64>;
+            let mut points = FlushPoints::new(flush_us);
             for (ch, t, dir, data) in corpus {
-                if live {
-                    // The writer's own rule: a flush interval after the first unflushed record.
-                    if first.is_some_and(|f| t.saturating_sub(f) >= flush_us) {
-                        w.flush().await.expect("flush");
-                        first = None;
-                    }
-                    first.get_or_insert(*t);
+                if points.due(*t) && live {
+                    w.flush().await.expect("flush");
                 }
                 // As the relay does: the data is passed on after it is recorded.
                 w.record_data_at(*ch, *t, *dir, data).await.expect("record");
@@ -130,6 +125,34 @@ impl Env {
             .expect("finish")
         });
         (t0.elapsed(), summary)
+    }
+}
+
+/// The writer's flush rule on the items' own clock: a flush falls due before the first item a
+/// flush interval or more after the first item not yet flushed.
+struct FlushPoints {
+    every_us: u64,
+    first: Option<u64>,
+}
+
+impl FlushPoints {
+    fn new(every_us: u64) -> Self {
+        FlushPoints {
+            every_us,
+            first: None,
+        }
+    }
+
+    /// Whether a flush falls due before the item at `t` (which is then the first unflushed).
+    fn due(&mut self, t: u64) -> bool {
+        let due = self
+            .first
+            .is_some_and(|f| t.saturating_sub(f) >= self.every_us);
+        if due {
+            self.first = None;
+        }
+        self.first.get_or_insert(t);
+        due
     }
 }
 
@@ -151,14 +174,12 @@ fn zstd_flushed(corpus: &[Item], flush_us: u64) -> (usize, usize) {
 
 fn zstd_flushed_bytes(corpus: &[Item], flush_us: u64) -> (Vec<u8>, usize) {
     let mut enc = zstd::stream::Encoder::new(Vec::with_capacity(1 << 20), 3).expect("zstd encoder");
-    let (mut first, mut flushes) = (None::<u64>, 0);
+    let (mut points, mut flushes) = (FlushPoints::new(flush_us), 0);
     for (_, t, _, data) in corpus {
-        if first.is_some_and(|f| t.saturating_sub(f) >= flush_us) {
+        if points.due(*t) {
             enc.flush().expect("flush");
             flushes += 1;
-            first = None;
         }
-        first.get_or_insert(*t);
         enc.write_all(data).expect("compress");
     }
     (enc.finish().expect("finish"), flushes)

@@ -1605,6 +1605,27 @@ mod tests {
     }
 
     /// `n` bytes of `b` from the server.
+    /// Waits (at most 30 s) until `done` holds of the writer's state. Every finished
+    /// compression job signals `room`, so this waits for the writer's progress, not for time.
+    async fn until(w: &TrailWriter, what: &str, done: impl Fn(&State) -> bool) {
+        let shared = &w.inner.shared;
+        let reached = async {
+            loop {
+                let notified = shared.room.notified();
+                tokio::pin!(notified);
+                // Registered before the check, so a job finishing in between is not missed.
+                notified.as_mut().enable();
+                if done(&shared.lock()) {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), reached)
+            .await
+            .unwrap_or_else(|_| panic!("{what}: not after 30 s"));
+    }
+
     fn output(b: u8, n: usize) -> Event {
         Event::Data {
             dir: Direction::ServerToClient,
@@ -1661,30 +1682,62 @@ mod tests {
             held(&w.inner.shared.lock()) > 0,
             "buffers in use while active"
         );
-        // The writer task closes the frame 300 ms (wall clock) after the last record's time;
-        // every finished compression job signals `room`, so wait for those, not for time.
-        let shared = &w.inner.shared;
-        let closed = async {
-            loop {
-                let notified = shared.room.notified();
-                tokio::pin!(notified);
-                // Registered before the check, so a job finishing in between is not missed.
-                notified.as_mut().enable();
-                {
-                    let st = shared.lock();
-                    if st.frame.is_none() && st.ready.is_empty() && st.queued == 0 {
-                        assert_eq!(held(&st), 0, "a quiet session holds buffers");
-                        return;
-                    }
-                }
-                notified.await;
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(30), closed)
-            .await
-            .expect("frame never closed");
+        // The writer task closes the frame 300 ms (wall clock) after the last record's time.
+        until(&w, "frame closed", |st| {
+            st.frame.is_none() && st.ready.is_empty() && st.queued == 0
+        })
+        .await;
+        assert_eq!(
+            held(&w.inner.shared.lock()),
+            0,
+            "a quiet session holds buffers"
+        );
         let sum = w.finish(SessionEnd::default()).await.unwrap();
         assert!(sum.end.frames >= 1);
+    }
+
+    /// Records big enough to fill a compression chunk on their own are handed to the
+    /// compressor at once, without a flush; when the session then goes quiet, the writer's flush
+    /// timer must still bring them to the file (they once waited for the frame's idle close, a
+    /// minute later).
+    #[tokio::test]
+    async fn a_full_chunk_followed_by_silence_is_flushed_within_the_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = WriterConfig {
+            flush_interval: Duration::from_millis(50),
+            chunk_bytes: 4096,
+            frame_idle_close: Duration::from_secs(600),
+            fsync: false,
+            ..WriterConfig::default()
+        };
+        let w = open(dir.path(), "chunk", cfg).await;
+        // 5,000 bytes: over the chunk (sealed on its own), under the size shared by reference.
+        let last: Vec<u8> = (0..5000u32).map(|i| (i * 7 % 251) as u8).collect();
+        for i in 0..3u8 {
+            let data = if i == 2 { last.clone() } else { vec![i; 5000] };
+            w.record_data(1, Direction::ServerToClient, &Bytes::from(data))
+                .await
+                .unwrap();
+        }
+        // The writer task flushes 50 ms (wall clock) after the first unflushed record.
+        until(&w, "the full chunk flushed", |st| {
+            st.unflushed_since.is_none() && st.written == st.sealed
+        })
+        .await;
+        let mut r = crate::reader::TrailReader::open(w.path()).unwrap();
+        let mut datas = Vec::new();
+        while let Some(item) = r.next_item().unwrap() {
+            if let crate::reader::Item::Partial { records, .. }
+            | crate::reader::Item::Frame { records, .. } = item
+            {
+                datas.extend(records.into_iter().filter_map(|r| match r.event {
+                    Event::Data { data, .. } => Some(data),
+                    _ => None,
+                }));
+            }
+        }
+        assert_eq!(datas.last().map(|d| &d[..]), Some(&last[..]));
+        w.finish(SessionEnd::default()).await.unwrap();
     }
 
     /// A session far ahead of its compressor keeps emptied batches for reuse (at most what its

@@ -480,68 +480,6 @@ async fn a_trail_being_written_is_readable_within_the_flush_interval() {
     );
 }
 
-/// Reads every record the trail at `path` shows now, polling until `want` is among its data
-/// or 10 s pass.
-async fn poll_until_readable(path: &Path, want: &[u8]) -> Result<(), String> {
-    let mut r = TrailReader::open(path).map_err(|e| e.to_string())?;
-    let mut seen = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        while let Some(item) = r.next_item().map_err(|e| e.to_string())? {
-            if let Item::Partial { records, .. } | Item::Frame { records, .. } = item {
-                seen.extend(records);
-            }
-        }
-        if seen
-            .iter()
-            .any(|r: &Record| matches!(&r.event, Event::Data { data, .. } if &data[..] == want))
-        {
-            return Ok(());
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(format!(
-                "not readable after 10 s ({} records seen)",
-                seen.len()
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await; // polling a file, not waiting for readiness
-    }
-}
-
-/// Records big enough to fill a compression chunk on their own are handed to the compressor
-/// at once, without a flush; when the session then goes quiet, the flush interval must still
-/// bring them to the file (they once waited for the frame's idle close, a minute later).
-#[tokio::test]
-async fn a_full_chunk_followed_by_silence_is_flushed_within_the_interval() {
-    let dir = tempfile::tempdir().unwrap();
-    let c = WriterConfig {
-        flush_interval: Duration::from_millis(50),
-        chunk_bytes: 4096,
-        frame_max_raw: 1 << 20,
-        frame_idle_close: Duration::from_secs(600),
-        ..cfg()
-    };
-    let w = TrailWriter::create(dir.path(), spec("s-chunk"), key(), c)
-        .await
-        .unwrap();
-    // 5,000 bytes: over the chunk (sealed on its own), under the size shared by reference.
-    let last: Vec<u8> = (0..5000u32).map(|i| (i * 7 % 251) as u8).collect();
-    for i in 0..3u8 {
-        let data = if i == 2 { last.clone() } else { vec![i; 5000] };
-        w.record(
-            1,
-            Event::Data {
-                dir: Direction::ServerToClient,
-                data: Bytes::from(data),
-            },
-        )
-        .await
-        .unwrap();
-    }
-    poll_until_readable(w.path(), &last).await.unwrap();
-    w.finish(SessionEnd::default()).await.unwrap();
-}
-
 /// `flush` puts every record so far in the file before it returns: a live reader sees them
 /// at once, whatever the flush interval.
 #[tokio::test]

@@ -170,11 +170,9 @@ impl Shared {
     /// Records an event. A recording failure is never silent: it is logged, shown in the session
     /// record, and (with `on_failure = "terminate"`) ends the session.
     pub async fn rec(&self, channel: u32, event: Event) {
-        let Some(t) = self.trail.get() else { return };
-        if self.trail_failed.load(Ordering::Relaxed) {
-            return;
-        }
-        if let Err(e) = t.record(channel, event).await {
+        if let Some(t) = self.recording()
+            && let Err(e) = t.record(channel, event).await
+        {
             self.recording_failed(&e.to_string());
         }
     }
@@ -186,13 +184,18 @@ impl Shared {
         dir: trailgate_recorder::Direction,
         data: &bytes::Bytes,
     ) {
-        let Some(t) = self.trail.get() else { return };
-        if self.trail_failed.load(Ordering::Relaxed) {
-            return;
-        }
-        if let Err(e) = t.record_data(channel, dir, data).await {
+        if let Some(t) = self.recording()
+            && let Err(e) = t.record_data(channel, dir, data).await
+        {
             self.recording_failed(&e.to_string());
         }
+    }
+
+    /// The trail writer, while the session has one that has not failed.
+    fn recording(&self) -> Option<&TrailWriter> {
+        self.trail
+            .get()
+            .filter(|_| !self.trail_failed.load(Ordering::Relaxed))
     }
 
     pub fn recording_failed(&self, err: &str) {

@@ -14,6 +14,7 @@ use trailgate_recorder::catalog::Catalog;
 pub fn run(config: &Path) -> Result<ExitCode> {
     let cfg = Config::load(config)?;
     init_tracing();
+    private_umask();
     fixed_mmap_threshold();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -51,26 +52,28 @@ pub fn run(config: &Path) -> Result<ExitCode> {
                         .collect(),
                     data_dir: gw.cfg.data_dir.clone(),
                     metrics: gw.metrics.clone(),
+                    health: Default::default(),
                 });
                 let app = trailgate_control_api::router(state);
-                let stop = gw.shutdown.clone();
-                let task = match (&api_cfg.tls_cert, &api_cfg.tls_key) {
-                    (Some(cert), Some(key)) => {
-                        let tls = trailgate_control_api::tls::server_config(cert, key)
-                            .map_err(anyhow::Error::msg)?;
-                        let l = trailgate_control_api::tls::TlsListener::new(l, tls)?;
-                        tokio::spawn(async move {
-                            axum::serve(l, app)
-                                .with_graceful_shutdown(async move { stop.cancelled().await })
-                                .await
-                        })
-                    }
-                    _ => tokio::spawn(async move {
-                        axum::serve(l, app)
-                            .with_graceful_shutdown(async move { stop.cancelled().await })
-                            .await
-                    }),
+                let tls = match (&api_cfg.tls_cert, &api_cfg.tls_key) {
+                    (Some(cert), Some(key)) => Some(
+                        trailgate_control_api::tls::server_config(cert, key)
+                            .map_err(anyhow::Error::msg)?,
+                    ),
+                    _ => None,
                 };
+                let limits = trailgate_control_api::serve::Limits {
+                    max_connections: api_cfg.max_connections,
+                    header_read_timeout: api_cfg.header_read_timeout,
+                };
+                let task = tokio::spawn(trailgate_control_api::serve::serve(
+                    l,
+                    tls,
+                    app,
+                    limits,
+                    gw.shutdown.clone(),
+                    Duration::from_secs(5),
+                ));
                 Some((api_addr, task))
             }
             None => None,
@@ -159,6 +162,15 @@ pub fn reindex(config: &Path) -> Result<ExitCode> {
         cfg.data_dir.join("trails").display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Everything the gateway creates (trails, catalog, keys, probe files) is for its own account:
+/// the modes are set explicitly where it matters, and the umask covers the rest.
+fn private_umask() {
+    // SAFETY: umask only changes this process's file-creation mask.
+    unsafe {
+        libc::umask(0o077);
+    }
 }
 
 /// glibc raises its mmap threshold each time a large mmapped block is freed, after which the

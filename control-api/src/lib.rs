@@ -7,13 +7,15 @@
 //! - [`error`]: the JSON error shape.
 //! - [`routes`]: session endpoints.
 //! - [`trail`]: trail downloads, exports and live follow.
-//! - [`tls`]: optional HTTPS listener (rustls).
+//! - [`serve`]: the HTTP server (connection cap, header-read timeout, optional TLS).
+//! - [`tls`]: the rustls configuration of HTTPS.
 //! - [`openapi`]: the OpenAPI document.
 
 pub mod auth;
 pub mod error;
 pub mod openapi;
 pub mod routes;
+pub mod serve;
 pub mod tls;
 pub mod trail;
 
@@ -35,6 +37,32 @@ pub struct ApiState {
     pub tokens: Vec<Token>,
     pub data_dir: PathBuf,
     pub metrics: Arc<trailgate_proxy::metrics::Metrics>,
+    pub health: HealthProbe,
+}
+
+/// The recording probe behind `/healthz`, run at most once a second (a scraper polling it must
+/// not turn into disk load).
+#[derive(Default)]
+pub struct HealthProbe {
+    last: tokio::sync::Mutex<Option<(std::time::Instant, Result<(), String>)>>,
+}
+
+impl HealthProbe {
+    pub async fn recording(&self, data_dir: &std::path::Path) -> Result<(), String> {
+        let mut last = self.last.lock().await;
+        if let Some((at, r)) = last.as_ref()
+            && at.elapsed() < std::time::Duration::from_secs(1)
+        {
+            return r.clone();
+        }
+        let dir = data_dir.join("trails");
+        let r = tokio::task::spawn_blocking(move || trailgate_recorder::fsutil::probe_writable(&dir))
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()))
+            .map_err(|e| format!("trail storage: {e}"));
+        *last = Some((std::time::Instant::now(), r.clone()));
+        r
+    }
 }
 
 pub fn router(state: Arc<ApiState>) -> Router {

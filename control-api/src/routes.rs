@@ -86,8 +86,22 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| ApiError::Internal(e.to_string()))?
 }
 
-pub async fn healthz() -> Json<serde_json::Value> {
-    Json(json!({"status": "ok"}))
+/// 200 while sessions can be recorded; 503 while they cannot (the trail directory cannot be
+/// written, or catalog writes are failing and being retried). Unauthenticated: the reasons name
+/// no paths. The disk probe runs at most once a second.
+pub async fn healthz(State(st): State<Arc<ApiState>>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let probe = st.health.recording(&st.data_dir).await;
+    let catalog = st.catalog.health();
+    let problems: Vec<String> = [probe.err(), catalog.err()].into_iter().flatten().collect();
+    if problems.is_empty() {
+        return Json(json!({"status": "ok"})).into_response();
+    }
+    (
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({"status": "recording unavailable", "problems": problems})),
+    )
+        .into_response()
 }
 
 /// Prometheus metrics (any valid token: scrapers send it as `authorization` bearer credentials).
@@ -119,6 +133,12 @@ pub async fn list_sessions(
     _c: Caller,
     Query(p): Query<ListParams>,
 ) -> Result<Json<SessionList>, ApiError> {
+    if p.offset.is_some_and(|o| o > i64::MAX as u64) {
+        return Err(ApiError::BadRequest(format!(
+            "offset: must be at most {}",
+            i64::MAX
+        )));
+    }
     if p.limit.is_some_and(|l| l == 0 || l > 1000) {
         return Err(ApiError::BadRequest(
             "limit: must be between 1 and 1000".into(),

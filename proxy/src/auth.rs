@@ -56,6 +56,20 @@ pub fn split_login(login: &str) -> (&str, Option<&str>) {
     (login, None)
 }
 
+/// What of a login name is stored and logged for a refused attempt: at most 64 bytes (on a
+/// character boundary), marked when cut. A client controls the name: it must not fill disks.
+pub fn bounded_login(login: &str) -> String {
+    const KEEP: usize = 64;
+    if login.len() <= KEEP {
+        return login.to_string();
+    }
+    let mut end = KEEP;
+    while !login.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...({} bytes)", &login[..end], login.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,6 +82,15 @@ mod tests {
         assert!(!verify_password(&h, "s3cret "));
         assert!(!verify_password("garbage", "x"));
         assert!(check_hash_format("$2b$10$abcdefghijklmnopqrstuv").is_err());
+    }
+
+    #[test]
+    fn refused_login_names_are_stored_as_a_bounded_prefix() {
+        assert_eq!(bounded_login("alice@db1"), "alice@db1");
+        let long = "é".repeat(100_000);
+        let b = bounded_login(&long);
+        assert!(b.len() < 100, "{b}");
+        assert!(b.ends_with("...(200000 bytes)"), "{b}");
     }
 
     #[test]

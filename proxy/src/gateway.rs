@@ -13,6 +13,7 @@ use tokio_util::task::TaskTracker;
 use trailgate_recorder::WriterConfig;
 use trailgate_recorder::keys::SigningKey;
 
+use crate::admission::Admission;
 use crate::config::{Config, Protocol};
 use crate::error::ProxyError;
 use crate::metrics::Metrics;
@@ -40,6 +41,8 @@ pub struct Gateway {
     pub writer_cfg: WriterConfig,
     pub node_id: String,
     pub metrics: Arc<Metrics>,
+    /// Pre-authentication limits shared by every listener.
+    pub admission: Arc<Admission>,
     pub(crate) ssh_config: Arc<russh::server::Config>,
     pub(crate) upstream_config: Arc<russh::client::Config>,
 }
@@ -51,8 +54,8 @@ impl Gateway {
         cfg: Config,
         observer: Arc<dyn SessionObserver>,
     ) -> Result<Arc<Gateway>, ProxyError> {
-        std::fs::create_dir_all(&cfg.data_dir)
-            .map_err(|e| ProxyError::io(format!("data_dir {}", cfg.data_dir.display()), e))?;
+        trailgate_recorder::fsutil::private_dir_all(&cfg.data_dir)
+            .map_err(|e| ProxyError::Config(format!("data_dir: {e}")))?;
         let signing_key = Arc::new(trailgate_recorder::keys::load_or_generate(
             &cfg.signing_key_path(),
         )?);
@@ -150,9 +153,11 @@ impl Gateway {
             fsync: cfg.recording.fsync,
             ..WriterConfig::default()
         };
+        let metrics = Arc::new(Metrics::new());
         Ok(Arc::new(Gateway {
             node_id: cfg.node_id(),
-            metrics: Arc::new(Metrics::new()),
+            admission: Admission::new(cfg.limits.clone(), metrics.clone()),
+            metrics,
             cfg: Arc::new(cfg),
             registry: Registry::new(),
             signing_key,
@@ -175,26 +180,15 @@ impl Gateway {
 
     /// Accepts SSH connections until shutdown.
     pub async fn serve_ssh(self: Arc<Self>, listener: TcpListener) {
-        let addr = listener.local_addr().ok();
-        tracing::info!(listen = ?addr, "ssh listener ready");
-        loop {
-            let accepted = tokio::select! {
-                _ = self.shutdown.cancelled() => break,
-                a = listener.accept() => a,
-            };
-            match accepted {
-                Ok((tcp, peer)) => {
-                    let gw = self.clone();
-                    self.tracker
-                        .spawn(crate::ssh::serve_connection(gw, tcp, peer));
-                }
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }
+        let gw = self.clone();
+        crate::listener::accept_loop(
+            listener,
+            "ssh",
+            self.shutdown.clone(),
+            self.tracker.clone(),
+            move |tcp, peer| crate::ssh::serve_connection(gw.clone(), tcp, peer),
+        )
+        .await
     }
 
     /// Stops accepting, terminates every live session with a reason, and waits for their trails to
@@ -225,7 +219,8 @@ fn load_or_generate_host_key(path: &Path) -> Result<PrivateKey, ProxyError> {
             .map_err(|e| ProxyError::Key(format!("{}: {e}", path.display())));
     }
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| ProxyError::io(dir.display().to_string(), e))?;
+        trailgate_recorder::fsutil::private_dir_all(dir)
+            .map_err(|e| ProxyError::Key(e.to_string()))?;
     }
     let key = PrivateKey::random(
         &mut russh::keys::key::safe_rng(),

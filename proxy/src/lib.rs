@@ -1,6 +1,9 @@
 //! Trailgate's proxy: listeners, the SSH bridge, policies, and the live-session registry.
 //!
 //! Modules:
+//! - [`admission`]: pre-authentication limits (connection caps, password checks, throttling).
+//! - [`listener`]: the accept loop every listener runs.
+//! - [`stream`]: a connection the gateway can close from outside (`Closable`).
 //! - [`config`]: the TOML configuration, its defaults and `validate()`.
 //! - [`auth`]: gateway credentials (argon2id, public keys) and target selection in user names.
 //! - [`policy`]: channel policies (which channel kinds a target allows); pure.
@@ -11,15 +14,18 @@
 //! - [`session`]: the session record the catalog stores and the API shows.
 //! - [`util`]: small shared helpers.
 
+pub mod admission;
 pub mod auth;
 pub mod config;
 pub mod error;
 pub mod gateway;
+pub mod listener;
 pub mod metrics;
 pub mod policy;
 pub mod registry;
 pub mod session;
 pub mod ssh;
+pub mod stream;
 pub mod util;
 
 pub use config::Config;

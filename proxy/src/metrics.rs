@@ -26,6 +26,11 @@ struct DirectionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ChannelLabels {
     r#type: &'static str,
     verdict: &'static str,
@@ -42,6 +47,11 @@ pub struct Metrics {
     recording_failures: Counter,
     recording_wait: Counter<f64, AtomicU64>,
     recording_fast_frames: Counter,
+    unauthenticated: Gauge,
+    preauth_refused: Family<ReasonLabels, Counter>,
+    login_failures: Counter,
+    auth_throttled: Counter,
+    catalog_write_failures: Counter,
 }
 
 impl Default for Metrics {
@@ -119,8 +129,43 @@ impl Metrics {
             "Trail frames of ended sessions compressed below recording.zstd_level because the compressor was short of CPU (bigger trails instead of slower sessions)",
             recording_fast_frames.clone(),
         );
+        let unauthenticated = Gauge::default();
+        registry.register(
+            "unauthenticated_connections",
+            "Connections open now that have not authenticated (capped by limits.max_unauthenticated)",
+            unauthenticated.clone(),
+        );
+        let preauth_refused = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "preauth_refused",
+            "Connections refused at accept, by the limit that refused them (max_unauthenticated, max_unauthenticated_per_source, failed_login_throttle)",
+            preauth_refused.clone(),
+        );
+        let login_failures = Counter::default();
+        registry.register(
+            "login_failures",
+            "Failed gateway authentication attempts (password, key, keyboard-interactive)",
+            login_failures.clone(),
+        );
+        let auth_throttled = Counter::default();
+        registry.register(
+            "auth_throttled",
+            "Source addresses locked out after limits.failed_logins_per_source failed logins",
+            auth_throttled.clone(),
+        );
+        let catalog_write_failures = Counter::default();
+        registry.register(
+            "catalog_write_failures",
+            "Failed catalog write attempts (each is retried until it succeeds)",
+            catalog_write_failures.clone(),
+        );
         Metrics {
             registry,
+            unauthenticated,
+            preauth_refused,
+            login_failures,
+            auth_throttled,
+            catalog_write_failures,
             recording_wait,
             recording_fast_frames,
             connections_active,
@@ -172,6 +217,28 @@ impl Metrics {
         } else {
             self.ssh_s2c.inc_by(n as u64);
         }
+    }
+
+    pub fn unauthenticated(&self, delta: i64) {
+        self.unauthenticated.inc_by(delta);
+    }
+
+    pub fn preauth_refused(&self, reason: &'static str) {
+        self.preauth_refused
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    pub fn login_failed(&self) {
+        self.login_failures.inc();
+    }
+
+    pub fn auth_throttled(&self) {
+        self.auth_throttled.inc();
+    }
+
+    pub fn catalog_write_failed(&self) {
+        self.catalog_write_failures.inc();
     }
 
     pub fn recording_failed(&self) {

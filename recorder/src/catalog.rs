@@ -4,7 +4,11 @@
 //!
 //! Writes never block the gateway: [`Catalog::upsert`] stores the latest record per session in a
 //! map that a writer thread drains in batches (updates of one session coalesce), so memory is
-//! bounded by the number of sessions changing at once. Reads use a small pool of read connections.
+//! bounded by the number of sessions changing at once. A batch that fails to commit (disk full)
+//! goes back into the map (unless a newer state of the session arrived meanwhile) and is retried
+//! with backoff until it succeeds: no session is ever left without its last record, and memory
+//! stays bounded the same way. [`Catalog::health`] says whether writes are failing now. Reads use
+//! a small pool of read connections. The database files are created owner-only (0600).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -62,6 +66,10 @@ struct Queue {
     /// The writer holds a drained batch it has not committed yet: `flush` must wait for it too,
     /// or a reader right after `flush` could miss it.
     writing: bool,
+    /// The last write failed with this error (cleared by the next success).
+    failing: Option<String>,
+    /// Failed write attempts since the catalog opened.
+    failures: u64,
 }
 
 pub struct Catalog {
@@ -108,6 +116,18 @@ CREATE INDEX IF NOT EXISTS trail_downloads_session ON trail_downloads(session_id
 "#;
 
 fn open_conn(path: &Path) -> Result<Connection> {
+    // SQLite creates the database, its WAL and shared-memory files with the process umask;
+    // pre-creating the database owner-only keeps session records private whatever it is
+    // (the -wal and -shm files take the database file's mode).
+    if !path.exists() {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| RecorderError::io(path, e))?;
+    }
     let c = Connection::open(path).map_err(db_err)?;
     c.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(db_err)?;
@@ -140,7 +160,7 @@ fn upsert_row(tx: &rusqlite::Transaction<'_>, r: &SessionRecord) -> Result<()> {
 
 impl Catalog {
     pub fn open(data_dir: &Path) -> Result<Arc<Catalog>> {
-        std::fs::create_dir_all(data_dir).map_err(|e| RecorderError::io(data_dir, e))?;
+        crate::fsutil::private_dir_all(data_dir)?;
         let path = data_dir.join("catalog.sqlite");
         let conn = open_conn(&path)?;
         conn.execute_batch(SCHEMA).map_err(db_err)?;
@@ -179,10 +199,20 @@ impl Catalog {
 
     /// Waits until every queued record is written.
     pub fn flush(&self) {
+        self.flush_for(None);
+    }
+
+    /// Waits until every queued record is written, or `limit` passed (`false`: records are
+    /// still queued, e.g. while the disk is full).
+    pub fn flush_for(&self, limit: Option<std::time::Duration>) -> bool {
+        let deadline = limit.map(|l| std::time::Instant::now() + l);
         let Ok(mut g) = self.pending.map.lock() else {
-            return;
+            return false;
         };
         while !g.records.is_empty() || g.writing {
+            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                return false;
+            }
             self.pending.cv.notify_one();
             match self
                 .pending
@@ -190,9 +220,29 @@ impl Catalog {
                 .wait_timeout(g, std::time::Duration::from_millis(100))
             {
                 Ok((ng, _)) => g = ng,
-                Err(_) => return,
+                Err(_) => return false,
             }
         }
+        true
+    }
+
+    /// `Err(reason)` while catalog writes are failing (they are being retried).
+    pub fn health(&self) -> std::result::Result<(), String> {
+        match self.pending.map.lock() {
+            Ok(g) => match &g.failing {
+                Some(e) => Err(format!(
+                    "catalog writes failing ({} records waiting): {e}",
+                    g.records.len() + usize::from(g.writing)
+                )),
+                None => Ok(()),
+            },
+            Err(_) => Err("catalog state poisoned".into()),
+        }
+    }
+
+    /// Failed write attempts since the catalog opened (each is retried).
+    pub fn write_failures(&self) -> u64 {
+        self.pending.map.lock().map(|g| g.failures).unwrap_or(0)
     }
 
     /// Writes records synchronously in one transaction (bulk loads, reindex).
@@ -345,9 +395,13 @@ impl Catalog {
         Ok(recs.len())
     }
 
-    /// Stops the writer thread after draining what is queued.
+    /// Stops the writer thread after draining what is queued (waiting at most 10 s while writes
+    /// fail: what is left is logged, and the next start reconciles it from the trails).
     pub fn close(&self) {
-        self.flush();
+        if !self.flush_for(Some(std::time::Duration::from_secs(10))) {
+            let left = self.pending.map.lock().map(|g| g.records.len()).unwrap_or(0);
+            tracing::error!(records = left, "catalog closed with records it could not write");
+        }
         if let Ok(mut g) = self.pending.map.lock() {
             g.closed = true;
             self.pending.cv.notify_all();
@@ -358,7 +412,11 @@ impl Catalog {
     }
 }
 
+const RETRY_MIN: std::time::Duration = std::time::Duration::from_millis(50);
+const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(2);
+
 fn writer_loop(mut conn: Connection, p: Arc<Pending>) {
+    let mut backoff = RETRY_MIN;
     loop {
         let batch: Vec<SessionRecord> = {
             let Ok(mut g) = p.map.lock() else { return };
@@ -383,15 +441,38 @@ fn writer_loop(mut conn: Connection, p: Arc<Pending>) {
             }
             tx.commit().map_err(db_err)
         })();
-        if let Err(e) = res {
-            // The trail is the source of truth; a catalog write failure is loud but not fatal.
-            tracing::error!(error = %e, sessions = batch.len(), "catalog write failed");
-        }
-        if let Ok(mut g) = p.map.lock() {
-            g.writing = false;
-            if g.records.is_empty() {
-                p.idle.notify_all();
+        let Ok(mut g) = p.map.lock() else { return };
+        g.writing = false;
+        match res {
+            Ok(()) => {
+                if let Some(e) = g.failing.take() {
+                    tracing::info!(after = %e, "catalog writes succeed again");
+                }
+                backoff = RETRY_MIN;
             }
+            Err(e) => {
+                // Back into the queue, unless the session has moved on meanwhile (its newer
+                // state supersedes this one): retried until it succeeds.
+                g.failures += 1;
+                if g.failing.is_none() {
+                    tracing::error!(error = %e, sessions = batch.len(), "catalog write failed; retrying until it succeeds");
+                }
+                g.failing = Some(e.to_string());
+                for r in batch {
+                    g.records.entry(r.id.clone()).or_insert(r);
+                }
+                let closed = g.closed;
+                p.idle.notify_all();
+                drop(g);
+                // Closing or not, `close` bounds how long anyone waits for these.
+                let _ = closed;
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(RETRY_MAX);
+                continue;
+            }
+        }
+        if g.records.is_empty() {
+            p.idle.notify_all();
         }
     }
 }

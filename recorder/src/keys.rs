@@ -65,7 +65,7 @@ pub fn generate(path: &Path) -> Result<SigningKey> {
         ));
     }
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| RecorderError::io(dir, e))?;
+        crate::fsutil::private_dir_all(dir)?;
     }
     let key = SigningKey::generate(&mut rand::rngs::OsRng);
     let pem = key

@@ -5,6 +5,7 @@
 //! - [`format`]: the trail format v2 (record batches, header, chain, end and seal frames; v1 records
 //!   still decode); pure, no I/O.
 //! - [`scan`]: frame boundaries without decompression; pure.
+//! - [`fsutil`]: owner-only files and directories, and the disk probe behind `/healthz`.
 //! - [`keys`]: the Ed25519 trail-signing key pair.
 //! - [`writer`]: [`TrailWriter`], bounded and lossless, compression on the blocking pool.
 //! - [`reader`]: [`TrailReader`] for complete, crashed and live trails, with verification.
@@ -20,6 +21,7 @@ pub mod catalog;
 pub mod error;
 pub mod export;
 pub mod format;
+pub mod fsutil;
 pub mod keys;
 pub mod reader;
 pub mod record;

@@ -44,6 +44,12 @@ pub enum Verdict {
     Deny,
     #[serde(rename = "fail")]
     Fail,
+    /// The client broke the protocol (or sent no version line) before any login was tried.
+    #[serde(rename = "protocol-error")]
+    ProtocolError,
+    /// The client did not complete authentication within the login timeout.
+    #[serde(rename = "login-timeout")]
+    LoginTimeout,
 }
 
 impl Verdict {
@@ -56,6 +62,8 @@ impl Verdict {
             Verdict::KeyError => "key-error",
             Verdict::Deny => "deny",
             Verdict::Fail => "fail",
+            Verdict::ProtocolError => "protocol-error",
+            Verdict::LoginTimeout => "login-timeout",
         }
     }
 }

@@ -639,11 +639,9 @@ impl TrailWriter {
         let p = path.clone();
         let file = tokio::task::spawn_blocking(move || -> Result<File> {
             if let Some(dir) = p.parent() {
-                std::fs::create_dir_all(dir).map_err(|e| RecorderError::io(dir, e))?;
+                crate::fsutil::private_dir_all(dir)?;
             }
-            let mut f = File::options()
-                .write(true)
-                .create_new(true)
+            let mut f = crate::fsutil::private_new_file()
                 .open(&p)
                 .map_err(|e| RecorderError::io(&p, e))?;
             f.write_all(&header_frame)

@@ -17,6 +17,8 @@ use super::relay::{self, ChanCtx, endpoint, sig_name};
 use super::shared::Shared;
 use super::upstream;
 use crate::auth;
+use crate::config::MAX_LOGIN_NAME;
+use crate::registry::KillReason;
 use crate::policy::ChannelKind;
 use crate::session::{Status, TargetRef, UserRef, Verdict};
 
@@ -61,12 +63,58 @@ impl SshHandler {
 
     fn failed_attempt(&mut self, login: &str, method: &str) -> Auth {
         self.failures += 1;
-        tracing::info!(parent: &self.sh.span, login, method, "gateway authentication failed");
-        self.sh.update(|r| {
-            let (u, _) = auth::split_login(login);
+        let sh = &self.sh;
+        sh.auth_tried.store(true, Ordering::Relaxed);
+        sh.auth_failures.fetch_add(1, Ordering::Relaxed);
+        // A refused name is stored and logged only as a bounded prefix.
+        let shown = auth::bounded_login(login);
+        tracing::info!(parent: &sh.span, login = %shown, method, "gateway authentication failed");
+        sh.update(|r| {
+            let (u, _) = auth::split_login(&shown);
             r.user.name = Some(u.to_string());
         });
+        if sh.preauth.admission().login_failed(sh.preauth.ip()) {
+            sh.update(|r| {
+                r.verdict = Some(Verdict::GwAuthFail);
+                r.end_reason = Some("too many failed logins from this address".into());
+            });
+            sh.live.kill(KillReason {
+                reason: "too many failed logins from this address".into(),
+                by: "gateway".into(),
+            });
+        }
         retry()
+    }
+
+    /// Checks done before any credential is looked at: a login name past
+    /// [`MAX_LOGIN_NAME`] ends the connection, and so does a source that is locked out.
+    fn precheck(&mut self, login: &str, method: &str) -> Option<Auth> {
+        let sh = self.sh.clone();
+        if login.len() > MAX_LOGIN_NAME {
+            let a = self.failed_attempt(login, method);
+            sh.update(|r| {
+                r.verdict = Some(Verdict::GwAuthFail);
+                r.end_reason = Some(format!("login name longer than {MAX_LOGIN_NAME} bytes"));
+            });
+            sh.live.kill(KillReason {
+                reason: "login name too long".into(),
+                by: "gateway".into(),
+            });
+            return Some(a);
+        }
+        if sh.preauth.admission().throttled(sh.preauth.ip()) {
+            sh.auth_tried.store(true, Ordering::Relaxed);
+            sh.update(|r| {
+                r.verdict = Some(Verdict::GwAuthFail);
+                r.end_reason = Some("too many failed logins from this address".into());
+            });
+            sh.live.kill(KillReason {
+                reason: "too many failed logins from this address".into(),
+                by: "gateway".into(),
+            });
+            return Some(retry());
+        }
+        None
     }
 
     fn accept(&mut self, login: &str, method: &'static str) -> Auth {
@@ -88,7 +136,11 @@ impl SshHandler {
             .user(user)
             .and_then(|u| u.password_hash.clone());
         let password = password.to_string();
-        // argon2 is deliberately slow: keep it off the runtime's workers.
+        // argon2 is deliberately slow and big (~19 MiB a check): a bounded number at once, off
+        // the runtime's workers. Waiting attempts hold a few bytes each.
+        let Some(_slot) = self.sh.gw.admission.password_check().await else {
+            return false;
+        };
         tokio::task::spawn_blocking(move || match hash {
             Some(h) => auth::verify_password(&h, &password),
             None => {
@@ -251,6 +303,7 @@ impl SshHandler {
             r.status = Status::Connected;
         });
         sh.authenticated.store(true, Ordering::Relaxed);
+        sh.preauth.authenticated();
         sh.policy_changed.notify_one();
         sh.rec(0, Event::Note(serde_json::json!({"event": "authenticated", "method": self.auth_method, "user": user, "target": target.name})))
             .await;
@@ -441,12 +494,18 @@ impl server::Handler for SshHandler {
         Ok(self.sh.gw.cfg.ssh.banner.clone())
     }
 
-    async fn auth_none(&mut self, _user: &str) -> Result<Auth, Self::Error> {
+    async fn auth_none(&mut self, user: &str) -> Result<Auth, Self::Error> {
+        if let Some(a) = self.precheck(user, "none") {
+            return Ok(a);
+        }
         // OpenSSH's method probe: not a failure.
         Ok(retry())
     }
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
+        if let Some(a) = self.precheck(user, "password") {
+            return Ok(a);
+        }
         if self.check_password(user, password).await {
             return Ok(self.accept(user, "password"));
         }
@@ -458,6 +517,9 @@ impl server::Handler for SshHandler {
         user: &str,
         offer: server::PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
+        if let Some(a) = self.precheck(user, "publickey") {
+            return Ok(a);
+        }
         let (name, _) = auth::split_login(user);
         let known = self.sh.gw.cfg.user(name).is_some_and(|u| {
             u.authorized_keys
@@ -474,6 +536,9 @@ impl server::Handler for SshHandler {
         user: &str,
         key: server::VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
+        if let Some(a) = self.precheck(user, "publickey") {
+            return Ok(a);
+        }
         let (name, _) = auth::split_login(user);
         let known = self.sh.gw.cfg.user(name).is_some_and(|u| {
             u.authorized_keys
@@ -494,6 +559,9 @@ impl server::Handler for SshHandler {
         _submethods: &str,
         response: Option<server::Response<'a>>,
     ) -> Result<Auth, Self::Error> {
+        if let Some(a) = self.precheck(user, "keyboard-interactive") {
+            return Ok(a);
+        }
         let Some(mut response) = response else {
             return Ok(Auth::Partial {
                 name: "Trailgate".into(),

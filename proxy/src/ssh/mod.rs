@@ -23,6 +23,7 @@ use tracing::Instrument;
 
 use crate::gateway::Gateway;
 use crate::registry::KillReason;
+use crate::stream::Closable;
 use crate::session::{Status, Verdict};
 
 pub use shared::Shared;
@@ -37,8 +38,21 @@ pub fn read_buffered(tcp: TcpStream) -> tokio::io::BufReader<TcpStream> {
     tokio::io::BufReader::with_capacity(SOCKET_READ_BUFFER, tcp)
 }
 
+/// How long the pumps of an ended session get to finish on their own (the client leg is
+/// gone, so each pump ends and closes its upstream channel, whose close ends the other) before
+/// the upstream connection is closed under them.
+const PUMP_DRAIN: Duration = Duration::from_secs(2);
+
 /// Runs one client connection from accept to sealed trail.
 pub async fn serve_connection(gw: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr) {
+    // Refused at once, before any work or record: a flood costs an accept and a close.
+    let preauth = match gw.admission.admit(peer.ip()) {
+        Ok(p) => p,
+        Err(limit) => {
+            tracing::debug!(client = %peer, limit = limit.as_str(), "connection refused before authentication");
+            return;
+        }
+    };
     let id = uuid::Uuid::now_v7().to_string();
     let span = tracing::info_span!("session", id = %id, client = %peer);
     async move {
@@ -46,40 +60,63 @@ pub async fn serve_connection(gw: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr
             tracing::debug!(error = %e, "set_nodelay");
         }
         gw.metrics.connection_opened();
-        let sh = Shared::new(gw.clone(), id, peer);
+        let sh = Shared::new(gw.clone(), id, peer, preauth);
         gw.registry.insert(sh.live.clone());
         sh.publish();
+        // The login timeout runs from accept, so a client that never speaks is closed too.
+        let timers = tokio::spawn(shared::policy_timers(sh.clone()));
         let handler = handler::SshHandler::new(sh.clone());
+        let stream = Closable::new(read_buffered(tcp), sh.conn.clone());
+        let banner = gw.cfg.ssh.banner_timeout;
+        let handshake = tokio::time::timeout(
+            banner,
+            russh::server::run_stream(gw.ssh_config.clone(), stream, handler),
+        );
         let running = tokio::select! {
-            r = russh::server::run_stream(gw.ssh_config.clone(), read_buffered(tcp), handler) => r,
+            r = handshake => r,
             _ = sh.live.killed() => {
-                sh.end_with(Status::Rejected, None, "terminated before the SSH handshake");
+                let reason = sh.live.kill_reason().unwrap_or(KillReason {
+                    reason: "terminated".into(),
+                    by: "gateway".into(),
+                });
+                sh.terminated(&reason);
+                timers.abort();
                 finish(&sh).await;
                 return;
             }
         };
         let mut running = match running {
-            Ok(r) => r,
-            Err(e) => {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
                 sh.end_with(
                     Status::Rejected,
-                    None,
+                    Some(Verdict::ProtocolError),
                     &format!("ssh handshake failed: {e}"),
                 );
+                timers.abort();
+                finish(&sh).await;
+                return;
+            }
+            Err(_) => {
+                sh.end_with(
+                    Status::Rejected,
+                    Some(Verdict::LoginTimeout),
+                    &format!("no SSH version line within {banner:?}"),
+                );
+                timers.abort();
                 finish(&sh).await;
                 return;
             }
         };
         let _ = sh.down.set(running.handle());
-        let timers = tokio::spawn(shared::policy_timers(sh.clone()));
         let outcome = tokio::select! {
             r = &mut running => Some(r),
             _ = sh.live.killed() => None,
         };
         timers.abort();
         match outcome {
-            Some(Ok(())) => sh.note_end("client disconnected"),
-            Some(Err(e)) => sh.note_end(&format!("connection error: {e}")),
+            Some(Ok(())) => sh.note_end("client disconnected", false),
+            Some(Err(e)) => sh.note_end(&format!("connection error: {e}"), true),
             None => {
                 let reason = sh.live.kill_reason().unwrap_or(KillReason {
                     reason: "terminated".into(),
@@ -101,13 +138,24 @@ pub async fn serve_connection(gw: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr
     .await
 }
 
-/// Closes the upstream, seals the trail, publishes the final record and logs the summary line.
+/// Ends the session in order: the client connection is closed (whether or not the client
+/// answered), the channel pumps finish and record their last events, the upstream closes, and
+/// only then is the trail sealed and the final record published.
 async fn finish(sh: &Arc<Shared>) {
+    sh.conn.cancel();
+    sh.pumps.close();
+    if tokio::time::timeout(PUMP_DRAIN, sh.pumps.wait()).await.is_err() {
+        tracing::debug!("channel pumps still running; closing the upstream under them");
+    }
     if let Some(up) = sh.upstream.get() {
         let _ = up
             .disconnect(Disconnect::ByApplication, "session ended", "en")
             .await;
     }
+    sh.closing.cancel();
+    // The pumps now stop at their next wait on a peer; a record they are writing completes
+    // (the writer's budget bounds how long that takes).
+    sh.pumps.wait().await;
     sh.finish_trail().await;
     let waited = sh.trail.get().map(|t| t.backpressure()).unwrap_or_default();
     sh.gw.metrics.recording_paced(&waited);

@@ -158,7 +158,8 @@ pub fn spawn_pumps(
     up_write: Arc<ChannelWriteHalf<client::Msg>>,
 ) {
     let (down_read, down_write) = down.split();
-    let tracker = &sh.gw.tracker;
+    // On the session's tracker: the session seals its trail only after both have ended.
+    let tracker = &sh.pumps;
     tracker
         .spawn(pump_c2s(sh.clone(), ctx.clone(), down_read, up_write).instrument(sh.span.clone()));
     tracker.spawn(pump_s2c(sh.clone(), ctx, up_read, down_write).instrument(sh.span.clone()));
@@ -197,9 +198,27 @@ where
             sh.rec(ctx.id, event).await;
         }
     }
-    match ext {
-        None => to.data_bytes(data).await.is_ok(),
-        Some(code) => to.extended_data_bytes(code, data).await.is_ok(),
+    // Recorded above: waiting for the peer's window may be cut short when the session ends.
+    let send = async {
+        match ext {
+            None => to.data_bytes(data).await.is_ok(),
+            Some(code) => to.extended_data_bytes(code, data).await.is_ok(),
+        }
+    };
+    tokio::select! {
+        ok = send => ok,
+        _ = sh.closing.cancelled() => false,
+    }
+}
+
+/// The next message of a channel, or `None` when it closed or the session is ending. A message
+/// already taken is always handled (and recorded) in full.
+async fn next_msg(sh: &Shared, rx: &mut ChannelReadHalf) -> Option<ChannelMsg> {
+    tokio::select! {
+        // What is already queued is handled first; the peer legs are closed by then.
+        biased;
+        m = rx.wait() => m,
+        _ = sh.closing.cancelled() => None,
     }
 }
 
@@ -210,7 +229,7 @@ async fn pump_c2s(
     up: Arc<ChannelWriteHalf<client::Msg>>,
 ) {
     let dir = Direction::ClientToServer;
-    while let Some(msg) = rx.wait().await {
+    while let Some(msg) = next_msg(&sh, &mut rx).await {
         let more = match msg {
             ChannelMsg::Data { data } => relay_data(&sh, &ctx, dir, None, data, &up).await,
             ChannelMsg::ExtendedData { data, ext } => {
@@ -241,7 +260,7 @@ async fn pump_s2c(
 ) {
     let down_id = down.id();
     let dir = Direction::ServerToClient;
-    while let Some(msg) = rx.wait().await {
+    while let Some(msg) = next_msg(&sh, &mut rx).await {
         match msg {
             // A guard cannot take `data` by value: the `if` stays inside the arm.
             #[allow(clippy::collapsible_match)]

@@ -7,11 +7,14 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use trailgate_recorder::writer::rfc3339;
 use trailgate_recorder::{Event, SessionEnd, TrailWriter};
 
 use super::relay::ChanCtx;
 use super::upstream::UpClient;
+use crate::admission::PreAuth;
 use crate::config::{OnFailure, SettingsPolicyConfig};
 use crate::gateway::Gateway;
 use crate::policy::ChannelPolicy;
@@ -44,6 +47,20 @@ pub struct Shared {
     next_channel: AtomicU32,
     pub channels: Mutex<BTreeMap<u32, Arc<ChanCtx>>>,
     ended: AtomicBool,
+    /// Set just before the trail is sealed: a record after it is a bug, not a recording failure.
+    sealing: AtomicBool,
+    /// The channel pumps: the trail is sealed only after every one of them has finished, so
+    /// their last records (EOF, exit status, close) are in it whichever leg closed first.
+    pub pumps: TaskTracker,
+    /// Tells the pumps to stop waiting on their peers (the session is ending).
+    pub closing: CancellationToken,
+    /// Closes the client's connection (see [`crate::stream::Closable`]).
+    pub conn: CancellationToken,
+    /// The connection's pre-authentication slot, released at authentication.
+    pub preauth: PreAuth,
+    /// Authentication attempts that failed, and whether any was made.
+    pub auth_failures: AtomicU32,
+    pub auth_tried: AtomicBool,
 }
 
 fn now_rfc3339() -> String {
@@ -51,7 +68,7 @@ fn now_rfc3339() -> String {
 }
 
 impl Shared {
-    pub fn new(gw: Arc<Gateway>, id: String, peer: SocketAddr) -> Arc<Self> {
+    pub fn new(gw: Arc<Gateway>, id: String, peer: SocketAddr, preauth: PreAuth) -> Arc<Self> {
         let start_wall = OffsetDateTime::now_utc();
         let record = SessionRecord {
             id: id.clone(),
@@ -108,6 +125,13 @@ impl Shared {
             next_channel: AtomicU32::new(1),
             channels: Mutex::new(BTreeMap::new()),
             ended: AtomicBool::new(false),
+            sealing: AtomicBool::new(false),
+            pumps: TaskTracker::new(),
+            closing: CancellationToken::new(),
+            conn: CancellationToken::new(),
+            preauth,
+            auth_failures: AtomicU32::new(0),
+            auth_tried: AtomicBool::new(false),
         });
         let weak = Arc::downgrade(&sh);
         sh.live
@@ -173,7 +197,7 @@ impl Shared {
         if let Some(t) = self.recording()
             && let Err(e) = t.record(channel, event).await
         {
-            self.recording_failed(&e.to_string());
+            self.record_error(&e.to_string());
         }
     }
 
@@ -187,8 +211,18 @@ impl Shared {
         if let Some(t) = self.recording()
             && let Err(e) = t.record_data(channel, dir, data).await
         {
-            self.recording_failed(&e.to_string());
+            self.record_error(&e.to_string());
         }
+    }
+
+    /// A record was refused by the writer. After the seal that is a late record (every pump has
+    /// ended by then, so this is a bug to fix, and loudly logged), not a failure of the trail.
+    fn record_error(&self, err: &str) {
+        if self.sealing.load(Ordering::Acquire) {
+            tracing::error!(error = %err, "a record arrived after the trail was sealed");
+            return;
+        }
+        self.recording_failed(err);
     }
 
     /// The trail writer, while the session has one that has not failed.
@@ -209,8 +243,10 @@ impl Shared {
             r.trail.error = Some(err.to_string());
         });
         if self.gw.cfg.recording.on_failure == OnFailure::Terminate {
+            // The client sees the kill reason: the details (paths, errno) stay in the log and the
+            // record's `trail.error`.
             self.live.kill(KillReason {
-                reason: format!("recording failed: {err}"),
+                reason: "recording failed".into(),
                 by: "recorder".into(),
             });
         } else {
@@ -232,18 +268,36 @@ impl Shared {
         });
     }
 
-    /// The connection ended on its own; keeps an earlier, more specific reason.
-    pub fn note_end(&self, reason: &str) {
+    /// The connection ended on its own (`error`: with a protocol or I/O error); keeps an earlier,
+    /// more specific reason. A connection that never authenticated gets the verdict that says
+    /// why: too many attempts, failed logins, or a protocol error before any login was tried.
+    pub fn note_end(&self, reason: &str, error: bool) {
         let authed = self.authenticated.load(Ordering::Relaxed);
+        let failures = self.auth_failures.load(Ordering::Relaxed) as usize;
+        let tried = self.auth_tried.load(Ordering::Relaxed);
+        let max = self.gw.cfg.ssh.max_auth_attempts;
         self.update(|r| {
+            if r.verdict.is_none() {
+                let (verdict, why) = if max > 0 && failures >= max {
+                    (Verdict::GwAuthFail, "too many authentication attempts".to_string())
+                } else if tried {
+                    (Verdict::GwAuthFail, format!("{reason} before authenticating"))
+                } else if error {
+                    (Verdict::ProtocolError, reason.to_string())
+                } else {
+                    (Verdict::GwAuthFail, format!("{reason} before authenticating"))
+                };
+                r.verdict = Some(verdict);
+                r.status = Status::Rejected;
+                if r.end_reason.is_none() {
+                    r.end_reason = Some(why);
+                }
+                return;
+            }
             if r.end_reason.is_none() {
                 r.end_reason = Some(reason.to_string());
             }
-            if r.verdict.is_none() {
-                // Never authenticated: a failed or abandoned gateway login.
-                r.verdict = Some(Verdict::GwAuthFail);
-                r.status = Status::Rejected;
-            } else if r.verdict == Some(Verdict::Accept) && authed {
+            if r.verdict == Some(Verdict::Accept) && authed {
                 r.status = Status::Disconnected;
             }
         });
@@ -277,6 +331,7 @@ impl Shared {
         for c in channels {
             c.finish_for_end(self).await;
         }
+        self.sealing.store(true, Ordering::Release);
         let rec = self.snapshot();
         let end = SessionEnd {
             reason: rec.end_reason.clone().unwrap_or_else(|| "ended".into()),
@@ -344,6 +399,11 @@ pub async fn policy_timers(sh: Arc<Shared>) {
         if !sh.authenticated.load(Ordering::Relaxed) {
             let e = sh.start.elapsed();
             if e >= login {
+                sh.update(|r| {
+                    if r.verdict.is_none() {
+                        r.verdict = Some(Verdict::LoginTimeout);
+                    }
+                });
                 sh.live.kill(KillReason {
                     reason: "login timeout".into(),
                     by: "gateway".into(),

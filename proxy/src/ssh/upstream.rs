@@ -229,7 +229,7 @@ impl UpClient {
         // so the target connection keeps flowing meanwhile.
         let sh2 = sh.clone();
         let span = sh.span.clone();
-        sh.gw.tracker.spawn(
+        sh.pumps.spawn(
             async move {
                 match open_down(h).await {
                     Ok(down) => {

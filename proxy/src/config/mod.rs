@@ -10,6 +10,11 @@ use serde::Deserialize;
 
 use crate::error::ProxyError;
 
+mod limits;
+mod redact;
+
+pub use limits::{LimitsConfig, MAX_LOGIN_NAME};
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -23,6 +28,8 @@ pub struct Config {
     pub ssh: SshConfig,
     #[serde(default)]
     pub recording: RecordingConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
     #[serde(default)]
     pub users: Vec<UserConfig>,
     #[serde(default)]
@@ -55,9 +62,12 @@ pub struct SshConfig {
     /// Connecting to and authenticating at a target may take this long.
     #[serde(default = "default_connect_timeout", with = "humantime_serde")]
     pub connect_timeout: Duration,
-    /// Unauthenticated connections are dropped after this long.
+    /// Unauthenticated connections are closed after this long (from accept).
     #[serde(default = "default_login_timeout", with = "humantime_serde")]
     pub login_timeout: Duration,
+    /// A client that has not sent its SSH version line this long after connecting is closed.
+    #[serde(default = "default_banner_timeout", with = "humantime_serde")]
+    pub banner_timeout: Duration,
     /// Authentication attempts per connection.
     #[serde(default = "default_max_auth")]
     pub max_auth_attempts: usize,
@@ -84,6 +94,9 @@ fn default_connect_timeout() -> Duration {
 fn default_login_timeout() -> Duration {
     Duration::from_secs(60)
 }
+fn default_banner_timeout() -> Duration {
+    Duration::from_secs(10)
+}
 fn default_max_auth() -> usize {
     6
 }
@@ -96,6 +109,7 @@ impl Default for SshConfig {
             auth_failure_delay: default_auth_delay(),
             connect_timeout: default_connect_timeout(),
             login_timeout: default_login_timeout(),
+            banner_timeout: default_banner_timeout(),
             max_auth_attempts: default_max_auth(),
             banner: None,
             ciphers: None,
@@ -248,6 +262,19 @@ pub struct ApiConfig {
     pub tls_cert: Option<PathBuf>,
     #[serde(default)]
     pub tls_key: Option<PathBuf>,
+    /// Connections open at once; more are closed at accept.
+    #[serde(default = "default_api_connections")]
+    pub max_connections: usize,
+    /// A client must complete the TLS handshake, and send each request's headers, within this.
+    #[serde(default = "default_header_timeout", with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+}
+
+fn default_api_connections() -> usize {
+    256
+}
+fn default_header_timeout() -> Duration {
+    Duration::from_secs(10)
 }
 
 fn default_api_listen() -> SocketAddr {
@@ -298,8 +325,8 @@ impl Config {
     }
 
     pub fn parse(text: &str) -> Result<Config, ProxyError> {
-        let cfg: Config = toml::from_str(text)
-            .map_err(|e| ProxyError::Config(e.to_string().trim().to_string()))?;
+        let cfg: Config =
+            toml::from_str(text).map_err(|e| ProxyError::Config(redact::parse_error(text, &e)))?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -350,6 +377,16 @@ impl Config {
                 ));
             }
         }
+        self.limits.validate().map_err(ProxyError::Config)?;
+        if self.ssh.login_timeout.is_zero() {
+            return err("ssh.login_timeout: must be above zero".into());
+        }
+        if self.ssh.banner_timeout.is_zero() || self.ssh.banner_timeout > self.ssh.login_timeout {
+            return err(format!(
+                "ssh.banner_timeout: must be above zero and at most ssh.login_timeout ({:?})",
+                self.ssh.login_timeout
+            ));
+        }
         if self.recording.flush_interval < Duration::from_millis(10)
             || self.recording.flush_interval > Duration::from_secs(60)
         {
@@ -366,11 +403,12 @@ impl Config {
         for (i, u) in self.users.iter().enumerate() {
             let at = format!("users[{i}] ({})", u.name);
             if u.name.is_empty()
+                || u.name.len() > MAX_LOGIN_NAME
                 || u.name.contains(['@', ':'])
                 || u.name.chars().any(char::is_whitespace)
             {
                 return err(format!(
-                    "{at}.name: must be non-empty without '@', ':' or spaces"
+                    "{at}.name: must be 1 to {MAX_LOGIN_NAME} bytes without '@', ':' or spaces"
                 ));
             }
             if !seen.insert(u.name.as_str()) {
@@ -468,6 +506,14 @@ impl Config {
         {
             return err("api: tls_cert and tls_key go together".into());
         }
+        if let Some(api) = &self.api {
+            if api.max_connections == 0 {
+                return err("api.max_connections: must be at least 1".into());
+            }
+            if api.header_read_timeout.is_zero() {
+                return err("api.header_read_timeout: must be above zero".into());
+            }
+        }
         Ok(())
     }
 
@@ -504,127 +550,4 @@ impl Config {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const KEY: &str =
-        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHhM8K3JtY0l5nJwq9G8x1x3p3oQmFf5Jq7V0iY0r2Ge test";
-
-    fn base(target_extra: &str) -> String {
-        format!(
-            "[[users]]\nname = \"alice\"\nauthorized_keys = [\"{KEY}\"]\n\n[[targets]]\nname = \"db1\"\naddress = \"127.0.0.1:22\"\nuser = \"root\"\npassword = \"x\"\n{target_extra}\n"
-        )
-    }
-
-    fn err(text: &str) -> String {
-        match Config::parse(text) {
-            Err(ProxyError::Config(m)) => m,
-            other => panic!("expected a config error, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn a_valid_config_gets_defaults() {
-        let c = Config::parse(&base(&format!("host_key = \"{KEY}\""))).unwrap();
-        assert_eq!(c.ssh.listen.port(), 2222);
-        assert_eq!(c.recording.flush_interval, Duration::from_secs(1));
-        assert_eq!(c.recording.on_failure, OnFailure::Terminate);
-        assert_eq!(c.targets[0].channel_policy, "default");
-        assert_eq!(c.targets_for("alice").len(), 1);
-    }
-
-    #[test]
-    fn errors_name_the_key_and_the_problem() {
-        let m = err(&base(""));
-        assert!(
-            m.contains("targets[0] (db1)") && m.contains("no upstream host-key source"),
-            "{m}"
-        );
-        assert!(Config::parse(&base("insecure_skip_host_key_check = true")).is_ok());
-        let m = err(&format!(
-            "bogus = 1\n{}",
-            base("insecure_skip_host_key_check = true")
-        ));
-        assert!(m.contains("unknown field `bogus`"), "{m}");
-        let m = err(&base("host_key = \"not a key\""));
-        assert!(m.contains("targets[0] (db1).host_key"), "{m}");
-        let m = err(&format!(
-            "[recording]\nzstd_level = 40\n{}",
-            base("insecure_skip_host_key_check = true")
-        ));
-        assert!(m.contains("recording.zstd_level"), "{m}");
-        for (key, bad) in [
-            ("zstd_level", 0),
-            ("zstd_level", -8),
-            ("zstd_fast_level", 23),
-        ] {
-            let m = err(&format!(
-                "[recording]\n{key} = {bad}\n{}",
-                base("insecure_skip_host_key_check = true")
-            ));
-            let want = format!("recording.{key}: {bad} is not a level");
-            assert!(m.contains(&want), "{m}");
-        }
-        let fast = format!(
-            "[recording]\nzstd_level = -3\n{}",
-            base("insecure_skip_host_key_check = true")
-        );
-        assert_eq!(
-            Config::parse(&fast).map(|c| c.recording.zstd_level).ok(),
-            Some(-3)
-        );
-        let m = err(&format!(
-            "[ssh]\nupstream_ciphers = [\"aes128-gcm@openssh.com\", \"3des-cbc\"]\n{}",
-            base("insecure_skip_host_key_check = true")
-        ));
-        assert!(
-            m.starts_with("ssh.upstream_ciphers[1]: unknown or refused cipher \"3des-cbc\""),
-            "{m}"
-        );
-        let m = err(&format!(
-            "[ssh]\nciphers = []\n{}",
-            base("insecure_skip_host_key_check = true")
-        ));
-        assert!(
-            m.contains("ssh.ciphers") && m.contains("at least one"),
-            "{m}"
-        );
-        let m = err(&format!(
-            "[recording]\nflush_interval = \"soon\"\n{}",
-            base("insecure_skip_host_key_check = true")
-        ));
-        assert!(m.contains("flush_interval"), "{m}");
-        let m = err(&format!(
-            "[channel_policies.default]\nallow = [\"telnet\"]\n{}",
-            base("insecure_skip_host_key_check = true")
-        ));
-        assert!(
-            m.contains("channel_policies.default.allow[0]") && m.contains("telnet"),
-            "{m}"
-        );
-        let m = err(&base(
-            "insecure_skip_host_key_check = true\nallow_users = [\"mallory\"]",
-        ));
-        assert!(m.contains("allow_users") && m.contains("mallory"), "{m}");
-        let m = err(&base(
-            "insecure_skip_host_key_check = true\nchannel_policy = \"strict\"",
-        ));
-        assert!(m.contains("channel_policies.strict"), "{m}");
-        let m = err("[[api_tokens]]\nname = \"x\"\ntoken_sha256 = \"abc\"\nrole = \"admin\"\n");
-        assert!(m.contains("api_tokens[0] (x).token_sha256"), "{m}");
-        let m = err("[[api_tokens]]\nname = \"x\"\ntoken_sha256 = \"abc\"\nrole = \"root\"\n");
-        assert!(m.contains("role"), "{m}");
-    }
-}
-
-#[cfg(test)]
-mod example_tests {
-    /// The example the README runs must stay a valid config as keys are added.
-    #[test]
-    fn the_shipped_example_config_loads() {
-        let text = include_str!("../../deploy/examples/trailgate.toml");
-        if let Err(e) = super::Config::parse(text) {
-            panic!("deploy/examples/trailgate.toml: {e}");
-        }
-    }
-}
+mod tests;

@@ -1,0 +1,70 @@
+//! Owner-only files and directories. Trails and the catalog hold everything admins typed and
+//! saw: they are created 0600 in 0700 directories whatever the process umask is.
+
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use crate::error::{RecorderError, Result};
+
+/// Creates `dir` and its missing parents as 0700. An existing `dir` that others can read is
+/// made 0700 too (it is ours: trails or keys), with a warning.
+pub fn private_dir_all(dir: &Path) -> Result<()> {
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| RecorderError::io(dir, e))?;
+    }
+    let meta = std::fs::metadata(dir).map_err(|e| RecorderError::io(dir, e))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        tracing::warn!(path = %dir.display(), mode = format!("{:o}", meta.permissions().mode() & 0o777), "directory readable by others: setting it to 0700");
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| RecorderError::io(dir, e))?;
+    }
+    Ok(())
+}
+
+/// Options that create a new file owner-only (0600) for writing.
+pub fn private_new_file() -> std::fs::OpenOptions {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true).mode(0o600);
+    o
+}
+
+/// Whether a trail could be written in `dir` now: creates, fills (64 KiB, the size of a few
+/// records batches) and syncs a probe file, then removes it. The error names only what failed
+/// (e.g. "No space left on device"), never a path: it is shown to unauthenticated callers.
+pub fn probe_writable(dir: &Path) -> std::result::Result<(), String> {
+    use std::io::Write;
+    let what = |step: &str, e: std::io::Error| format!("{step}: {}", e.kind());
+    private_dir_all(dir).map_err(|_| "cannot create the trail directory".to_string())?;
+    let p = dir.join(format!(".probe-{}", std::process::id()));
+    let _ = std::fs::remove_file(&p);
+    let res = (|| {
+        let mut f = private_new_file().open(&p).map_err(|e| what("create", e))?;
+        f.write_all(&[0u8; 64 * 1024]).map_err(|e| what("write", e))?;
+        f.sync_data().map_err(|e| what("sync", e))
+    })();
+    let _ = std::fs::remove_file(&p);
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directories_and_files_are_owner_only_under_a_permissive_umask() {
+        // SAFETY: umask only changes this process's file-creation mask.
+        let old = unsafe { libc::umask(0o022) };
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path().join("a/b");
+        private_dir_all(&d).unwrap();
+        let f = d.join("f");
+        private_new_file().open(&f).unwrap();
+        unsafe { libc::umask(old) };
+        assert_eq!(std::fs::metadata(&d).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(std::fs::metadata(&f).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+}

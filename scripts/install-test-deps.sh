@@ -3,6 +3,7 @@
 # server and X client for X11 forwarding, zstd).
 # Idempotent: skips apt when everything is already present. Needs root (or sudo).
 set -euo pipefail
+cd "$(dirname "$0")/.."
 need=()
 command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
@@ -15,6 +16,8 @@ command -v rsync >/dev/null 2>&1 || need+=(rsync)
 command -v Xvfb >/dev/null 2>&1 || need+=(xvfb)
 command -v xauth >/dev/null 2>&1 || need+=(xauth)
 command -v xdpyinfo >/dev/null 2>&1 || need+=(x11-utils)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
+python3 -m venv --help >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -24,4 +27,11 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 # sshd refuses to start without its privilege-separation directory.
 [ -d /run/sshd ] || { mkdir -p /run/sshd 2>/dev/null || sudo mkdir -p /run/sshd; }
-echo "test dependencies present: $(ssh -V 2>&1)"
+# Scriptable SSH clients (asyncssh, paramiko) in a venv of the project's own, so the system
+# Python is left alone; the tests run target/peers-venv/bin/python.
+venv=target/peers-venv
+if ! "$venv/bin/python" -c 'import asyncssh, paramiko' >/dev/null 2>&1; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check 'asyncssh==2.24.*' 'paramiko==5.1.*'
+fi
+echo "test dependencies present: $(ssh -V 2>&1); $("$venv/bin/python" -c 'import asyncssh, paramiko; print("asyncssh", asyncssh.__version__, "paramiko", paramiko.__version__)')"

@@ -74,10 +74,7 @@ impl SshHandler {
             r.user.name = Some(u.to_string());
         });
         if sh.preauth.admission().login_failed(sh.preauth.ip()) {
-            sh.update(|r| {
-                r.verdict = Some(Verdict::GwAuthFail);
-                r.end_reason = Some("too many failed logins from this address".into());
-            });
+            sh.update(|r| r.verdict = Some(Verdict::GwAuthFail));
             sh.live.kill(KillReason {
                 reason: "too many failed logins from this address".into(),
                 by: "gateway".into(),
@@ -92,22 +89,16 @@ impl SshHandler {
         let sh = self.sh.clone();
         if login.len() > MAX_LOGIN_NAME {
             let a = self.failed_attempt(login, method);
-            sh.update(|r| {
-                r.verdict = Some(Verdict::GwAuthFail);
-                r.end_reason = Some(format!("login name longer than {MAX_LOGIN_NAME} bytes"));
-            });
+            sh.update(|r| r.verdict = Some(Verdict::GwAuthFail));
             sh.live.kill(KillReason {
-                reason: "login name too long".into(),
+                reason: format!("login name longer than {MAX_LOGIN_NAME} bytes"),
                 by: "gateway".into(),
             });
             return Some(a);
         }
         if sh.preauth.admission().throttled(sh.preauth.ip()) {
             sh.auth_tried.store(true, Ordering::Relaxed);
-            sh.update(|r| {
-                r.verdict = Some(Verdict::GwAuthFail);
-                r.end_reason = Some("too many failed logins from this address".into());
-            });
+            sh.update(|r| r.verdict = Some(Verdict::GwAuthFail));
             sh.live.kill(KillReason {
                 reason: "too many failed logins from this address".into(),
                 by: "gateway".into(),
@@ -286,8 +277,16 @@ impl SshHandler {
                 });
             }
             Err(e) => {
-                sh.recording_failed(&format!("cannot create trail: {e}"));
+                let err = format!("cannot create trail: {e}");
                 if gw.cfg.recording.on_failure == crate::config::OnFailure::Terminate {
+                    // Refused before it began: the record says why (the details stay on the
+                    // server; the client is told no paths).
+                    tracing::error!(error = %err, "recording unavailable: session refused");
+                    gw.metrics.recording_failed();
+                    sh.update(|r| {
+                        r.trail.integrity = "failed".into();
+                        r.trail.error = Some(err.clone());
+                    });
                     sh.end_with(Status::Failed, Some(Verdict::Fail), "recording unavailable");
                     session.disconnect(
                         Disconnect::ByApplication,
@@ -296,6 +295,7 @@ impl SshHandler {
                     )?;
                     return Ok(());
                 }
+                sh.recording_failed(&err);
             }
         }
         sh.update(|r| {
@@ -498,7 +498,8 @@ impl server::Handler for SshHandler {
         if let Some(a) = self.precheck(user, "none") {
             return Ok(a);
         }
-        // OpenSSH's method probe: not a failure.
+        // OpenSSH's method probe: not a failure, but a login has begun.
+        self.sh.auth_tried.store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(retry())
     }
 

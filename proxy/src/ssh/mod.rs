@@ -116,6 +116,8 @@ pub async fn serve_connection(gw: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr
         timers.abort();
         match outcome {
             Some(Ok(())) => sh.note_end("client disconnected", false),
+            // A peer's disconnect message is a clean end, not a protocol error.
+            Some(Err(russh::Error::Disconnect)) => sh.note_end("client disconnected", false),
             Some(Err(e)) => sh.note_end(&format!("connection error: {e}"), true),
             None => {
                 let reason = sh.live.kill_reason().unwrap_or(KillReason {

@@ -221,6 +221,7 @@ fn a_password_burst_is_bounded_in_memory_and_failed_logins_lock_the_source_out()
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:")?.split_whitespace().next()?.parse().ok())
         .unwrap();
+    eprintln!("300 simultaneous wrong passwords: gateway peak RSS {} MiB", peak_kib / 1024);
     // Unbounded, 300 checks at once peaked at 1.4 GiB; bounded to one per CPU it stays near
     // the idle gateway plus a few checks.
     assert!(peak_kib < 300 * 1024, "peak RSS {peak_kib} KiB");

@@ -112,6 +112,8 @@ pub async fn metrics(
     State(st): State<Arc<ApiState>>,
     _c: Caller,
 ) -> impl axum::response::IntoResponse {
+    st.metrics
+        .catalog_write_failures(st.catalog.write_failures());
     (
         [(
             axum::http::header::CONTENT_TYPE,

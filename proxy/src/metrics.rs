@@ -237,8 +237,12 @@ impl Metrics {
         self.auth_throttled.inc();
     }
 
-    pub fn catalog_write_failed(&self) {
-        self.catalog_write_failures.inc();
+    /// Brings the catalog's failed-write count (kept by the catalog itself) into the exposition.
+    pub fn catalog_write_failures(&self, total: u64) {
+        let seen = self.catalog_write_failures.get();
+        if total > seen {
+            self.catalog_write_failures.inc_by(total - seen);
+        }
     }
 
     pub fn recording_failed(&self) {

@@ -36,7 +36,11 @@ fn metric(gw: &Gateway, series: &str) -> f64 {
 }
 
 fn sessions(gw: &Gateway, query: &str) -> Vec<Value> {
-    let (code, v) = gw.api_json("GET", &format!("/api/v1/sessions?limit=1000&{query}"), AUDITOR);
+    let (code, v) = gw.api_json(
+        "GET",
+        &format!("/api/v1/sessions?limit=1000&{query}"),
+        AUDITOR,
+    );
     assert_eq!(code, 200, "{v}");
     v["items"].as_array().cloned().unwrap_or_default()
 }
@@ -82,9 +86,17 @@ async fn raw_client(source: &str, to: SocketAddr, send: Vec<u8>, within: Duratio
     let deadline = tokio::time::Instant::now() + within;
     loop {
         match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
-            Err(_) => return Seen { bytes, closed_after: None },
+            Err(_) => {
+                return Seen {
+                    bytes,
+                    closed_after: None,
+                };
+            }
             Ok(Ok(0)) | Ok(Err(_)) => {
-                return Seen { bytes, closed_after: Some(start.elapsed()) };
+                return Seen {
+                    bytes,
+                    closed_after: Some(start.elapsed()),
+                };
             }
             Ok(Ok(n)) => bytes.extend_from_slice(&buf[..n]),
         }
@@ -92,7 +104,12 @@ async fn raw_client(source: &str, to: SocketAddr, send: Vec<u8>, within: Duratio
 }
 
 fn ssh_from(gw: &Gateway, source: &str, cmd: &str) -> Output {
-    gw.ssh().args(["-b", source]).arg(gw.dest()).arg(cmd).output().unwrap()
+    gw.ssh()
+        .args(["-b", source])
+        .arg(gw.dest())
+        .arg(cmd)
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -121,24 +138,48 @@ fn silent_and_stalled_connections_are_closed_and_the_excess_is_refused_at_once()
         (metric(&gw, "trailgate_unauthenticated_connections") >= 21.0).then_some(())
     });
     let ok = ssh_from(&gw, "127.0.0.2", "echo still-served");
-    assert_eq!(String::from_utf8_lossy(&ok.stdout), "still-served\n", "{}", String::from_utf8_lossy(&ok.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&ok.stdout),
+        "still-served\n",
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
 
-    let seen: Vec<Seen> = silent.into_iter().map(|h| rt.block_on(h).unwrap()).collect();
-    let held: Vec<&Seen> = seen.iter().filter(|s| s.bytes.starts_with(b"SSH-2.0-Trailgate")).collect();
+    let seen: Vec<Seen> = silent
+        .into_iter()
+        .map(|h| rt.block_on(h).unwrap())
+        .collect();
+    let held: Vec<&Seen> = seen
+        .iter()
+        .filter(|s| s.bytes.starts_with(b"SSH-2.0-Trailgate"))
+        .collect();
     let refused: Vec<&Seen> = seen.iter().filter(|s| s.bytes.is_empty()).collect();
     assert_eq!(held.len(), 20, "the per-source cap holds");
     assert_eq!(refused.len(), 80);
     for s in &refused {
         let t = s.closed_after.expect("refused connections are closed");
-        assert!(t < Duration::from_secs(1), "refused at once, not after {t:?}");
+        assert!(
+            t < Duration::from_secs(1),
+            "refused at once, not after {t:?}"
+        );
     }
     for s in &held {
-        let t = s.closed_after.expect("silent connections are closed at the banner timeout");
-        assert!(t >= Duration::from_millis(1900) && t < Duration::from_secs(6), "{t:?}");
+        let t = s
+            .closed_after
+            .expect("silent connections are closed at the banner timeout");
+        assert!(
+            t >= Duration::from_millis(1900) && t < Duration::from_secs(6),
+            "{t:?}"
+        );
     }
     let st = rt.block_on(stalled).unwrap();
-    let t = st.closed_after.expect("a stalled login is closed at the login timeout");
-    assert!(t >= Duration::from_millis(3900) && t < Duration::from_secs(9), "{t:?}");
+    let t = st
+        .closed_after
+        .expect("a stalled login is closed at the login timeout");
+    assert!(
+        t >= Duration::from_millis(3900) && t < Duration::from_secs(9),
+        "{t:?}"
+    );
 
     wait_for("every connection to end", 20, || {
         (metric(&gw, "trailgate_connections_active") == 0.0
@@ -146,18 +187,31 @@ fn silent_and_stalled_connections_are_closed_and_the_excess_is_refused_at_once()
             .then_some(())
     });
     assert_eq!(
-        metric(&gw, "trailgate_preauth_refused_total{reason=\"max_unauthenticated_per_source\"}"),
+        metric(
+            &gw,
+            "trailgate_preauth_refused_total{reason=\"max_unauthenticated_per_source\"}"
+        ),
         80.0
     );
     let timed_out = sessions(&gw, "verdict=login-timeout");
     assert_eq!(timed_out.len(), 21, "each held connection has its record");
-    assert!(timed_out.iter().all(|s| s["active"] == false && s["status"] == "rejected"));
     assert!(
-        timed_out.iter().any(|s| s["end_reason"].as_str().unwrap_or("").contains("no SSH version line")),
+        timed_out
+            .iter()
+            .all(|s| s["active"] == false && s["status"] == "rejected")
+    );
+    assert!(
+        timed_out.iter().any(|s| s["end_reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("no SSH version line")),
         "{timed_out:#?}"
     );
     assert!(
-        timed_out.iter().any(|s| s["end_reason"].as_str().unwrap_or("").contains("login timeout")),
+        timed_out.iter().any(|s| s["end_reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("login timeout")),
         "{timed_out:#?}"
     );
 }
@@ -170,17 +224,31 @@ fn each_way_a_login_can_end_has_its_own_verdict_and_reason() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut junk = b"SSH-2.0-Junk_1.0\r\n".to_vec();
     junk.extend(std::iter::repeat_n(0xffu8, 4096));
-    let seen = rt.block_on(raw_client("127.0.0.1", gw.addr, junk, Duration::from_secs(10)));
+    let seen = rt.block_on(raw_client(
+        "127.0.0.1",
+        gw.addr,
+        junk,
+        Duration::from_secs(10),
+    ));
     assert!(seen.closed_after.is_some(), "closed");
     // Too many wrong passwords on one connection (paramiko retries on the same transport).
     let out = peer("auth_attempts.py")
-        .args([&gw.addr.ip().to_string(), &gw.addr.port().to_string(), "alice@db1", "5"])
+        .args([
+            &gw.addr.ip().to_string(),
+            &gw.addr.port().to_string(),
+            "alice@db1",
+            "5",
+        ])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     // Closed by the gateway after max_auth_attempts (paramiko sees the third attempt's
     // disconnect as a failure of that attempt).
-    assert!(text.trim().ends_with("closed 1"), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        text.trim().ends_with("closed 1"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let ended = wait_for("both attempts recorded", 20, || {
         let v = sessions(&gw, "active=false");
         (v.len() == 2).then_some(v)
@@ -193,7 +261,13 @@ fn each_way_a_login_can_end_has_its_own_verdict_and_reason() {
             .clone()
     };
     let p = by("protocol-error");
-    assert!(p["end_reason"].as_str().unwrap().contains("connection error"), "{p:#}");
+    assert!(
+        p["end_reason"]
+            .as_str()
+            .unwrap()
+            .contains("connection error"),
+        "{p:#}"
+    );
     let a = by("gw-auth-fail");
     assert_eq!(a["end_reason"], "too many authentication attempts", "{a:#}");
     assert_eq!(a["user"]["name"], "alice");
@@ -210,18 +284,36 @@ fn a_password_burst_is_bounded_in_memory_and_failed_logins_lock_the_source_out()
         "[limits]\nmax_unauthenticated = 1000\nmax_unauthenticated_per_source = 1000\nfailed_logins_per_source = 0",
     );
     let out = peer("password_burst.py")
-        .args([&gw.addr.ip().to_string(), &gw.addr.port().to_string(), "alice@db1", "300"])
+        .args([
+            &gw.addr.ip().to_string(),
+            &gw.addr.port().to_string(),
+            "alice@db1",
+            "300",
+        ])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.starts_with("refused 300 "), "{text}");
     let peak_kib: u64 = std::fs::read_to_string(format!("/proc/{}/status", gw.pid()))
         .unwrap()
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:")?.split_whitespace().next()?.parse().ok())
+        .find_map(|l| {
+            l.strip_prefix("VmHWM:")?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
         .unwrap();
-    eprintln!("300 simultaneous wrong passwords: gateway peak RSS {} MiB", peak_kib / 1024);
+    eprintln!(
+        "300 simultaneous wrong passwords: gateway peak RSS {} MiB",
+        peak_kib / 1024
+    );
     // Unbounded, 300 checks at once peaked at 1.4 GiB; bounded to one per CPU it stays near
     // the idle gateway plus a few checks.
     assert!(peak_kib < 300 * 1024, "peak RSS {peak_kib} KiB");
@@ -229,14 +321,39 @@ fn a_password_burst_is_bounded_in_memory_and_failed_logins_lock_the_source_out()
     drop(gw);
 
     // Throttling: three failures lock 127.0.0.1 out; 127.0.0.2 is unaffected.
-    let gw = gateway(&sshd, "", "[limits]\nfailed_logins_per_source = 3\nfailed_login_lockout = \"5m\"");
+    let gw = gateway(
+        &sshd,
+        "",
+        "[limits]\nfailed_logins_per_source = 3\nfailed_login_lockout = \"5m\"",
+    );
     let wrong = |source: &str, password: &str| {
         let ask = askpass(gw.dir.path(), password);
         Command::new("setsid")
             .arg("ssh")
-            .args(["-F", "/dev/null", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"])
-            .args(["-o", "PubkeyAuthentication=no", "-o", "PreferredAuthentications=password"])
-            .args(["-o", "NumberOfPasswordPrompts=1", "-b", source, "-p", &gw.addr.port().to_string(), &gw.dest(), "echo in"])
+            .args([
+                "-F",
+                "/dev/null",
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+            ])
+            .args([
+                "-o",
+                "PubkeyAuthentication=no",
+                "-o",
+                "PreferredAuthentications=password",
+            ])
+            .args([
+                "-o",
+                "NumberOfPasswordPrompts=1",
+                "-b",
+                source,
+                "-p",
+                &gw.addr.port().to_string(),
+                &gw.dest(),
+                "echo in",
+            ])
             .env("SSH_ASKPASS", &ask)
             .env("SSH_ASKPASS_REQUIRE", "force")
             .env("DISPLAY", ":0")
@@ -248,12 +365,30 @@ fn a_password_burst_is_bounded_in_memory_and_failed_logins_lock_the_source_out()
         assert!(!wrong("127.0.0.1", "wrong password").status.success());
     }
     let locked = wrong("127.0.0.1", ALICE_PASSWORD);
-    assert!(!locked.status.success(), "the right password is refused while locked out");
+    assert!(
+        !locked.status.success(),
+        "the right password is refused while locked out"
+    );
     let other = wrong("127.0.0.2", ALICE_PASSWORD);
-    assert_eq!(String::from_utf8_lossy(&other.stdout), "in\n", "{}", String::from_utf8_lossy(&other.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&other.stdout),
+        "in\n",
+        "{}",
+        String::from_utf8_lossy(&other.stderr)
+    );
     assert_eq!(metric(&gw, "trailgate_auth_throttled_total"), 1.0);
-    assert!(metric(&gw, "trailgate_preauth_refused_total{reason=\"failed_login_throttle\"}") >= 1.0);
-    assert!(gw.log().contains("too many failed logins from this address"), "{}", gw.log());
+    assert!(
+        metric(
+            &gw,
+            "trailgate_preauth_refused_total{reason=\"failed_login_throttle\"}"
+        ) >= 1.0
+    );
+    assert!(
+        gw.log()
+            .contains("too many failed logins from this address"),
+        "{}",
+        gw.log()
+    );
 }
 
 #[test]
@@ -261,21 +396,48 @@ fn huge_login_names_are_refused_and_stored_only_as_a_short_prefix() {
     let sshd = Sshd::start().unwrap();
     let gw = Gateway::start(&sshd).unwrap();
     let out = peer("long_login.py")
-        .args([&gw.addr.ip().to_string(), &gw.addr.port().to_string(), "250000"])
+        .args([
+            &gw.addr.ip().to_string(),
+            &gw.addr.port().to_string(),
+            "250000",
+        ])
         .output()
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "refused", "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "refused",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let rec = wait_for("the refused attempt's record", 20, || {
         sessions(&gw, "active=false").into_iter().next()
     });
     let name = rec["user"]["name"].as_str().unwrap_or("");
-    assert!(name.len() < 100, "stored name is bounded: {} bytes", name.len());
+    assert!(
+        name.len() < 100,
+        "stored name is bounded: {} bytes",
+        name.len()
+    );
     assert!(name.ends_with("(250000 bytes)"), "{name}");
     assert_eq!(rec["verdict"], "gw-auth-fail");
-    assert!(rec["end_reason"].as_str().unwrap().contains("longer than 256 bytes"), "{rec:#}");
-    assert!(gw.log().len() < 64 * 1024, "the log did not take the name: {} bytes", gw.log().len());
-    let catalog = std::fs::metadata(gw.data_dir().join("catalog.sqlite")).unwrap().len()
-        + std::fs::metadata(gw.data_dir().join("catalog.sqlite-wal")).map(|m| m.len()).unwrap_or(0);
+    assert!(
+        rec["end_reason"]
+            .as_str()
+            .unwrap()
+            .contains("longer than 256 bytes"),
+        "{rec:#}"
+    );
+    assert!(
+        gw.log().len() < 64 * 1024,
+        "the log did not take the name: {} bytes",
+        gw.log().len()
+    );
+    let catalog = std::fs::metadata(gw.data_dir().join("catalog.sqlite"))
+        .unwrap()
+        .len()
+        + std::fs::metadata(gw.data_dir().join("catalog.sqlite-wal"))
+            .map(|m| m.len())
+            .unwrap_or(0);
     assert!(catalog < 1 << 20, "catalog {catalog} bytes");
 }
 
@@ -285,7 +447,12 @@ fn paramiko_falls_back_from_a_refused_key_to_the_password() {
     let gw = Gateway::start(&sshd).unwrap();
     let start = Instant::now();
     let out = peer("paramiko_fallback.py")
-        .args([&gw.addr.ip().to_string(), &gw.addr.port().to_string(), "alice@db1", ALICE_PASSWORD])
+        .args([
+            &gw.addr.ip().to_string(),
+            &gw.addr.port().to_string(),
+            "alice@db1",
+            ALICE_PASSWORD,
+        ])
         .output()
         .unwrap();
     assert_eq!(
@@ -294,9 +461,15 @@ fn paramiko_falls_back_from_a_refused_key_to_the_password() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(start.elapsed() < Duration::from_secs(10), "no 30 s wait: {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "no 30 s wait: {:?}",
+        start.elapsed()
+    );
     let rec = wait_for("the session's record", 20, || {
-        sessions(&gw, "verdict=accept&active=false").into_iter().next()
+        sessions(&gw, "verdict=accept&active=false")
+            .into_iter()
+            .next()
     });
     assert_eq!(rec["auth_method"], "password", "{rec:#}");
 }
@@ -320,7 +493,14 @@ fn slow_http_clients_are_cut_off_and_connections_capped() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let half = b"GET /api/v1/sessions HTTP/1.1\r\nHost: x\r\n".to_vec();
     let hs: Vec<_> = (0..50)
-        .map(|_| rt.spawn(raw_client("127.0.0.1", gw.api, half.clone(), Duration::from_secs(15))))
+        .map(|_| {
+            rt.spawn(raw_client(
+                "127.0.0.1",
+                gw.api,
+                half.clone(),
+                Duration::from_secs(15),
+            ))
+        })
         .collect();
     let seen: Vec<Seen> = hs.into_iter().map(|h| rt.block_on(h).unwrap()).collect();
     let mut quick = 0;
@@ -331,7 +511,10 @@ fn slow_http_clients_are_cut_off_and_connections_capped() {
             quick += 1;
         }
     }
-    assert!(quick >= 30, "the excess over max_connections is refused at once: {quick}");
+    assert!(
+        quick >= 30,
+        "the excess over max_connections is refused at once: {quick}"
+    );
     let (code, _) = gw.api_call("GET", "/healthz", None, None);
     assert_eq!(code, 200, "served again once the slow clients are gone");
 }
@@ -354,7 +537,13 @@ fn trails_catalog_and_keys_are_private_under_a_permissive_umask() {
         dir = dir.parent().unwrap().to_path_buf();
     }
     assert_eq!(mode(&trail), 0o600);
-    for f in ["catalog.sqlite", "catalog.sqlite-wal", "catalog.sqlite-shm", "keys/trail-signing.key", "keys/ssh_host_ed25519_key"] {
+    for f in [
+        "catalog.sqlite",
+        "catalog.sqlite-wal",
+        "catalog.sqlite-shm",
+        "keys/trail-signing.key",
+        "keys/ssh_host_ed25519_key",
+    ] {
         let p = data.join(f);
         if p.exists() {
             assert_eq!(mode(&p) & 0o077, 0, "{f}: {:o}", mode(&p));
@@ -374,7 +563,11 @@ fn config_errors_never_echo_secrets_and_bad_offsets_are_refused() {
         "[[targets]]\nname = \"db1\"\naddress = \"127.0.0.1:22\"\nuser = \"root\"\npassword = \"hunter2-secret\" oops\n",
     )
     .unwrap();
-    let out = Command::new(bin()).args(["check-config", "--config"]).arg(&cfg).output().unwrap();
+    let out = Command::new(bin())
+        .args(["check-config", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
     assert!(err.contains("line 5"), "{err}");
@@ -383,13 +576,22 @@ fn config_errors_never_echo_secrets_and_bad_offsets_are_refused() {
 
     let sshd = Sshd::start().unwrap();
     let gw = Gateway::start(&sshd).unwrap();
-    let (code, v) = gw.api_json("GET", "/api/v1/sessions?offset=9223372036854775808", AUDITOR);
+    let (code, v) = gw.api_json(
+        "GET",
+        "/api/v1/sessions?offset=9223372036854775808",
+        AUDITOR,
+    );
     assert_eq!(code, 400, "{v}");
     assert!(v.to_string().contains("offset"), "{v}");
-    let (code, _) = gw.api_json("GET", "/api/v1/sessions?offset=9223372036854775807", AUDITOR);
+    let (code, _) = gw.api_json(
+        "GET",
+        "/api/v1/sessions?offset=9223372036854775807",
+        AUDITOR,
+    );
     assert_eq!(code, 200);
     let mut s = std::net::TcpStream::connect(gw.api).unwrap();
-    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
     let mut resp = String::new();
     s.read_to_string(&mut resp).unwrap();
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");

@@ -37,7 +37,11 @@ fn metrics(gw: &Gateway) -> String {
 }
 
 fn sessions(gw: &Gateway, query: &str) -> (Vec<Value>, u64) {
-    let (code, v) = gw.api_json("GET", &format!("/api/v1/sessions?limit=1000&{query}"), AUDITOR);
+    let (code, v) = gw.api_json(
+        "GET",
+        &format!("/api/v1/sessions?limit=1000&{query}"),
+        AUDITOR,
+    );
     assert_eq!(code, 200, "{v}");
     (
         v["items"].as_array().cloned().unwrap_or_default(),
@@ -62,7 +66,11 @@ fn eof_then_close_at_once_loses_no_record_and_reports_no_failure() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // Every session ends, none of them with a failed recording.
     let ended = wait_for("every session to end", 60, || {
@@ -86,12 +94,24 @@ fn eof_then_close_at_once_loses_no_record_and_reports_no_failure() {
         assert_eq!(code, 0, "{v}");
         let info = trail_info(&trail);
         let tch = find_channel(&info, |c| c["command"] == "cat");
-        assert!(tch["end_time_us"].is_u64(), "channel close recorded: {info:#}");
-        assert_eq!(tch["bytes_client_to_server"], ch["bytes_client_to_server"], "{info:#}\n{s:#}");
-        assert_eq!(tch["bytes_server_to_client"], ch["bytes_server_to_client"], "{info:#}\n{s:#}");
+        assert!(
+            tch["end_time_us"].is_u64(),
+            "channel close recorded: {info:#}"
+        );
+        assert_eq!(
+            tch["bytes_client_to_server"], ch["bytes_client_to_server"],
+            "{info:#}\n{s:#}"
+        );
+        assert_eq!(
+            tch["bytes_server_to_client"], ch["bytes_server_to_client"],
+            "{info:#}\n{s:#}"
+        );
         let sent = trail_cat(&trail, tch["id"].as_u64().unwrap(), Some("c2s"));
         let sent = String::from_utf8(sent).unwrap();
-        assert!(sent.starts_with("session-") && sent.ends_with("-payload\n"), "{sent:?}");
+        assert!(
+            sent.starts_with("session-") && sent.ends_with("-payload\n"),
+            "{sent:?}"
+        );
         payloads.insert(sent);
     }
     assert_eq!(payloads.len(), N, "each session recorded its own payload");
@@ -106,11 +126,20 @@ impl Tmpfs {
     fn mount(size: &str) -> Tmpfs {
         let dir = tempfile::tempdir().unwrap();
         let st = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
             .arg(dir.path())
             .status()
             .expect("mount (the disk-full tests run as root, as CI does)");
-        assert!(st.success(), "mount tmpfs failed: the disk-full tests need root");
+        assert!(
+            st.success(),
+            "mount tmpfs failed: the disk-full tests need root"
+        );
         Tmpfs { dir }
     }
 
@@ -123,7 +152,10 @@ impl Tmpfs {
             .output();
         // dd stopped at ENOSPC; give back what was asked.
         let len = std::fs::metadata(&filler).unwrap().len();
-        let f = std::fs::OpenOptions::new().write(true).open(&filler).unwrap();
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&filler)
+            .unwrap();
         f.set_len(len.saturating_sub(keep)).unwrap();
     }
 
@@ -134,7 +166,10 @@ impl Tmpfs {
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
     }
 }
 
@@ -169,12 +204,18 @@ fn a_full_disk_leaves_an_honest_record_of_every_session_in_both_modes() {
             (code == 503).then(|| String::from_utf8_lossy(&body).to_string())
         });
         assert!(body.contains("recording unavailable"), "{body}");
-        assert!(!body.contains(&data), "no server path in an unauthenticated answer: {body}");
+        assert!(
+            !body.contains(&data),
+            "no server path in an unauthenticated answer: {body}"
+        );
 
         // A session during the outage: refused (terminate) or run unrecorded (continue).
         let during = gw.exec("echo during-the-outage");
         let err = String::from_utf8_lossy(&during.stderr).to_string();
-        assert!(!err.contains(&data), "the client is not shown server paths: {err}");
+        assert!(
+            !err.contains(&data),
+            "the client is not shown server paths: {err}"
+        );
         match on_failure {
             "terminate" => {
                 assert!(!during.status.success());
@@ -182,7 +223,10 @@ fn a_full_disk_leaves_an_honest_record_of_every_session_in_both_modes() {
             }
             _ => {
                 assert!(during.status.success(), "{err}");
-                assert_eq!(String::from_utf8_lossy(&during.stdout), "during-the-outage\n");
+                assert_eq!(
+                    String::from_utf8_lossy(&during.stdout),
+                    "during-the-outage\n"
+                );
             }
         }
 
@@ -200,7 +244,10 @@ fn a_full_disk_leaves_an_honest_record_of_every_session_in_both_modes() {
         assert_eq!(ok["trail"]["integrity"], "sealed", "{ok:#}");
         assert_eq!(outage["trail"]["integrity"], "failed", "{outage:#}");
         assert!(
-            outage["trail"]["error"].as_str().unwrap_or("").contains("space"),
+            outage["trail"]["error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("space"),
             "the record says why: {outage:#}"
         );
         match on_failure {
@@ -214,7 +261,10 @@ fn a_full_disk_leaves_an_honest_record_of_every_session_in_both_modes() {
             }
         }
         let m = metrics(&gw);
-        assert!(metric(&m, "trailgate_recording_failures_total") >= 1.0, "{m}");
+        assert!(
+            metric(&m, "trailgate_recording_failures_total") >= 1.0,
+            "{m}"
+        );
         drop(gw);
     }
 }

@@ -56,10 +56,11 @@ impl HealthProbe {
             return r.clone();
         }
         let dir = data_dir.join("trails");
-        let r = tokio::task::spawn_blocking(move || trailgate_recorder::fsutil::probe_writable(&dir))
-            .await
-            .unwrap_or_else(|e| Err(e.to_string()))
-            .map_err(|e| format!("trail storage: {e}"));
+        let r =
+            tokio::task::spawn_blocking(move || trailgate_recorder::fsutil::probe_writable(&dir))
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()))
+                .map_err(|e| format!("trail storage: {e}"));
         *last = Some((std::time::Instant::now(), r.clone()));
         r
     }

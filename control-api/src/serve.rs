@@ -56,7 +56,9 @@ pub async fn serve(
                         match tokio::time::timeout(limits.header_read_timeout, a.accept(tcp)).await
                         {
                             Ok(Ok(tls)) => connection(tls, app, &limits, stop).await,
-                            Ok(Err(e)) => tracing::info!(%peer, error = %e, "api TLS handshake failed"),
+                            Ok(Err(e)) => {
+                                tracing::info!(%peer, error = %e, "api TLS handshake failed")
+                            }
                             Err(_) => tracing::info!(%peer, "api TLS handshake timed out"),
                         }
                     }

@@ -81,10 +81,7 @@ impl Admission {
         if self.throttled(ip) {
             return Err(self.refused(Refusal::Throttled));
         }
-        let mut per = self
-            .per_source
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut per = self.per_source.lock().unwrap_or_else(|e| e.into_inner());
         let n = per.get(&ip).copied().unwrap_or(0);
         if n >= self.cfg.max_unauthenticated_per_source {
             return Err(self.refused(Refusal::PerSource));
@@ -110,10 +107,7 @@ impl Admission {
     fn release(&self, ip: IpAddr) {
         self.total.fetch_sub(1, Ordering::Relaxed);
         self.metrics.unauthenticated(-1);
-        let mut per = self
-            .per_source
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut per = self.per_source.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(n) = per.get_mut(&ip) {
             *n -= 1;
             if *n == 0 {

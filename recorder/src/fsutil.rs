@@ -43,7 +43,8 @@ pub fn probe_writable(dir: &Path) -> std::result::Result<(), String> {
     let _ = std::fs::remove_file(&p);
     let res = (|| {
         let mut f = private_new_file().open(&p).map_err(|e| what("create", e))?;
-        f.write_all(&[0u8; 64 * 1024]).map_err(|e| what("write", e))?;
+        f.write_all(&[0u8; 64 * 1024])
+            .map_err(|e| what("write", e))?;
         f.sync_data().map_err(|e| what("sync", e))
     })();
     let _ = std::fs::remove_file(&p);
@@ -64,7 +65,13 @@ mod tests {
         let f = d.join("f");
         private_new_file().open(&f).unwrap();
         unsafe { libc::umask(old) };
-        assert_eq!(std::fs::metadata(&d).unwrap().permissions().mode() & 0o777, 0o700);
-        assert_eq!(std::fs::metadata(&f).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&d).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        assert_eq!(
+            std::fs::metadata(&f).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 }

@@ -17,6 +17,10 @@ pub fn python() -> PathBuf {
 /// `python tests/peers/NAME args...`
 pub fn peer(name: &str) -> Command {
     let mut c = Command::new(python());
-    c.arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers").join(name));
+    c.arg(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/peers")
+            .join(name),
+    );
     c
 }

@@ -2,7 +2,13 @@
 //! `password = "..."` must not end up in a terminal, a journal or a CI log.
 
 /// Keys whose values are secrets (or secret-derived) and are never echoed.
-const SECRET_KEYS: &[&str] = &["password", "password_hash", "token_sha256", "token", "secret"];
+const SECRET_KEYS: &[&str] = &[
+    "password",
+    "password_hash",
+    "token_sha256",
+    "token",
+    "secret",
+];
 
 /// Renders a parse error: position and message, with the offending line quoted only after the
 /// values of secret keys are replaced by `<redacted>`.
@@ -15,7 +21,10 @@ pub fn parse_error(text: &str, e: &toml::de::Error) -> String {
     let line_no = text[..start].matches('\n').count() + 1;
     let col = start - text[..start].rfind('\n').map_or(0, |i| i + 1) + 1;
     let line = text.lines().nth(line_no - 1).unwrap_or("");
-    format!("line {line_no}, column {col}: {msg}\n  | {}", redact_line(line))
+    format!(
+        "line {line_no}, column {col}: {msg}\n  | {}",
+        redact_line(line)
+    )
 }
 
 /// `password = "hunter2"` -> `password = <redacted>`; other lines unchanged. A line that is not
@@ -47,13 +56,16 @@ mod tests {
 
     #[test]
     fn secret_values_are_redacted_and_others_kept() {
-        assert_eq!(redact_line(r#"password = "hunter2"#), "password = <redacted>");
-        assert_eq!(redact_line(r#"  password_hash="$argon2id$x"#), "  password_hash= <redacted>");
-        assert_eq!(redact_line(r#"user = "root""#), r#"user = "root""#);
         assert_eq!(
-            redact_line(r#"t = { password = "x" }"#),
-            "t = <redacted>"
+            redact_line(r#"password = "hunter2"#),
+            "password = <redacted>"
         );
+        assert_eq!(
+            redact_line(r#"  password_hash="$argon2id$x"#),
+            "  password_hash= <redacted>"
+        );
+        assert_eq!(redact_line(r#"user = "root""#), r#"user = "root""#);
+        assert_eq!(redact_line(r#"t = { password = "x" }"#), "t = <redacted>");
         assert_eq!(redact_line(r#"password "oops"#), "<redacted>");
     }
 

@@ -2,15 +2,21 @@
 //! russh client toward the target, and two pump tasks per channel that relay and record.
 //!
 //! - [`shared`]: per-session state shared by the handler, the pumps and the upstream client.
-//! - [`handler`]: the russh server handler (authentication, channel opens, requests).
+//! - [`handler`]: the russh server handler (every callback).
+//! - [`login`]: gateway authentication (bounded password checks, throttling, refused names).
+//! - [`start`]: the session after authentication (target, policies, upstream, trail).
+//! - [`requests`]: channel opens and requests relayed to the target.
 //! - [`upstream`]: connecting and authenticating to the target; channels the target opens.
 //! - [`relay`]: the per-channel pumps.
 //! - [`ciphers`]: cipher lists of both legs (config names, defaults by CPU); pure.
 
 pub mod ciphers;
 mod handler;
+mod login;
 mod relay;
+mod requests;
 mod shared;
+mod start;
 pub(crate) mod upstream;
 
 use std::net::SocketAddr;
@@ -23,8 +29,8 @@ use tracing::Instrument;
 
 use crate::gateway::Gateway;
 use crate::registry::KillReason;
-use crate::stream::Closable;
 use crate::session::{Status, Verdict};
+use crate::stream::Closable;
 
 pub use shared::Shared;
 
@@ -146,7 +152,10 @@ pub async fn serve_connection(gw: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr
 async fn finish(sh: &Arc<Shared>) {
     sh.conn.cancel();
     sh.pumps.close();
-    if tokio::time::timeout(PUMP_DRAIN, sh.pumps.wait()).await.is_err() {
+    if tokio::time::timeout(PUMP_DRAIN, sh.pumps.wait())
+        .await
+        .is_err()
+    {
         tracing::debug!("channel pumps still running; closing the upstream under them");
     }
     if let Some(up) = sh.upstream.get() {

@@ -279,13 +279,22 @@ impl Shared {
         self.update(|r| {
             if r.verdict.is_none() {
                 let (verdict, why) = if max > 0 && failures >= max {
-                    (Verdict::GwAuthFail, "too many authentication attempts".to_string())
+                    (
+                        Verdict::GwAuthFail,
+                        "too many authentication attempts".to_string(),
+                    )
                 } else if tried {
-                    (Verdict::GwAuthFail, format!("{reason} before authenticating"))
+                    (
+                        Verdict::GwAuthFail,
+                        format!("{reason} before authenticating"),
+                    )
                 } else if error {
                     (Verdict::ProtocolError, reason.to_string())
                 } else {
-                    (Verdict::GwAuthFail, format!("{reason} before authenticating"))
+                    (
+                        Verdict::GwAuthFail,
+                        format!("{reason} before authenticating"),
+                    )
                 };
                 r.verdict = Some(verdict);
                 r.status = Status::Rejected;

@@ -20,6 +20,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{RecorderError, Result};
 use crate::record::*;
 
+mod writer;
+use writer::writer_loop;
+
 fn db_err(e: rusqlite::Error) -> RecorderError {
     RecorderError::Catalog(e.to_string())
 }
@@ -399,8 +402,16 @@ impl Catalog {
     /// fail: what is left is logged, and the next start reconciles it from the trails).
     pub fn close(&self) {
         if !self.flush_for(Some(std::time::Duration::from_secs(10))) {
-            let left = self.pending.map.lock().map(|g| g.records.len()).unwrap_or(0);
-            tracing::error!(records = left, "catalog closed with records it could not write");
+            let left = self
+                .pending
+                .map
+                .lock()
+                .map(|g| g.records.len())
+                .unwrap_or(0);
+            tracing::error!(
+                records = left,
+                "catalog closed with records it could not write"
+            );
         }
         if let Ok(mut g) = self.pending.map.lock() {
             g.closed = true;
@@ -408,71 +419,6 @@ impl Catalog {
         }
         if let Some(h) = self.writer.lock().ok().and_then(|mut w| w.take()) {
             let _ = h.join();
-        }
-    }
-}
-
-const RETRY_MIN: std::time::Duration = std::time::Duration::from_millis(50);
-const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(2);
-
-fn writer_loop(mut conn: Connection, p: Arc<Pending>) {
-    let mut backoff = RETRY_MIN;
-    loop {
-        let batch: Vec<SessionRecord> = {
-            let Ok(mut g) = p.map.lock() else { return };
-            while g.records.is_empty() && !g.closed {
-                p.idle.notify_all();
-                g = match p.cv.wait(g) {
-                    Ok(g) => g,
-                    Err(_) => return,
-                };
-            }
-            if g.records.is_empty() && g.closed {
-                p.idle.notify_all();
-                return;
-            }
-            g.writing = true;
-            g.records.drain().map(|(_, v)| v).collect()
-        };
-        let res = (|| -> Result<()> {
-            let tx = conn.transaction().map_err(db_err)?;
-            for r in &batch {
-                upsert_row(&tx, r)?;
-            }
-            tx.commit().map_err(db_err)
-        })();
-        let Ok(mut g) = p.map.lock() else { return };
-        g.writing = false;
-        match res {
-            Ok(()) => {
-                if let Some(e) = g.failing.take() {
-                    tracing::info!(after = %e, "catalog writes succeed again");
-                }
-                backoff = RETRY_MIN;
-            }
-            Err(e) => {
-                // Back into the queue, unless the session has moved on meanwhile (its newer
-                // state supersedes this one): retried until it succeeds.
-                g.failures += 1;
-                if g.failing.is_none() {
-                    tracing::error!(error = %e, sessions = batch.len(), "catalog write failed; retrying until it succeeds");
-                }
-                g.failing = Some(e.to_string());
-                for r in batch {
-                    g.records.entry(r.id.clone()).or_insert(r);
-                }
-                let closed = g.closed;
-                p.idle.notify_all();
-                drop(g);
-                // Closing or not, `close` bounds how long anyone waits for these.
-                let _ = closed;
-                std::thread::sleep(backoff);
-                backoff = (backoff * 2).min(RETRY_MAX);
-                continue;
-            }
-        }
-        if g.records.is_empty() {
-            p.idle.notify_all();
         }
     }
 }

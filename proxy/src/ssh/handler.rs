@@ -7,10 +7,9 @@ use std::sync::Arc;
 
 use russh::keys::ssh_key::HashAlg;
 use russh::server::{self, Auth, Msg, Session};
-use russh::{Channel, ChannelId, Pty, Sig};
+use russh::{Channel, ChannelId, MethodKind, MethodSet, Pty, Sig};
 use trailgate_recorder::{ChannelOpen, Direction, Event, Request};
 
-use super::login::retry;
 use super::relay::{ChanCtx, endpoint, sig_name};
 use super::shared::Shared;
 use crate::auth;
@@ -24,6 +23,24 @@ pub struct SshHandler {
     /// Downstream channel id -> relay context, for requests on session channels.
     pub(super) channels: HashMap<ChannelId, Arc<ChanCtx>>,
     pub(super) failures: usize,
+}
+
+pub(super) fn methods() -> MethodSet {
+    MethodSet::from(
+        &[
+            MethodKind::PublicKey,
+            MethodKind::Password,
+            MethodKind::KeyboardInteractive,
+        ][..],
+    )
+}
+
+pub(super) fn retry() -> Auth {
+    // Keep every method on offer so the user can try again (russh drops a rejected method otherwise).
+    Auth::Reject {
+        proceed_with_methods: Some(methods()),
+        partial_success: false,
+    }
 }
 
 impl SshHandler {

@@ -4,31 +4,12 @@
 use std::sync::atomic::Ordering;
 
 use russh::server::Auth;
-use russh::{MethodKind, MethodSet};
 
-use super::handler::SshHandler;
+use super::handler::{SshHandler, retry};
 use crate::auth;
 use crate::config::MAX_LOGIN_NAME;
 use crate::registry::KillReason;
 use crate::session::Verdict;
-
-pub(super) fn methods() -> MethodSet {
-    MethodSet::from(
-        &[
-            MethodKind::PublicKey,
-            MethodKind::Password,
-            MethodKind::KeyboardInteractive,
-        ][..],
-    )
-}
-
-pub(super) fn retry() -> Auth {
-    // Keep every method on offer so the user can try again (russh drops a rejected method otherwise).
-    Auth::Reject {
-        proceed_with_methods: Some(methods()),
-        partial_success: false,
-    }
-}
 
 impl SshHandler {
     pub(super) fn failed_attempt(&mut self, login: &str, method: &str) -> Auth {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use trailgate_control_api::{ApiState, Token};
-use trailgate_proxy::{Config, Gateway};
+use trailgate_proxy::{Config, Services, SshService};
 use trailgate_recorder::catalog::Catalog;
 
 pub fn run(config: &Path) -> Result<ExitCode> {
@@ -22,7 +22,8 @@ pub fn run(config: &Path) -> Result<ExitCode> {
         .context("starting the runtime")?;
     rt.block_on(async move {
         let catalog = Catalog::open(&cfg.data_dir).context("opening the session catalog")?;
-        let gw = Gateway::new(cfg, catalog.clone())?;
+        let gw = Services::new(cfg, catalog.clone())?;
+        let ssh = SshService::new(gw.clone())?;
         // Nothing may show as active without a live connection: close what the last run left.
         let cat = catalog.clone();
         let key = gw.signing_key.clone();
@@ -33,7 +34,7 @@ pub fn run(config: &Path) -> Result<ExitCode> {
                 "closed sessions left active by the previous run (gateway restarted)"
             );
         }
-        let listener = gw.bind_ssh().await?;
+        let listener = ssh.bind().await?;
         let addr = listener.local_addr()?;
         let api = match &gw.cfg.api {
             Some(api_cfg) => {
@@ -85,7 +86,7 @@ pub fn run(config: &Path) -> Result<ExitCode> {
             println!("trailgate: api listening on {a}");
         }
         std::io::stdout().flush().ok();
-        let serve = tokio::spawn(gw.clone().serve_ssh(listener));
+        let serve = tokio::spawn(ssh.serve(listener));
         wait_for_signal().await;
         tracing::info!("shutting down");
         gw.shutdown(Duration::from_secs(10)).await;

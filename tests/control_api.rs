@@ -4,7 +4,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use common::*;
 use serde_json::Value;
@@ -12,15 +12,8 @@ use serde_json::Value;
 const ADMIN: &str = "admin-secret";
 const AUDITOR: &str = "audit-secret";
 
-fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(25)); // polling interval
-    }
+fn wait_for<T>(what: &str, f: impl FnMut() -> Option<T>) -> T {
+    wait_until(what, 30, f)
 }
 
 /// An interactive session kept open: `ssh -tt` running a shell we type into.
@@ -623,11 +616,6 @@ fn the_api_serves_https_when_given_a_certificate() {
 }
 
 /// The value of one exposition line (`name{labels} value`), 0 when the series is absent.
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .map_or(0.0, |v| v.trim().parse().unwrap())
-}
 
 #[test]
 fn metrics_count_connections_by_verdict_channels_and_relayed_bytes() {
@@ -658,31 +646,31 @@ fn metrics_count_connections_by_verdict_channels_and_relayed_bytes() {
         })
     };
     let text = wait_text(&|t: &str| {
-        metric(
+        metric_value(
             t,
             "trailgate_sessions_ended_total{protocol=\"ssh\",verdict=\"accept\",status=\"disconnected\"}",
         ) >= 1.0
-            && metric(
+            && metric_value(
                 t,
                 "trailgate_sessions_ended_total{protocol=\"ssh\",verdict=\"gw-auth-fail\",status=\"rejected\"}",
             ) >= 1.0
     });
     assert!(
-        metric(
+        metric_value(
             &text,
             "trailgate_relayed_bytes_total{protocol=\"ssh\",direction=\"s2c\"}"
         ) >= 300_000.0,
         "{text}"
     );
     assert!(
-        metric(
+        metric_value(
             &text,
             "trailgate_channels_opened_total{type=\"session\",verdict=\"accept\"}"
         ) >= 1.0,
         "{text}"
     );
     assert_eq!(
-        metric(&text, "trailgate_recording_failures_total"),
+        metric_value(&text, "trailgate_recording_failures_total"),
         0.0,
         "{text}"
     );
@@ -700,12 +688,12 @@ fn metrics_count_connections_by_verdict_channels_and_relayed_bytes() {
         .unwrap();
     assert!(!out.status.success());
     wait_text(&|t: &str| {
-        metric(
+        metric_value(
             t,
             "trailgate_channels_opened_total{type=\"direct-tcpip\",verdict=\"deny\"}",
         ) >= 1.0
             // Every connection has ended: none is left counted as open.
-            && metric(t, "trailgate_connections_active") == 0.0
+            && metric_value(t, "trailgate_connections_active") == 0.0
     });
     // Scrapes without a valid token are refused.
     let (code, _) = gw.api_call("GET", "/metrics", None, None);

@@ -6,44 +6,13 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::peers::peer;
 use common::*;
-use serde_json::Value;
 
 const AUDITOR: &str = "audit-secret";
-
-fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50)); // polling interval
-    }
-}
-
-fn metric(gw: &Gateway, series: &str) -> f64 {
-    let (code, body) = gw.api_call("GET", "/metrics", Some(AUDITOR), None);
-    assert_eq!(code, 200);
-    String::from_utf8_lossy(&body)
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
-fn sessions(gw: &Gateway, query: &str) -> Vec<Value> {
-    let (code, v) = gw.api_json(
-        "GET",
-        &format!("/api/v1/sessions?limit=1000&{query}"),
-        AUDITOR,
-    );
-    assert_eq!(code, 200, "{v}");
-    v["items"].as_array().cloned().unwrap_or_default()
-}
 
 /// Gateway with the test config, `ssh_keys` added to `[ssh]` and `tail` appended.
 fn gateway(sshd: &Sshd, ssh_keys: &str, tail: &str) -> Gateway {
@@ -134,8 +103,12 @@ fn silent_and_stalled_connections_are_closed_and_the_excess_is_refused_at_once()
         Duration::from_secs(15),
     ));
     // While 20 of them are held, a real admin from another address still gets in.
-    wait_for("the held connections", 10, || {
-        (metric(&gw, "trailgate_unauthenticated_connections") >= 21.0).then_some(())
+    wait_until("the held connections", 10, || {
+        (metric_value(
+            &gw.metrics_text(AUDITOR),
+            "trailgate_unauthenticated_connections",
+        ) >= 21.0)
+            .then_some(())
     });
     let ok = ssh_from(&gw, "127.0.0.2", "echo still-served");
     assert_eq!(
@@ -181,19 +154,22 @@ fn silent_and_stalled_connections_are_closed_and_the_excess_is_refused_at_once()
         "{t:?}"
     );
 
-    wait_for("every connection to end", 20, || {
-        (metric(&gw, "trailgate_connections_active") == 0.0
-            && metric(&gw, "trailgate_unauthenticated_connections") == 0.0)
+    wait_until("every connection to end", 20, || {
+        (metric_value(&gw.metrics_text(AUDITOR), "trailgate_connections_active") == 0.0
+            && metric_value(
+                &gw.metrics_text(AUDITOR),
+                "trailgate_unauthenticated_connections",
+            ) == 0.0)
             .then_some(())
     });
     assert_eq!(
-        metric(
-            &gw,
+        metric_value(
+            &gw.metrics_text(AUDITOR),
             "trailgate_preauth_refused_total{reason=\"max_unauthenticated_per_source\"}"
         ),
         80.0
     );
-    let timed_out = sessions(&gw, "verdict=login-timeout");
+    let timed_out = gw.sessions("verdict=login-timeout", AUDITOR).0;
     assert_eq!(timed_out.len(), 21, "each held connection has its record");
     assert!(
         timed_out
@@ -249,8 +225,8 @@ fn each_way_a_login_can_end_has_its_own_verdict_and_reason() {
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let ended = wait_for("both attempts recorded", 20, || {
-        let v = sessions(&gw, "active=false");
+    let ended = wait_until("both attempts recorded", 20, || {
+        let v = gw.sessions("active=false", AUDITOR).0;
         (v.len() == 2).then_some(v)
     });
     let by = |verdict: &str| {
@@ -317,7 +293,10 @@ fn a_password_burst_is_bounded_in_memory_and_failed_logins_lock_the_source_out()
     // Unbounded, 300 checks at once peaked at 1.4 GiB; bounded to one per CPU it stays near
     // the idle gateway plus a few checks.
     assert!(peak_kib < 300 * 1024, "peak RSS {peak_kib} KiB");
-    assert_eq!(metric(&gw, "trailgate_login_failures_total"), 300.0);
+    assert_eq!(
+        metric_value(&gw.metrics_text(AUDITOR), "trailgate_login_failures_total"),
+        300.0
+    );
     drop(gw);
 
     // Throttling: three failures lock 127.0.0.1 out; 127.0.0.2 is unaffected.
@@ -327,39 +306,13 @@ fn a_password_burst_is_bounded_in_memory_and_failed_logins_lock_the_source_out()
         "[limits]\nfailed_logins_per_source = 3\nfailed_login_lockout = \"5m\"",
     );
     let wrong = |source: &str, password: &str| {
-        let ask = askpass(gw.dir.path(), password);
-        Command::new("setsid")
-            .arg("ssh")
-            .args([
-                "-F",
-                "/dev/null",
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-            ])
-            .args([
-                "-o",
-                "PubkeyAuthentication=no",
-                "-o",
-                "PreferredAuthentications=password",
-            ])
-            .args([
-                "-o",
-                "NumberOfPasswordPrompts=1",
-                "-b",
-                source,
-                "-p",
-                &gw.addr.port().to_string(),
-                &gw.dest(),
-                "echo in",
-            ])
-            .env("SSH_ASKPASS", &ask)
-            .env("SSH_ASKPASS_REQUIRE", "force")
-            .env("DISPLAY", ":0")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+        let opts = [
+            "-o",
+            "PreferredAuthentications=password",
+            "-o",
+            "NumberOfPasswordPrompts=1",
+        ];
+        gw.password_ssh(password, &[&opts[..], &["-b", source]].concat(), "echo in")
     };
     for _ in 0..3 {
         assert!(!wrong("127.0.0.1", "wrong password").status.success());
@@ -376,10 +329,13 @@ fn a_password_burst_is_bounded_in_memory_and_failed_logins_lock_the_source_out()
         "{}",
         String::from_utf8_lossy(&other.stderr)
     );
-    assert_eq!(metric(&gw, "trailgate_auth_throttled_total"), 1.0);
+    assert_eq!(
+        metric_value(&gw.metrics_text(AUDITOR), "trailgate_auth_throttled_total"),
+        1.0
+    );
     assert!(
-        metric(
-            &gw,
+        metric_value(
+            &gw.metrics_text(AUDITOR),
             "trailgate_preauth_refused_total{reason=\"failed_login_throttle\"}"
         ) >= 1.0
     );
@@ -409,8 +365,8 @@ fn huge_login_names_are_refused_and_stored_only_as_a_short_prefix() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let rec = wait_for("the refused attempt's record", 20, || {
-        sessions(&gw, "active=false").into_iter().next()
+    let rec = wait_until("the refused attempt's record", 20, || {
+        gw.sessions("active=false", AUDITOR).0.into_iter().next()
     });
     let name = rec["user"]["name"].as_str().unwrap_or("");
     assert!(
@@ -466,8 +422,9 @@ fn paramiko_falls_back_from_a_refused_key_to_the_password() {
         "no 30 s wait: {:?}",
         start.elapsed()
     );
-    let rec = wait_for("the session's record", 20, || {
-        sessions(&gw, "verdict=accept&active=false")
+    let rec = wait_until("the session's record", 20, || {
+        gw.sessions("verdict=accept&active=false", AUDITOR)
+            .0
             .into_iter()
             .next()
     });

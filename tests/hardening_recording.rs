@@ -5,49 +5,11 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use common::peers::peer;
 use common::*;
-use serde_json::Value;
 
 const AUDITOR: &str = "audit-secret";
-
-fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50)); // polling interval
-    }
-}
-
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
-fn metrics(gw: &Gateway) -> String {
-    let (code, body) = gw.api_call("GET", "/metrics", Some(AUDITOR), None);
-    assert_eq!(code, 200);
-    String::from_utf8(body).unwrap()
-}
-
-fn sessions(gw: &Gateway, query: &str) -> (Vec<Value>, u64) {
-    let (code, v) = gw.api_json(
-        "GET",
-        &format!("/api/v1/sessions?limit=1000&{query}"),
-        AUDITOR,
-    );
-    assert_eq!(code, 200, "{v}");
-    (
-        v["items"].as_array().cloned().unwrap_or_default(),
-        v["meta"]["total"].as_u64().unwrap_or(0),
-    )
-}
 
 #[test]
 fn eof_then_close_at_once_loses_no_record_and_reports_no_failure() {
@@ -73,13 +35,17 @@ fn eof_then_close_at_once_loses_no_record_and_reports_no_failure() {
     );
 
     // Every session ends, none of them with a failed recording.
-    let ended = wait_for("every session to end", 60, || {
-        let (_, active) = sessions(&gw, "active=true");
-        let (items, total) = sessions(&gw, "active=false&verdict=accept");
+    let ended = wait_until("every session to end", 60, || {
+        let (_, active) = gw.sessions("active=true", AUDITOR);
+        let (items, total) = gw.sessions("active=false&verdict=accept", AUDITOR);
         (active == 0 && total as usize == N).then_some(items)
     });
-    let m = metrics(&gw);
-    assert_eq!(metric(&m, "trailgate_recording_failures_total"), 0.0, "{m}");
+    let m = gw.metrics_text(AUDITOR);
+    assert_eq!(
+        metric_value(&m, "trailgate_recording_failures_total"),
+        0.0,
+        "{m}"
+    );
     assert!(!gw.log().contains("recording failed"), "{}", gw.log());
     let mut payloads = BTreeSet::new();
     for s in &ended {
@@ -199,7 +165,7 @@ fn a_full_disk_leaves_an_honest_record_of_every_session_in_both_modes() {
 
         disk.fill(0);
         // The probe runs at most once a second: the outage shows within a few.
-        let body = wait_for("/healthz to report the outage", 10, || {
+        let body = wait_until("/healthz to report the outage", 10, || {
             let (code, body) = gw.api_call("GET", "/healthz", None, None);
             (code == 503).then(|| String::from_utf8_lossy(&body).to_string())
         });
@@ -232,11 +198,11 @@ fn a_full_disk_leaves_an_honest_record_of_every_session_in_both_modes() {
 
         // Space comes back: the catalog catches up without a restart, and health recovers.
         disk.free();
-        wait_for("/healthz to recover", 30, || {
+        wait_until("/healthz to recover", 30, || {
             (gw.api_call("GET", "/healthz", None, None).0 == 200).then_some(())
         });
-        let all = wait_for("both sessions in the catalog, ended", 30, || {
-            let (items, _) = sessions(&gw, "");
+        let all = wait_until("both sessions in the catalog, ended", 30, || {
+            let (items, _) = gw.sessions("", AUDITOR);
             (items.len() == 2 && items.iter().all(|s| s["active"] == false)).then_some(items)
         });
         // Newest first.
@@ -260,9 +226,9 @@ fn a_full_disk_leaves_an_honest_record_of_every_session_in_both_modes() {
                 assert_eq!(outage["status"], "disconnected", "{outage:#}");
             }
         }
-        let m = metrics(&gw);
+        let m = gw.metrics_text(AUDITOR);
         assert!(
-            metric(&m, "trailgate_recording_failures_total") >= 1.0,
+            metric_value(&m, "trailgate_recording_failures_total") >= 1.0,
             "{m}"
         );
         drop(gw);

@@ -7,8 +7,8 @@
 //! - [`config`]: the TOML configuration, its defaults and `validate()`.
 //! - [`auth`]: gateway credentials (argon2id, public keys) and target selection in user names.
 //! - [`policy`]: channel policies (which channel kinds a target allows); pure.
-//! - [`gateway`]: loaded keys and targets, the shutdown root, the SSH accept loop.
-//! - [`ssh`]: the SSH bridge (server handler, upstream client, per-channel relays).
+//! - [`services`]: what every bridge shares (config, keys, registry, metrics, limits, shutdown).
+//! - [`ssh`]: the SSH bridge ([`SshService`], server handler, upstream client, per-channel relays).
 //! - [`registry`]: live sessions and how to terminate them.
 //! - [`metrics`]: Prometheus counters and gauges of connections, channels, bytes, failures.
 //! - [`session`]: the session record the catalog stores and the API shows.
@@ -18,11 +18,11 @@ pub mod admission;
 pub mod auth;
 pub mod config;
 pub mod error;
-pub mod gateway;
 pub mod listener;
 pub mod metrics;
 pub mod policy;
 pub mod registry;
+pub mod services;
 pub mod session;
 pub mod ssh;
 pub mod stream;
@@ -30,4 +30,5 @@ pub mod util;
 
 pub use config::Config;
 pub use error::ProxyError;
-pub use gateway::Gateway;
+pub use services::Services;
+pub use ssh::SshService;

@@ -13,6 +13,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 pub mod peers;
+mod sshd;
+mod trail;
+
+pub use sshd::Sshd;
+pub use trail::*;
 
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -24,15 +29,6 @@ pub fn free_port() -> u16 {
 pub fn whoami() -> String {
     let out = Command::new("id").arg("-un").output().expect("id -un");
     String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn sshd_path() -> PathBuf {
-    for p in ["/usr/sbin/sshd", "/usr/local/sbin/sshd"] {
-        if Path::new(p).exists() {
-            return p.into();
-        }
-    }
-    panic!("sshd not found: run scripts/install-test-deps.sh");
 }
 
 /// Waits until `addr` accepts TCP connections (the process signals readiness by listening).
@@ -63,89 +59,6 @@ pub fn keygen(path: &Path) -> String {
         .expect("pub key")
         .trim()
         .to_string()
-}
-
-/// A throwaway OpenSSH server on a free loopback port, accepting one key for the current user.
-pub struct Sshd {
-    pub dir: tempfile::TempDir,
-    pub port: u16,
-    pub host_pub: String,
-    pub gateway_key: PathBuf,
-    child: Child,
-}
-
-impl Sshd {
-    pub fn start() -> Result<Sshd> {
-        Self::start_with("")
-    }
-
-    pub fn start_with(extra: &str) -> Result<Sshd> {
-        std::fs::create_dir_all("/run/sshd").ok();
-        let dir = tempfile::tempdir()?;
-        let d = dir.path();
-        let host_pub = keygen(&d.join("host_key"));
-        let gw_pub = keygen(&d.join("gateway_key"));
-        std::fs::write(d.join("authorized_keys"), format!("{gw_pub}\n"))?;
-        let port = free_port();
-        let cfg = format!(
-            "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nPidFile {d}/sshd.pid\nAuthorizedKeysFile {d}/authorized_keys\n\
-             PermitRootLogin yes\nUsePAM no\nStrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
-             Subsystem sftp internal-sftp\nAllowTcpForwarding yes\nGatewayPorts no\nAllowAgentForwarding yes\n{x11}\
-             PrintMotd no\nPrintLastLog no\n{loglevel}MaxSessions 100\nMaxStartups 200\nAcceptEnv LANG LC_* TG_*\n{extra}\n",
-            hk = d.join("host_key").display(),
-            d = d.display(),
-            // sshd keeps the first value of a keyword: a test that wants X11 says so in `extra`.
-            x11 = if extra.contains("X11Forwarding") {
-                ""
-            } else {
-                "X11Forwarding no\n"
-            },
-            loglevel = if extra.contains("LogLevel") {
-                ""
-            } else {
-                "LogLevel ERROR\n"
-            },
-        );
-        std::fs::write(d.join("sshd_config"), cfg)?;
-        let check = Command::new(sshd_path())
-            .arg("-t")
-            .arg("-f")
-            .arg(d.join("sshd_config"))
-            .output()?;
-        if !check.status.success() {
-            bail!("sshd -t: {}", String::from_utf8_lossy(&check.stderr));
-        }
-        let mut child = Command::new(sshd_path())
-            .arg("-D")
-            .arg("-e")
-            .arg("-f")
-            .arg(d.join("sshd_config"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(d.join("sshd.log"))?)
-            .spawn()
-            .context("starting sshd")?;
-        wait_listening(SocketAddr::from(([127, 0, 0, 1], port)), &mut child, "sshd")?;
-        Ok(Sshd {
-            gateway_key: d.join("gateway_key"),
-            dir,
-            port,
-            host_pub,
-            child,
-        })
-    }
-
-    /// What sshd logged so far (at `LogLevel ERROR` unless the test's `extra` sets another).
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 pub const ALICE_PASSWORD: &str = "correct horse battery staple";
@@ -494,6 +407,46 @@ impl Gateway {
         )
     }
 
+    /// The `/metrics` exposition, read with `token`.
+    pub fn metrics_text(&self, token: &str) -> String {
+        let (code, body) = self.api_call("GET", "/metrics", Some(token), None);
+        assert_eq!(code, 200);
+        String::from_utf8_lossy(&body).into_owned()
+    }
+
+    /// `GET /api/v1/sessions?limit=1000&{query}`: the items and the total.
+    pub fn sessions(&self, query: &str, token: &str) -> (Vec<serde_json::Value>, u64) {
+        let (code, v) = self.api_json(
+            "GET",
+            &format!("/api/v1/sessions?limit=1000&{query}"),
+            token,
+        );
+        assert_eq!(code, 200, "{v}");
+        (
+            v["items"].as_array().cloned().unwrap_or_default(),
+            v["meta"]["total"].as_u64().unwrap_or(0),
+        )
+    }
+
+    /// `ssh` through the gateway with a password from askpass (no keys), `opts` added before
+    /// the destination; runs `cmd`.
+    pub fn password_ssh(&self, password: &str, opts: &[&str], cmd: &str) -> Output {
+        let ask = askpass(self.dir.path(), password);
+        Command::new("setsid")
+            .arg("ssh")
+            .args(["-F", "/dev/null", "-o", "StrictHostKeyChecking=no"])
+            .args(["-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"])
+            .args(["-o", "PubkeyAuthentication=no"])
+            .args(opts)
+            .args(["-p", &self.addr.port().to_string(), &self.dest(), cmd])
+            .env("SSH_ASKPASS", &ask)
+            .env("SSH_ASKPASS_REQUIRE", "force")
+            .env("DISPLAY", ":0")
+            .stdin(Stdio::null())
+            .output()
+            .expect("ssh")
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -537,71 +490,6 @@ impl Drop for Gateway {
     }
 }
 
-pub fn walk(p: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir(p) else {
-        return out;
-    };
-    for e in rd.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else if p.extension().is_some_and(|x| x == "trail") {
-            out.push(p);
-        }
-    }
-    out
-}
-
-pub fn trail_info(path: &Path) -> serde_json::Value {
-    let out = Command::new(bin())
-        .args(["trail", "info", "--json"])
-        .arg(path)
-        .output()
-        .expect("trail info");
-    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
-}
-
-pub fn trail_cat(path: &Path, channel: u64, direction: Option<&str>) -> Vec<u8> {
-    let mut c = Command::new(bin());
-    c.args(["trail", "cat"])
-        .arg(path)
-        .args(["--channel", &channel.to_string()]);
-    if let Some(d) = direction {
-        c.args(["--direction", d]);
-    }
-    let out = c.output().expect("trail cat");
-    assert!(
-        out.status.success(),
-        "trail cat failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
-pub fn trail_verify(path: &Path) -> (i32, String) {
-    let out = Command::new(bin())
-        .args(["trail", "verify"])
-        .arg(path)
-        .output()
-        .expect("trail verify");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
-}
-
-/// The channel in a trail's info whose fields satisfy `pred`.
-pub fn find_channel(
-    info: &serde_json::Value,
-    pred: impl Fn(&serde_json::Value) -> bool,
-) -> &serde_json::Value {
-    info["channels"]
-        .as_array()
-        .and_then(|cs| cs.iter().find(|c| pred(c)))
-        .unwrap_or_else(|| panic!("no such channel in {info:#}"))
-}
-
 /// An askpass script that answers every prompt with `password`.
 pub fn askpass(dir: &Path, password: &str) -> PathBuf {
     let p = dir.join("askpass.sh");
@@ -643,4 +531,24 @@ pub fn make_file(path: &Path, mib: usize) {
         f.write_all(&block).expect("write");
     }
     f.flush().expect("flush");
+}
+
+/// Polls `f` (every 50 ms: a polling interval, not a readiness guess) until it yields, for at
+/// most `secs` seconds.
+pub fn wait_until<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The value of one series in a Prometheus text exposition (0 when absent).
+pub fn metric_value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
 }

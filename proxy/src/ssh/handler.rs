@@ -16,6 +16,7 @@ use crate::auth;
 use crate::policy::ChannelKind;
 
 pub struct SshHandler {
+    pub(super) ssh: Arc<super::SshService>,
     pub(super) sh: Arc<Shared>,
     /// The gateway user and target chosen at authentication.
     pub(super) login: Option<(String, Option<String>)>,
@@ -44,8 +45,9 @@ pub(super) fn retry() -> Auth {
 }
 
 impl SshHandler {
-    pub fn new(sh: Arc<Shared>) -> Self {
+    pub fn new(sh: Arc<Shared>, ssh: Arc<super::SshService>) -> Self {
         SshHandler {
+            ssh,
             sh,
             login: None,
             auth_method: None,

@@ -1,6 +1,7 @@
 //! The SSH bridge: one connection task per client, a russh server handler toward the admin, a
 //! russh client toward the target, and two pump tasks per channel that relay and record.
 //!
+//! - [`service`]: host keys, targets' credentials and the russh configurations ([`SshService`]).
 //! - [`shared`]: per-session state shared by the handler, the pumps and the upstream client.
 //! - [`handler`]: the russh server handler (every callback).
 //! - [`login`]: gateway authentication (bounded password checks, throttling, refused names).
@@ -15,6 +16,7 @@ mod handler;
 mod login;
 mod relay;
 mod requests;
+mod service;
 mod shared;
 mod start;
 pub(crate) mod upstream;
@@ -27,11 +29,11 @@ use russh::Disconnect;
 use tokio::net::TcpStream;
 use tracing::Instrument;
 
-use crate::gateway::Gateway;
 use crate::registry::KillReason;
 use crate::session::{Status, Verdict};
 use crate::stream::Closable;
 
+pub use service::{SshService, TargetRuntime};
 pub use shared::Shared;
 
 /// Read buffer in front of each SSH socket. russh reads a packet's length, then its body, then
@@ -50,7 +52,8 @@ pub fn read_buffered(tcp: TcpStream) -> tokio::io::BufReader<TcpStream> {
 const PUMP_DRAIN: Duration = Duration::from_secs(2);
 
 /// Runs one client connection from accept to sealed trail.
-pub async fn serve_connection(gw: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr) {
+pub async fn serve_connection(ssh: Arc<SshService>, tcp: TcpStream, peer: SocketAddr) {
+    let gw = ssh.svc.clone();
     // Refused at once, before any work or record: a flood costs an accept and a close.
     let preauth = match gw.admission.admit(peer.ip()) {
         Ok(p) => p,
@@ -71,12 +74,12 @@ pub async fn serve_connection(gw: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr
         sh.publish();
         // The login timeout runs from accept, so a client that never speaks is closed too.
         let timers = tokio::spawn(shared::policy_timers(sh.clone()));
-        let handler = handler::SshHandler::new(sh.clone());
+        let handler = handler::SshHandler::new(sh.clone(), ssh.clone());
         let stream = Closable::new(read_buffered(tcp), sh.conn.clone());
         let banner = gw.cfg.ssh.banner_timeout;
         let handshake = tokio::time::timeout(
             banner,
-            russh::server::run_stream(gw.ssh_config.clone(), stream, handler),
+            russh::server::run_stream(ssh.ssh_config.clone(), stream, handler),
         );
         let running = tokio::select! {
             r = handshake => r,

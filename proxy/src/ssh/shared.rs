@@ -16,16 +16,16 @@ use super::relay::ChanCtx;
 use super::upstream::UpClient;
 use crate::admission::PreAuth;
 use crate::config::{OnFailure, SettingsPolicyConfig};
-use crate::gateway::Gateway;
 use crate::policy::ChannelPolicy;
 use crate::registry::{KillReason, LiveSession};
+use crate::services::Services;
 use crate::session::*;
 
 pub struct Shared {
     pub id: String,
     /// The session's tracing span: work done in russh's tasks and in the pumps enters it.
     pub span: tracing::Span,
-    pub gw: Arc<Gateway>,
+    pub gw: Arc<Services>,
     pub live: Arc<LiveSession>,
     pub start: Instant,
     pub start_wall: OffsetDateTime,
@@ -68,7 +68,7 @@ fn now_rfc3339() -> String {
 }
 
 impl Shared {
-    pub fn new(gw: Arc<Gateway>, id: String, peer: SocketAddr, preauth: PreAuth) -> Arc<Self> {
+    pub fn new(gw: Arc<Services>, id: String, peer: SocketAddr, preauth: PreAuth) -> Arc<Self> {
         let start_wall = OffsetDateTime::now_utc();
         let record = SessionRecord {
             id: id.clone(),

@@ -76,7 +76,7 @@ impl SshHandler {
             };
             r.user.server_username = Some(target.user.clone());
         });
-        let Some(rt) = gw.targets.get(&target.name) else {
+        let Some(rt) = self.ssh.targets.get(&target.name) else {
             return Ok(());
         };
         let _ = sh.policy.set(rt.channel_policy.clone());
@@ -100,7 +100,7 @@ impl SshHandler {
             target,
             rt.private_key.clone(),
             rt.pinned_key.clone(),
-            gw.upstream_config.clone(),
+            self.ssh.upstream_config.clone(),
             gw.cfg.ssh.connect_timeout,
         )
         .await;

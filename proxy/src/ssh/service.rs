@@ -1,4 +1,6 @@
-//! The gateway: loaded configuration and keys, the shutdown root, and the SSH accept loop.
+//! The SSH listener's service: host keys, the targets' upstream credentials and host-key
+//! expectations, and the russh configurations of both legs, loaded once at start-up on top of
+//! the protocol-neutral [`Services`].
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -8,19 +10,12 @@ use std::time::Duration;
 
 use russh::keys::ssh_key::{LineEnding, PrivateKey, PublicKey};
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-use trailgate_recorder::WriterConfig;
-use trailgate_recorder::keys::SigningKey;
 
-use crate::admission::Admission;
-use crate::config::{Config, Protocol};
+use super::ciphers;
+use crate::config::Protocol;
 use crate::error::ProxyError;
-use crate::metrics::Metrics;
 use crate::policy::ChannelPolicy;
-use crate::registry::{KillReason, Registry};
-use crate::session::SessionObserver;
-use crate::ssh::ciphers;
+use crate::services::Services;
 
 /// Upstream credentials and host-key expectations of one SSH target, loaded once at start-up.
 pub struct TargetRuntime {
@@ -29,36 +24,18 @@ pub struct TargetRuntime {
     pub channel_policy: ChannelPolicy,
 }
 
-/// Everything a session needs from the gateway, shared read-only.
-pub struct Gateway {
-    pub cfg: Arc<Config>,
-    pub registry: Arc<Registry>,
-    pub signing_key: Arc<SigningKey>,
-    pub observer: Arc<dyn SessionObserver>,
-    pub shutdown: CancellationToken,
-    pub tracker: TaskTracker,
+pub struct SshService {
+    pub svc: Arc<Services>,
     pub targets: HashMap<String, TargetRuntime>,
-    pub writer_cfg: WriterConfig,
-    pub node_id: String,
-    pub metrics: Arc<Metrics>,
-    /// Pre-authentication limits shared by every listener.
-    pub admission: Arc<Admission>,
     pub(crate) ssh_config: Arc<russh::server::Config>,
     pub(crate) upstream_config: Arc<russh::client::Config>,
 }
 
-impl Gateway {
-    /// Loads keys (generating the host key and trail-signing key on first start) and checks every
-    /// target's credentials, so a bad path fails at start-up rather than at the first login.
-    pub fn new(
-        cfg: Config,
-        observer: Arc<dyn SessionObserver>,
-    ) -> Result<Arc<Gateway>, ProxyError> {
-        trailgate_recorder::fsutil::private_dir_all(&cfg.data_dir)
-            .map_err(|e| ProxyError::Config(format!("data_dir: {e}")))?;
-        let signing_key = Arc::new(trailgate_recorder::keys::load_or_generate(
-            &cfg.signing_key_path(),
-        )?);
+impl SshService {
+    /// Loads the host keys (generating one on first start) and checks every SSH target's
+    /// credentials, so a bad path fails at start-up rather than at the first login.
+    pub fn new(svc: Arc<Services>) -> Result<Arc<SshService>, ProxyError> {
+        let cfg = svc.cfg.clone();
         let mut host_keys = Vec::new();
         if cfg.ssh.host_keys.is_empty() {
             host_keys.push(load_or_generate_host_key(
@@ -137,7 +114,7 @@ impl Gateway {
             ..Default::default()
         };
         let hw_aes = ciphers::hardware_aes();
-        let upstream_config = crate::ssh::upstream::client_config(
+        let upstream_config = super::upstream::client_config(
             ciphers::resolve(
                 "ssh.upstream_ciphers",
                 cfg.ssh.upstream_ciphers.as_deref(),
@@ -146,70 +123,37 @@ impl Gateway {
             .map_err(ProxyError::Config)?,
         );
         tracing::info!(hardware_aes = hw_aes, upstream_ciphers = ?upstream_config.preferred.cipher.iter().map(|c| c.as_ref()).collect::<Vec<_>>(), "upstream cipher preference");
-        let writer_cfg = WriterConfig {
-            flush_interval: cfg.recording.flush_interval,
-            zstd_level: cfg.recording.zstd_level,
-            zstd_fast_level: cfg.recording.zstd_fast_level,
-            fsync: cfg.recording.fsync,
-            ..WriterConfig::default()
-        };
-        let metrics = Arc::new(Metrics::new());
-        Ok(Arc::new(Gateway {
-            node_id: cfg.node_id(),
-            admission: Admission::new(cfg.limits.clone(), metrics.clone()),
-            metrics,
-            cfg: Arc::new(cfg),
-            registry: Registry::new(),
-            signing_key,
-            observer,
-            shutdown: CancellationToken::new(),
-            tracker: TaskTracker::new(),
+        Ok(Arc::new(SshService {
+            svc,
             targets,
-            writer_cfg,
             ssh_config: Arc::new(ssh_config),
             upstream_config: Arc::new(upstream_config),
         }))
     }
 
     /// Binds the SSH listener (so callers learn the real port when configured with port 0).
-    pub async fn bind_ssh(&self) -> Result<TcpListener, ProxyError> {
-        TcpListener::bind(self.cfg.ssh.listen)
+    pub async fn bind(&self) -> Result<TcpListener, ProxyError> {
+        let listen = self.svc.cfg.ssh.listen;
+        TcpListener::bind(listen)
             .await
-            .map_err(|e| ProxyError::io(format!("ssh.listen {}", self.cfg.ssh.listen), e))
+            .map_err(|e| ProxyError::io(format!("ssh.listen {listen}"), e))
     }
 
     /// Accepts SSH connections until shutdown.
-    pub async fn serve_ssh(self: Arc<Self>, listener: TcpListener) {
-        let gw = self.clone();
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+        let ssh = self.clone();
         crate::listener::accept_loop(
             listener,
             "ssh",
-            self.shutdown.clone(),
-            self.tracker.clone(),
-            move |tcp, peer| crate::ssh::serve_connection(gw.clone(), tcp, peer),
+            self.svc.shutdown.clone(),
+            self.svc.tracker.clone(),
+            move |tcp, peer| super::serve_connection(ssh.clone(), tcp, peer),
         )
         .await
     }
 
-    /// Stops accepting, terminates every live session with a reason, and waits for their trails to
-    /// be sealed.
-    pub async fn shutdown(&self, grace: Duration) {
-        self.shutdown.cancel();
-        self.registry.kill_all(KillReason {
-            reason: "gateway shutting down".into(),
-            by: "gateway".into(),
-        });
-        self.tracker.close();
-        if tokio::time::timeout(grace, self.tracker.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!("sessions still open after the shutdown grace period");
-        }
-    }
-
-    pub fn ssh_listen_addr(&self) -> SocketAddr {
-        self.cfg.ssh.listen
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.svc.cfg.ssh.listen
     }
 }
 

@@ -1,4 +1,5 @@
 //! Trailgate's proxy: listeners, the SSH bridge, policies, and the live-session registry.
+//! Protocol bridges (`ssh`) build on the neutral modules and are never imported by them.
 //!
 //! Modules:
 //! - [`admission`]: pre-authentication limits (connection caps, password checks, throttling).
@@ -11,7 +12,8 @@
 //! - [`ssh`]: the SSH bridge ([`SshService`], server handler, upstream client, per-channel relays).
 //! - [`registry`]: live sessions and how to terminate them.
 //! - [`metrics`]: Prometheus counters and gauges of connections, channels, bytes, failures.
-//! - [`session`]: the session record the catalog stores and the API shows.
+//! - [`session`]: the protocol-neutral session core (session, channel state, timers, end) and
+//!   the record the catalog stores.
 //! - [`util`]: small shared helpers.
 
 pub mod admission;

@@ -6,18 +6,19 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use russh::keys::ssh_key::HashAlg;
-use russh::server::{self, Auth, Msg, Session};
+use russh::server::{self, Auth, Msg};
 use russh::{Channel, ChannelId, MethodKind, MethodSet, Pty, Sig};
 use trailgate_recorder::{ChannelOpen, Direction, Event, Request};
 
 use super::relay::{ChanCtx, endpoint, sig_name};
-use super::shared::Shared;
 use crate::auth;
 use crate::policy::ChannelKind;
+use crate::session::Session;
 
 pub struct SshHandler {
+    pub(super) legs: Arc<super::legs::SshLegs>,
     pub(super) ssh: Arc<super::SshService>,
-    pub(super) sh: Arc<Shared>,
+    pub(super) sh: Arc<Session>,
     /// The gateway user and target chosen at authentication.
     pub(super) login: Option<(String, Option<String>)>,
     pub(super) auth_method: Option<&'static str>,
@@ -45,8 +46,13 @@ pub(super) fn retry() -> Auth {
 }
 
 impl SshHandler {
-    pub fn new(sh: Arc<Shared>, ssh: Arc<super::SshService>) -> Self {
+    pub fn new(
+        sh: Arc<Session>,
+        ssh: Arc<super::SshService>,
+        legs: Arc<super::legs::SshLegs>,
+    ) -> Self {
         SshHandler {
+            legs,
             ssh,
             sh,
             login: None,
@@ -152,7 +158,7 @@ impl server::Handler for SshHandler {
         Ok(self.failed_attempt(user, "keyboard-interactive"))
     }
 
-    async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
+    async fn auth_succeeded(&mut self, session: &mut server::Session) -> Result<(), Self::Error> {
         self.start_session(session).await
     }
 
@@ -160,7 +166,7 @@ impl server::Handler for SshHandler {
         &mut self,
         channel: Channel<Msg>,
         reply: server::ChannelOpenHandle,
-        _session: &mut Session,
+        _session: &mut server::Session,
     ) -> Result<(), Self::Error> {
         let open = ChannelOpen {
             kind: "session".into(),
@@ -168,8 +174,12 @@ impl server::Handler for SshHandler {
             connected: None,
             reason: None,
         };
-        let allowed = self.sh.policy.get().is_some_and(|p| p.allows_any_session());
-        let up = self.sh.upstream.get().cloned();
+        let allowed = self
+            .legs
+            .policy
+            .get()
+            .is_some_and(|p| p.allows_any_session());
+        let up = self.legs.upstream.get().cloned();
         self.open_relayed(channel, reply, open, allowed, async move {
             match up {
                 Some(up) => up.channel_open_session().await,
@@ -187,7 +197,7 @@ impl server::Handler for SshHandler {
         originator_address: &str,
         originator_port: u32,
         reply: server::ChannelOpenHandle,
-        _session: &mut Session,
+        _session: &mut server::Session,
     ) -> Result<(), Self::Error> {
         let open = ChannelOpen {
             kind: "direct-tcpip".into(),
@@ -196,7 +206,7 @@ impl server::Handler for SshHandler {
             reason: None,
         };
         let allowed = self.policy_allows(&ChannelKind::DirectTcpip);
-        let up = self.sh.upstream.get().cloned();
+        let up = self.legs.upstream.get().cloned();
         let (h, p, oa, op) = (
             host_to_connect.to_string(),
             port_to_connect,
@@ -218,7 +228,7 @@ impl server::Handler for SshHandler {
         originator_address: &str,
         originator_port: u32,
         reply: server::ChannelOpenHandle,
-        _session: &mut Session,
+        _session: &mut server::Session,
     ) -> Result<(), Self::Error> {
         // Clients do not open X11 channels toward servers; refuse and record.
         let open = ChannelOpen {
@@ -241,7 +251,7 @@ impl server::Handler for SshHandler {
         originator_address: &str,
         originator_port: u32,
         reply: server::ChannelOpenHandle,
-        _session: &mut Session,
+        _session: &mut server::Session,
     ) -> Result<(), Self::Error> {
         let open = ChannelOpen {
             kind: "forwarded-tcpip".into(),
@@ -260,7 +270,7 @@ impl server::Handler for SshHandler {
         channel: Channel<Msg>,
         socket_path: &str,
         reply: server::ChannelOpenHandle,
-        _session: &mut Session,
+        _session: &mut server::Session,
     ) -> Result<(), Self::Error> {
         let open = ChannelOpen {
             kind: format!("direct-streamlocal {socket_path}"),
@@ -283,7 +293,7 @@ impl server::Handler for SshHandler {
         pix_width: u32,
         pix_height: u32,
         modes: &[(Pty, u32)],
-        session: &mut Session,
+        session: &mut server::Session,
     ) -> Result<(), Self::Error> {
         let request = Request::Pty {
             term: term.to_string(),
@@ -309,7 +319,7 @@ impl server::Handler for SshHandler {
         channel: ChannelId,
         name: &str,
         value: &str,
-        session: &mut Session,
+        session: &mut server::Session,
     ) -> Result<(), Self::Error> {
         let request = Request::Env {
             name: name.to_string(),
@@ -325,7 +335,7 @@ impl server::Handler for SshHandler {
     async fn shell_request(
         &mut self,
         channel: ChannelId,
-        session: &mut Session,
+        session: &mut server::Session,
     ) -> Result<(), Self::Error> {
         self.relay_request(
             channel,
@@ -341,7 +351,7 @@ impl server::Handler for SshHandler {
         &mut self,
         channel: ChannelId,
         data: &[u8],
-        session: &mut Session,
+        session: &mut server::Session,
     ) -> Result<(), Self::Error> {
         let command = String::from_utf8_lossy(data).into_owned();
         let raw = data.to_vec();
@@ -359,7 +369,7 @@ impl server::Handler for SshHandler {
         &mut self,
         channel: ChannelId,
         name: &str,
-        session: &mut Session,
+        session: &mut server::Session,
     ) -> Result<(), Self::Error> {
         let kind = ChannelKind::SessionSubsystem(Some(name.to_string()));
         let n = name.to_string();
@@ -382,7 +392,7 @@ impl server::Handler for SshHandler {
         x11_auth_protocol: &str,
         x11_auth_cookie: &str,
         x11_screen_number: u32,
-        session: &mut Session,
+        session: &mut server::Session,
     ) -> Result<(), Self::Error> {
         // The cookie is a credential: recorded by protocol name only.
         let request = Request::X11 {
@@ -411,7 +421,7 @@ impl server::Handler for SshHandler {
         row_height: u32,
         pix_width: u32,
         pix_height: u32,
-        _session: &mut Session,
+        _session: &mut server::Session,
     ) -> Result<(), Self::Error> {
         let Some(ctx) = self.channels.get(&channel).cloned() else {
             return Ok(());
@@ -443,7 +453,7 @@ impl server::Handler for SshHandler {
         &mut self,
         channel: ChannelId,
         signal: Sig,
-        _session: &mut Session,
+        _session: &mut server::Session,
     ) -> Result<(), Self::Error> {
         let Some(ctx) = self.channels.get(&channel).cloned() else {
             return Ok(());
@@ -468,7 +478,7 @@ impl server::Handler for SshHandler {
     async fn agent_request(
         &mut self,
         channel: ChannelId,
-        _session: &mut Session,
+        _session: &mut server::Session,
     ) -> Result<bool, Self::Error> {
         let Some(ctx) = self.channels.get(&channel).cloned() else {
             return Ok(false);
@@ -509,7 +519,7 @@ impl server::Handler for SshHandler {
         &mut self,
         address: &str,
         port: &mut u32,
-        _session: &mut Session,
+        _session: &mut server::Session,
     ) -> Result<bool, Self::Error> {
         let request = Request::TcpipForward {
             address: address.to_string(),
@@ -539,7 +549,7 @@ impl server::Handler for SshHandler {
                 },
             )
             .await;
-        let Some(up) = self.sh.upstream.get().cloned() else {
+        let Some(up) = self.legs.upstream.get().cloned() else {
             return Ok(false);
         };
         match up.tcpip_forward(address.to_string(), *port).await {
@@ -560,7 +570,7 @@ impl server::Handler for SshHandler {
         &mut self,
         address: &str,
         port: u32,
-        _session: &mut Session,
+        _session: &mut server::Session,
     ) -> Result<bool, Self::Error> {
         self.sh
             .rec(
@@ -574,7 +584,7 @@ impl server::Handler for SshHandler {
                 },
             )
             .await;
-        let Some(up) = self.sh.upstream.get().cloned() else {
+        let Some(up) = self.legs.upstream.get().cloned() else {
             return Ok(false);
         };
         Ok(up

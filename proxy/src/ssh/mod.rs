@@ -2,7 +2,8 @@
 //! russh client toward the target, and two pump tasks per channel that relay and record.
 //!
 //! - [`service`]: host keys, targets' credentials and the russh configurations ([`SshService`]).
-//! - [`shared`]: per-session state shared by the handler, the pumps and the upstream client.
+//! - [`legs`]: the SSH side of a session (both connections, the channel policy); the neutral
+//!   side is [`crate::session::Session`].
 //! - [`handler`]: the russh server handler (every callback).
 //! - [`login`]: gateway authentication (bounded password checks, throttling, refused names).
 //! - [`start`]: the session after authentication (target, policies, upstream, trail).
@@ -13,11 +14,11 @@
 
 pub mod ciphers;
 mod handler;
+mod legs;
 mod login;
 mod relay;
 mod requests;
 mod service;
-mod shared;
 mod start;
 pub(crate) mod upstream;
 
@@ -30,11 +31,10 @@ use tokio::net::TcpStream;
 use tracing::Instrument;
 
 use crate::registry::KillReason;
-use crate::session::{Status, Verdict};
+use crate::session::{self, Session, Status, Verdict};
 use crate::stream::Closable;
 
 pub use service::{SshService, TargetRuntime};
-pub use shared::Shared;
 
 /// Read buffer in front of each SSH socket. russh reads a packet's length, then its body, then
 /// polls again until `EAGAIN`: three `recvfrom` per packet on a bare socket. One read into a
@@ -69,12 +69,13 @@ pub async fn serve_connection(ssh: Arc<SshService>, tcp: TcpStream, peer: Socket
             tracing::debug!(error = %e, "set_nodelay");
         }
         gw.metrics.connection_opened();
-        let sh = Shared::new(gw.clone(), id, peer, preauth);
+        let sh = Session::new(gw.clone(), "ssh", id, peer, preauth);
+        let legs = Arc::new(legs::SshLegs::default());
         gw.registry.insert(sh.live.clone());
         sh.publish();
         // The login timeout runs from accept, so a client that never speaks is closed too.
-        let timers = tokio::spawn(shared::policy_timers(sh.clone()));
-        let handler = handler::SshHandler::new(sh.clone(), ssh.clone());
+        let timers = tokio::spawn(session::policy_timers(sh.clone(), gw.cfg.ssh.login_timeout));
+        let handler = handler::SshHandler::new(sh.clone(), ssh.clone(), legs.clone());
         let stream = Closable::new(read_buffered(tcp), sh.conn.clone());
         let banner = gw.cfg.ssh.banner_timeout;
         let handshake = tokio::time::timeout(
@@ -90,7 +91,7 @@ pub async fn serve_connection(ssh: Arc<SshService>, tcp: TcpStream, peer: Socket
                 });
                 sh.terminated(&reason);
                 timers.abort();
-                finish(&sh).await;
+                finish(&sh, &legs).await;
                 return;
             }
         };
@@ -103,7 +104,7 @@ pub async fn serve_connection(ssh: Arc<SshService>, tcp: TcpStream, peer: Socket
                     &format!("ssh handshake failed: {e}"),
                 );
                 timers.abort();
-                finish(&sh).await;
+                finish(&sh, &legs).await;
                 return;
             }
             Err(_) => {
@@ -113,21 +114,24 @@ pub async fn serve_connection(ssh: Arc<SshService>, tcp: TcpStream, peer: Socket
                     &format!("no SSH version line within {banner:?}"),
                 );
                 timers.abort();
-                finish(&sh).await;
+                finish(&sh, &legs).await;
                 return;
             }
         };
-        let _ = sh.down.set(running.handle());
+        let _ = legs.down.set(running.handle());
+        let max_auth = gw.cfg.ssh.max_auth_attempts;
         let outcome = tokio::select! {
             r = &mut running => Some(r),
             _ = sh.live.killed() => None,
         };
         timers.abort();
         match outcome {
-            Some(Ok(())) => sh.note_end("client disconnected", false),
+            Some(Ok(())) => sh.note_end("client disconnected", false, max_auth),
             // A peer's disconnect message is a clean end, not a protocol error.
-            Some(Err(russh::Error::Disconnect)) => sh.note_end("client disconnected", false),
-            Some(Err(e)) => sh.note_end(&format!("connection error: {e}"), true),
+            Some(Err(russh::Error::Disconnect)) => {
+                sh.note_end("client disconnected", false, max_auth)
+            }
+            Some(Err(e)) => sh.note_end(&format!("connection error: {e}"), true, max_auth),
             None => {
                 let reason = sh.live.kill_reason().unwrap_or(KillReason {
                     reason: "terminated".into(),
@@ -143,7 +147,7 @@ pub async fn serve_connection(ssh: Arc<SshService>, tcp: TcpStream, peer: Socket
                 let _ = tokio::time::timeout(Duration::from_secs(2), &mut running).await;
             }
         }
-        finish(&sh).await;
+        finish(&sh, &legs).await;
     }
     .instrument(span)
     .await
@@ -152,7 +156,7 @@ pub async fn serve_connection(ssh: Arc<SshService>, tcp: TcpStream, peer: Socket
 /// Ends the session in order: the client connection is closed (whether or not the client
 /// answered), the channel pumps finish and record their last events, the upstream closes, and
 /// only then is the trail sealed and the final record published.
-async fn finish(sh: &Arc<Shared>) {
+async fn finish(sh: &Arc<Session>, legs: &legs::SshLegs) {
     sh.conn.cancel();
     sh.pumps.close();
     if tokio::time::timeout(PUMP_DRAIN, sh.pumps.wait())
@@ -161,7 +165,7 @@ async fn finish(sh: &Arc<Shared>) {
     {
         tracing::debug!("channel pumps still running; closing the upstream under them");
     }
-    if let Some(up) = sh.upstream.get() {
+    if let Some(up) = legs.upstream.get() {
         let _ = up
             .disconnect(Disconnect::ByApplication, "session ended", "en")
             .await;

@@ -4,7 +4,6 @@
 //! as `Bytes` (no copies) after it is recorded.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,18 +12,16 @@ use tokio::sync::oneshot;
 use tracing::Instrument;
 use trailgate_recorder::{ChannelOpen, Direction, Event, Request};
 
-use super::shared::Shared;
 use crate::session::ChannelRecord;
+use crate::session::{ChannelState, Session};
 
 /// How long a relayed channel request may wait for the target's reply.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// An SSH channel: the neutral [`ChannelState`] the session lists, plus the SSH side of it.
 pub struct ChanCtx {
     pub id: u32,
-    record: Mutex<ChannelRecord>,
-    c2s: AtomicU64,
-    s2c: AtomicU64,
-    closed: AtomicBool,
+    pub state: Arc<ChannelState>,
     /// Replies the target owes for relayed requests, oldest first (SSH replies are FIFO).
     pending: Mutex<VecDeque<oneshot::Sender<bool>>>,
     /// Upstream write half, for requests relayed from handler callbacks.
@@ -45,39 +42,20 @@ impl ChanCtx {
         verdict: &str,
         up: Option<Arc<ChannelWriteHalf<client::Msg>>>,
     ) -> Arc<Self> {
-        let addr = |e: &Option<trailgate_recorder::Endpoint>| {
-            e.as_ref().map(|e| format!("{}:{}", e.host, e.port))
-        };
         Arc::new(ChanCtx {
             id,
-            record: Mutex::new(ChannelRecord {
-                id,
-                kind: open.kind.clone(),
-                verdict: verdict.into(),
-                start_time: Shared::now(),
-                originator: addr(&open.originator),
-                connected: addr(&open.connected),
-                ..Default::default()
-            }),
-            c2s: AtomicU64::new(0),
-            s2c: AtomicU64::new(0),
-            closed: AtomicBool::new(verdict != "accept"),
+            state: Arc::new(ChannelState::new(id, open, verdict)),
             pending: Mutex::new(VecDeque::new()),
             up,
         })
     }
 
     pub fn record(&self) -> ChannelRecord {
-        let mut r = self.record.lock().map(|r| r.clone()).unwrap_or_default();
-        r.bytes_client_to_server = self.c2s.load(Ordering::Relaxed);
-        r.bytes_server_to_client = self.s2c.load(Ordering::Relaxed);
-        r
+        self.state.record()
     }
 
     pub fn update(&self, f: impl FnOnce(&mut ChannelRecord)) {
-        if let Ok(mut r) = self.record.lock() {
-            f(&mut r);
-        }
+        self.state.update(f)
     }
 
     /// Relays a request to the target and waits for its reply (`false` on failure, timeout or a
@@ -106,25 +84,18 @@ impl ChanCtx {
         }
     }
 
-    /// Records the close once, whichever side closes first.
-    async fn close_once(&self, sh: &Shared) {
-        if self.closed.swap(true, Ordering::Relaxed) {
-            return;
+    /// Records the close once, whichever side (or the session's end) closes first.
+    async fn close_once(&self, sh: &Session) {
+        if self.state.mark_closed() {
+            sh.rec(self.id, Event::Close).await;
         }
-        self.update(|r| r.end_time = Some(Shared::now()));
-        sh.rec(self.id, Event::Close).await;
-    }
-
-    /// At session end: channels still open are closed in the trail.
-    pub async fn finish_for_end(&self, sh: &Shared) {
-        self.close_once(sh).await;
     }
 }
 
 /// Records a channel open and registers the channel with the session.
-pub async fn register(sh: &Arc<Shared>, ctx: &Arc<ChanCtx>, open: ChannelOpen, denied: bool) {
+pub async fn register(sh: &Arc<Session>, ctx: &Arc<ChanCtx>, open: ChannelOpen, denied: bool) {
     if let Ok(mut chs) = sh.channels.lock() {
-        chs.insert(ctx.id, ctx.clone());
+        chs.insert(ctx.id, ctx.state.clone());
     }
     sh.gw.metrics.channel(&open.kind, &ctx.record().verdict);
     let ev = if denied {
@@ -138,7 +109,7 @@ pub async fn register(sh: &Arc<Shared>, ctx: &Arc<ChanCtx>, open: ChannelOpen, d
 
 /// Records a channel that was not opened (policy denial or a peer's refusal) with its reason.
 pub async fn refuse(
-    sh: &Arc<Shared>,
+    sh: &Arc<Session>,
     id: u32,
     mut open: ChannelOpen,
     verdict: &str,
@@ -151,24 +122,27 @@ pub async fn refuse(
 
 /// Starts both pumps of an accepted channel.
 pub fn spawn_pumps(
-    sh: &Arc<Shared>,
+    sh: &Arc<Session>,
     ctx: Arc<ChanCtx>,
     down: russh::Channel<server::Msg>,
     up_read: ChannelReadHalf,
     up_write: Arc<ChannelWriteHalf<client::Msg>>,
+    down_handle: Option<server::Handle>,
 ) {
     let (down_read, down_write) = down.split();
     // On the session's tracker: the session seals its trail only after both have ended.
     let tracker = &sh.pumps;
     tracker
         .spawn(pump_c2s(sh.clone(), ctx.clone(), down_read, up_write).instrument(sh.span.clone()));
-    tracker.spawn(pump_s2c(sh.clone(), ctx, up_read, down_write).instrument(sh.span.clone()));
+    tracker.spawn(
+        pump_s2c(sh.clone(), ctx, up_read, down_write, down_handle).instrument(sh.span.clone()),
+    );
 }
 
 /// Records one data message and passes it on, waiting for the peer's window (backpressure).
 /// `false` when the other side is gone.
 async fn relay_data<S>(
-    sh: &Shared,
+    sh: &Session,
     ctx: &ChanCtx,
     dir: Direction,
     ext: Option<u32>,
@@ -179,12 +153,7 @@ where
     S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static,
 {
     let n = data.len();
-    let counter = if dir == Direction::ClientToServer {
-        &ctx.c2s
-    } else {
-        &ctx.s2c
-    };
-    counter.fetch_add(n as u64, Ordering::Relaxed);
+    ctx.state.count(dir, n);
     sh.data_activity(dir == Direction::ClientToServer, n);
     match ext {
         // The recorder copies small payloads from the buffer passed on below (no clone).
@@ -213,7 +182,7 @@ where
 
 /// The next message of a channel, or `None` when it closed or the session is ending. A message
 /// already taken is always handled (and recorded) in full.
-async fn next_msg(sh: &Shared, rx: &mut ChannelReadHalf) -> Option<ChannelMsg> {
+async fn next_msg(sh: &Session, rx: &mut ChannelReadHalf) -> Option<ChannelMsg> {
     tokio::select! {
         // What is already queued is handled first; the peer legs are closed by then.
         biased;
@@ -223,7 +192,7 @@ async fn next_msg(sh: &Shared, rx: &mut ChannelReadHalf) -> Option<ChannelMsg> {
 }
 
 async fn pump_c2s(
-    sh: Arc<Shared>,
+    sh: Arc<Session>,
     ctx: Arc<ChanCtx>,
     mut rx: ChannelReadHalf,
     up: Arc<ChannelWriteHalf<client::Msg>>,
@@ -253,10 +222,11 @@ async fn pump_c2s(
 }
 
 async fn pump_s2c(
-    sh: Arc<Shared>,
+    sh: Arc<Session>,
     ctx: Arc<ChanCtx>,
     mut rx: ChannelReadHalf,
     down: ChannelWriteHalf<server::Msg>,
+    down_handle: Option<server::Handle>,
 ) {
     let down_id = down.id();
     let dir = Direction::ServerToClient;
@@ -312,7 +282,7 @@ async fn pump_s2c(
                     },
                 )
                 .await;
-                if let Some(h) = sh.down.get() {
+                if let Some(h) = &down_handle {
                     let _ = h
                         .exit_signal_request(
                             down_id,

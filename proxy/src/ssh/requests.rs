@@ -3,19 +3,19 @@
 
 use std::sync::Arc;
 
-use russh::server::{self, Msg, Session};
+use russh::server::{self, Msg};
 use russh::{Channel, ChannelId, ChannelOpenFailure};
 use tracing::Instrument;
 use trailgate_recorder::{ChannelOpen, Direction, Event, Request};
 
 use super::handler::SshHandler;
 use super::relay::{self, ChanCtx};
-use super::shared::Shared;
 use crate::policy::ChannelKind;
+use crate::session::Session;
 
 impl SshHandler {
     pub(super) fn policy_allows(&self, kind: &ChannelKind) -> bool {
-        self.sh.policy.get().is_some_and(|p| p.allows(kind))
+        self.legs.policy.get().is_some_and(|p| p.allows(kind))
     }
 
     pub(super) async fn open_relayed<F>(
@@ -49,7 +49,7 @@ impl SshHandler {
     {
         let sh = self.sh.clone();
         let id = sh.alloc_channel();
-        if !allowed || sh.upstream.get().is_none() {
+        if !allowed || self.legs.upstream.get().is_none() {
             tracing::info!(kind = %open.kind, "channel denied by policy");
             relay::refuse(
                 &sh,
@@ -75,7 +75,8 @@ impl SshHandler {
                 // Confirm the open before any data can be written to the channel: data sent on an
                 // unconfirmed channel would be dropped (a service that speaks first would lose its banner).
                 reply.accept().await;
-                relay::spawn_pumps(&sh, ctx, channel, up_read, up_write);
+                let down_handle = self.legs.down.get().cloned();
+                relay::spawn_pumps(&sh, ctx, channel, up_read, up_write, down_handle);
             }
             Err(e) => {
                 relay::refuse(&sh, id, open, "fail", format!("target refused: {e}")).await;
@@ -94,7 +95,7 @@ impl SshHandler {
         channel: ChannelId,
         request: Request,
         kind: Option<ChannelKind>,
-        session: &mut Session,
+        session: &mut server::Session,
         send: impl FnOnce(Arc<russh::ChannelWriteHalf<russh::client::Msg>>) -> F,
     ) -> Result<(), russh::Error>
     where
@@ -113,7 +114,7 @@ impl SshHandler {
         channel: ChannelId,
         request: Request,
         kind: Option<ChannelKind>,
-        session: &mut Session,
+        session: &mut server::Session,
         send: impl FnOnce(Arc<russh::ChannelWriteHalf<russh::client::Msg>>) -> F,
     ) -> Result<(), russh::Error>
     where
@@ -186,7 +187,7 @@ pub(super) fn request_name(r: &Request) -> String {
 }
 
 /// Records a channel request that was not carried out (policy or target), with why.
-pub(super) async fn refused(sh: &Shared, channel: u32, request: String, reason: &str) {
+pub(super) async fn refused(sh: &Session, channel: u32, request: String, reason: &str) {
     sh.rec(
         channel,
         Event::Request {

@@ -1,11 +1,11 @@
 //! After gateway authentication: target choice, policies, the upstream connection and the
 //! trail. Failures disconnect the client with a message that says what went wrong.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, OnceLock};
 
 use russh::Disconnect;
-use russh::server::Session;
+use russh::server;
 use tracing::Instrument;
 use trailgate_recorder::{Event, SessionMeta, TrailSpec, TrailWriter};
 
@@ -17,7 +17,7 @@ use crate::session::{Status, TargetRef, UserRef, Verdict};
 impl SshHandler {
     pub(super) async fn start_session(
         &mut self,
-        session: &mut Session,
+        session: &mut server::Session,
     ) -> Result<(), russh::Error> {
         let span = self.sh.span.clone();
         self.start_session_inner(session).instrument(span).await
@@ -25,7 +25,10 @@ impl SshHandler {
 
     /// After gateway authentication: pick the target, connect upstream, open the trail. Failures
     /// disconnect the client with a message that says what went wrong.
-    async fn start_session_inner(&mut self, session: &mut Session) -> Result<(), russh::Error> {
+    async fn start_session_inner(
+        &mut self,
+        session: &mut server::Session,
+    ) -> Result<(), russh::Error> {
         let sh = self.sh.clone();
         let gw = sh.gw.clone();
         let Some((user, wanted)) = self.login.clone() else {
@@ -79,7 +82,7 @@ impl SshHandler {
         let Some(rt) = self.ssh.targets.get(&target.name) else {
             return Ok(());
         };
-        let _ = sh.policy.set(rt.channel_policy.clone());
+        let _ = self.legs.policy.set(rt.channel_policy.clone());
         let settings = target
             .settings_policy
             .as_ref()
@@ -93,10 +96,13 @@ impl SshHandler {
         }
         sh.update(|r| r.policies = policies.clone());
 
-        let slot = Arc::new(OnceLock::new());
-        let _ = slot.set(sh.clone());
+        let links = upstream::UpLinks {
+            session: sh.clone(),
+            down: self.legs.down.clone(),
+            policy: self.legs.policy.clone(),
+        };
         let up = upstream::connect(
-            slot,
+            links,
             target,
             rt.private_key.clone(),
             rt.pinned_key.clone(),
@@ -113,7 +119,7 @@ impl SshHandler {
                 return Ok(());
             }
         };
-        let _ = sh.upstream.set(Arc::new(up));
+        let _ = self.legs.upstream.set(Arc::new(up));
 
         let spec = TrailSpec {
             session_id: sh.id.clone(),
@@ -176,6 +182,7 @@ impl SshHandler {
             r.verdict = Some(Verdict::Accept);
             r.status = Status::Connected;
         });
+        sh.accepted_now();
         sh.authenticated.store(true, Ordering::Relaxed);
         sh.preauth.authenticated();
         sh.policy_changed.notify_one();

@@ -12,10 +12,10 @@ use tracing::Instrument;
 use trailgate_recorder::ChannelOpen;
 
 use super::relay::{self, ChanCtx, endpoint};
-use super::shared::Shared;
 use crate::config::TargetConfig;
-use crate::policy::ChannelKind;
+use crate::policy::{ChannelKind, ChannelPolicy};
 use crate::registry::KillReason;
+use crate::session::Session;
 use crate::session::Verdict;
 
 /// Why connecting to a target failed, with the verdict it earns and the message for the user.
@@ -25,9 +25,20 @@ pub struct UpstreamFailure {
     pub message: String,
 }
 
+/// What the target's connection needs of the session it serves: the session (for the channels
+/// the target opens, and to end it when the target goes away), the client's connection, and the
+/// channel policy.
+pub struct UpLinks {
+    pub session: Arc<Session>,
+    pub down: Arc<OnceLock<russh::server::Handle>>,
+    pub policy: Arc<OnceLock<ChannelPolicy>>,
+}
+
 pub struct UpClient {
-    /// Set once the session exists (the client is built before we know it is needed).
-    sh: Arc<OnceLock<Arc<Shared>>>,
+    sh: Arc<Session>,
+    /// The client's connection and the channel policy (shared with the session's SSH legs).
+    down: Arc<OnceLock<russh::server::Handle>>,
+    policy: Arc<OnceLock<ChannelPolicy>>,
     target: String,
     addr: (String, u16),
     pinned: Option<PublicKey>,
@@ -171,18 +182,16 @@ impl client::Handler for UpClient {
         &mut self,
         reason: client::DisconnectReason<Self::Error>,
     ) -> Result<(), Self::Error> {
-        if let Some(sh) = self.sh.get() {
-            let why = match reason {
-                client::DisconnectReason::ReceivedDisconnect(info) => {
-                    format!("target closed the connection: {}", info.message)
-                }
-                client::DisconnectReason::Error(e) => format!("target connection lost: {e}"),
-            };
-            sh.live.kill(KillReason {
-                reason: why,
-                by: "target".into(),
-            });
-        }
+        let why = match reason {
+            client::DisconnectReason::ReceivedDisconnect(info) => {
+                format!("target closed the connection: {}", info.message)
+            }
+            client::DisconnectReason::Error(e) => format!("target connection lost: {e}"),
+        };
+        self.sh.live.kill(KillReason {
+            reason: why,
+            by: "target".into(),
+        });
         Ok(())
     }
 }
@@ -202,15 +211,10 @@ impl UpClient {
         kind: ChannelKind,
         open_down: impl FnOnce(russh::server::Handle) -> DownOpen + Send + 'static,
     ) -> Result<(), russh::Error> {
-        let Some(sh) = self.sh.get().cloned() else {
-            reply
-                .reject(ChannelOpenFailure::AdministrativelyProhibited)
-                .await;
-            return Ok(());
-        };
+        let sh = self.sh.clone();
         let id = sh.alloc_channel();
-        let allowed = sh.policy.get().is_some_and(|p| p.allows(&kind));
-        let down_handle = sh.down.get().cloned();
+        let allowed = self.policy.get().is_some_and(|p| p.allows(&kind));
+        let down_handle = self.down.get().cloned();
         let (Some(h), true) = (down_handle, allowed) else {
             relay::refuse(
                 &sh,
@@ -231,7 +235,7 @@ impl UpClient {
         let span = sh.span.clone();
         sh.pumps.spawn(
             async move {
-                match open_down(h).await {
+                match open_down(h.clone()).await {
                     Ok(down) => {
                         let (up_read, up_write) = channel.split();
                         let up_write = Arc::new(up_write);
@@ -240,7 +244,7 @@ impl UpClient {
                         // Confirm the open before any data can be written to the channel: data sent on an
                         // unconfirmed channel would be dropped (a service that speaks first would lose its banner).
                         reply.accept().await;
-                        relay::spawn_pumps(&sh2, ctx, down, up_read, up_write);
+                        relay::spawn_pumps(&sh2, ctx, down, up_read, up_write, Some(h));
                     }
                     Err(e) => {
                         relay::refuse(&sh2, id, open, "fail", format!("client refused: {e}")).await;
@@ -276,7 +280,7 @@ pub fn client_config(ciphers: std::borrow::Cow<'static, [russh::cipher::Name]>) 
 
 /// Connects to the target, verifies its host key and logs in with the target's credentials.
 pub async fn connect(
-    sh_slot: Arc<OnceLock<Arc<Shared>>>,
+    links: UpLinks,
     target: &TargetConfig,
     key: Option<Arc<russh::keys::PrivateKey>>,
     pinned: Option<PublicKey>,
@@ -293,7 +297,9 @@ pub async fn connect(
     let key_mismatch = Arc::new(AtomicBool::new(false));
     let seen_key = Arc::new(OnceLock::new());
     let handler = UpClient {
-        sh: sh_slot,
+        sh: links.session,
+        down: links.down,
+        policy: links.policy,
         target: target.name.clone(),
         addr: (host.clone(), port),
         pinned,

@@ -58,11 +58,13 @@ pub(super) fn writer_loop(mut conn: Connection, p: Arc<Pending>) {
                 for r in batch {
                     g.records.entry(r.id.clone()).or_insert(r);
                 }
-                let closed = g.closed;
                 p.idle.notify_all();
+                if g.closed {
+                    // `close` already waited its bound; the next start reconciles these
+                    // sessions from their trails.
+                    return;
+                }
                 drop(g);
-                // Closing or not, `close` bounds how long anyone waits for these.
-                let _ = closed;
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(RETRY_MAX);
                 continue;

@@ -1,6 +1,23 @@
-//! The session record (defined by the recorder's catalog) and the observer the gateway reports to.
+//! The protocol-neutral session core: the session ([`Session`]: record, trail, counters, end),
+//! its channels' neutral state ([`ChannelState`]), its timers ([`policy_timers`]), and the
+//! observer the gateway reports records to. A bridge builds on these; nothing here knows a
+//! protocol.
+//!
+//! Modules: `core` (the session), `channel` (channel state), `timers` (policy timers).
 
+mod channel;
+mod core;
+mod timers;
+
+pub use channel::ChannelState;
+pub use core::Session;
+pub use timers::policy_timers;
 pub use trailgate_recorder::record::*;
+
+/// Wall-clock time as the records show it (RFC 3339, UTC).
+pub fn now_rfc3339() -> String {
+    trailgate_recorder::writer::rfc3339(time::OffsetDateTime::now_utc())
+}
 
 /// Receives session records as they change (start, authentication, channels, end). The catalog
 /// implements it; calls must be cheap and must not block (queue internally).

@@ -1,4 +1,6 @@
-//! Per-session state shared by the connection task, the handler, the pumps and the upstream client.
+//! A session, whatever its protocol: its record, trail, counters, policies, channels, and its
+//! end (one place seals the trail and publishes the final record). The bridge's connection
+//! task, handler and pumps share it through an `Arc`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -12,16 +14,14 @@ use tokio_util::task::TaskTracker;
 use trailgate_recorder::writer::rfc3339;
 use trailgate_recorder::{Event, SessionEnd, TrailWriter};
 
-use super::relay::ChanCtx;
-use super::upstream::UpClient;
+use super::ChannelState;
 use crate::admission::PreAuth;
 use crate::config::{OnFailure, SettingsPolicyConfig};
-use crate::policy::ChannelPolicy;
 use crate::registry::{KillReason, LiveSession};
 use crate::services::Services;
 use crate::session::*;
 
-pub struct Shared {
+pub struct Session {
     pub id: String,
     /// The session's tracing span: work done in russh's tasks and in the pumps enters it.
     pub span: tracing::Span,
@@ -32,9 +32,6 @@ pub struct Shared {
     record: Mutex<SessionRecord>,
     pub trail: OnceLock<TrailWriter>,
     trail_failed: AtomicBool,
-    pub down: OnceLock<russh::server::Handle>,
-    pub upstream: OnceLock<Arc<russh::client::Handle<UpClient>>>,
-    pub policy: OnceLock<ChannelPolicy>,
     pub settings: OnceLock<SettingsPolicyConfig>,
     pub authenticated: AtomicBool,
     /// Wakes the policy timers when the session's policies become known.
@@ -45,7 +42,7 @@ pub struct Shared {
     last_activity: AtomicU64,
     last_client: AtomicU64,
     next_channel: AtomicU32,
-    pub channels: Mutex<BTreeMap<u32, Arc<ChanCtx>>>,
+    pub channels: Mutex<BTreeMap<u32, Arc<ChannelState>>>,
     ended: AtomicBool,
     /// Set just before the trail is sealed: a record after it is a bug, not a recording failure.
     sealing: AtomicBool,
@@ -63,16 +60,18 @@ pub struct Shared {
     pub auth_tried: AtomicBool,
 }
 
-fn now_rfc3339() -> String {
-    rfc3339(OffsetDateTime::now_utc())
-}
-
-impl Shared {
-    pub fn new(gw: Arc<Services>, id: String, peer: SocketAddr, preauth: PreAuth) -> Arc<Self> {
+impl Session {
+    pub fn new(
+        gw: Arc<Services>,
+        protocol: &'static str,
+        id: String,
+        peer: SocketAddr,
+        preauth: PreAuth,
+    ) -> Arc<Self> {
         let start_wall = OffsetDateTime::now_utc();
         let record = SessionRecord {
             id: id.clone(),
-            protocol: "ssh".into(),
+            protocol: protocol.into(),
             active: true,
             status: Status::Connected,
             verdict: None,
@@ -101,7 +100,7 @@ impl Shared {
             },
             node_id: gw.node_id.clone(),
         };
-        let sh = Arc::new(Shared {
+        let sh = Arc::new(Session {
             live: LiveSession::new(id.clone()),
             // Built inside the connection task's span (see `serve_connection`).
             span: tracing::Span::current(),
@@ -112,9 +111,6 @@ impl Shared {
             record: Mutex::new(record),
             trail: OnceLock::new(),
             trail_failed: AtomicBool::new(false),
-            down: OnceLock::new(),
-            upstream: OnceLock::new(),
-            policy: OnceLock::new(),
             settings: OnceLock::new(),
             authenticated: AtomicBool::new(false),
             policy_changed: tokio::sync::Notify::new(),
@@ -177,6 +173,14 @@ impl Shared {
         self.live.set_snapshot(&rec);
         self.gw.observer.session_changed(&rec);
         rec
+    }
+
+    /// The session was accepted: idle and inactivity are counted from now, not from the
+    /// connection's accept (a slow login is not idleness).
+    pub fn accepted_now(&self) {
+        let t = self.elapsed_us();
+        self.last_activity.store(t, Ordering::Relaxed);
+        self.last_client.store(t, Ordering::Relaxed);
     }
 
     pub fn data_activity(&self, from_client: bool, n: usize) {
@@ -271,11 +275,12 @@ impl Shared {
     /// The connection ended on its own (`error`: with a protocol or I/O error); keeps an earlier,
     /// more specific reason. A connection that never authenticated gets the verdict that says
     /// why: too many attempts, failed logins, or a protocol error before any login was tried.
-    pub fn note_end(&self, reason: &str, error: bool) {
+    /// `max_auth_attempts`: the bridge's limit of failed attempts per connection (0: none).
+    pub fn note_end(&self, reason: &str, error: bool, max_auth_attempts: usize) {
         let authed = self.authenticated.load(Ordering::Relaxed);
         let failures = self.auth_failures.load(Ordering::Relaxed) as usize;
         let tried = self.auth_tried.load(Ordering::Relaxed);
-        let max = self.gw.cfg.ssh.max_auth_attempts;
+        let max = max_auth_attempts;
         self.update(|r| {
             if r.verdict.is_none() {
                 let (verdict, why) = if max > 0 && failures >= max {
@@ -332,13 +337,15 @@ impl Shared {
         if self.ended.swap(true, Ordering::Relaxed) {
             return;
         }
-        let channels: Vec<Arc<ChanCtx>> = self
+        let channels: Vec<Arc<ChannelState>> = self
             .channels
             .lock()
             .map(|c| c.values().cloned().collect())
             .unwrap_or_default();
         for c in channels {
-            c.finish_for_end(self).await;
+            if c.mark_closed() {
+                self.rec(c.id, Event::Close).await;
+            }
         }
         self.sealing.store(true, Ordering::Release);
         let rec = self.snapshot();
@@ -392,60 +399,5 @@ impl Shared {
             Duration::from_micros(now.saturating_sub(self.last_activity.load(Ordering::Relaxed))),
             Duration::from_micros(now.saturating_sub(self.last_client.load(Ordering::Relaxed))),
         )
-    }
-
-    pub fn now() -> String {
-        now_rfc3339()
-    }
-}
-
-/// Idle, inactivity and maximum-length timers of the target's settings policy, plus the login
-/// timeout. Each ends the session with its own reason.
-pub async fn policy_timers(sh: Arc<Shared>) {
-    let login = sh.gw.cfg.ssh.login_timeout;
-    loop {
-        let mut next = Duration::from_secs(3600);
-        if !sh.authenticated.load(Ordering::Relaxed) {
-            let e = sh.start.elapsed();
-            if e >= login {
-                sh.update(|r| {
-                    if r.verdict.is_none() {
-                        r.verdict = Some(Verdict::LoginTimeout);
-                    }
-                });
-                sh.live.kill(KillReason {
-                    reason: "login timeout".into(),
-                    by: "gateway".into(),
-                });
-                return;
-            }
-            next = next.min(login - e);
-        }
-        if let Some(p) = sh.settings.get() {
-            let (idle, inactive) = sh.last_activity();
-            let checks = [
-                (p.idle_timeout, idle, "idle timeout"),
-                (p.inactivity_timeout, inactive, "inactivity timeout"),
-                (p.max_session, sh.start.elapsed(), "maximum session length"),
-            ];
-            for (limit, spent, reason) in checks {
-                if let Some(limit) = limit {
-                    if spent >= limit {
-                        sh.live.kill(KillReason {
-                            reason: reason.into(),
-                            by: "policy".into(),
-                        });
-                        return;
-                    }
-                    next = next.min(limit - spent);
-                }
-            }
-        }
-        // Wake at the earliest deadline (activity may have moved it: re-check then), or when the
-        // policies become known at authentication.
-        tokio::select! {
-            _ = tokio::time::sleep(next.max(Duration::from_millis(20))) => {}
-            _ = sh.policy_changed.notified() => {}
-        }
     }
 }

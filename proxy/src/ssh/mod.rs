@@ -82,75 +82,68 @@ pub async fn serve_connection(ssh: Arc<SshService>, tcp: TcpStream, peer: Socket
             banner,
             russh::server::run_stream(ssh.ssh_config.clone(), stream, handler),
         );
-        let running = tokio::select! {
-            r = handshake => r,
-            _ = sh.live.killed() => {
-                let reason = sh.live.kill_reason().unwrap_or(KillReason {
-                    reason: "terminated".into(),
-                    by: "gateway".into(),
-                });
-                sh.terminated(&reason);
-                timers.abort();
-                finish(&sh, &legs).await;
-                return;
-            }
-        };
-        let mut running = match running {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => {
-                sh.end_with(
-                    Status::Rejected,
-                    Some(Verdict::ProtocolError),
-                    &format!("ssh handshake failed: {e}"),
-                );
-                timers.abort();
-                finish(&sh, &legs).await;
-                return;
-            }
-            Err(_) => {
-                sh.end_with(
-                    Status::Rejected,
-                    Some(Verdict::LoginTimeout),
-                    &format!("no SSH version line within {banner:?}"),
-                );
-                timers.abort();
-                finish(&sh, &legs).await;
-                return;
-            }
-        };
-        let _ = legs.down.set(running.handle());
-        let max_auth = gw.cfg.ssh.max_auth_attempts;
-        let outcome = tokio::select! {
-            r = &mut running => Some(r),
+        let handshake = tokio::select! {
+            r = handshake => Some(r),
             _ = sh.live.killed() => None,
         };
-        timers.abort();
-        match outcome {
-            Some(Ok(())) => sh.note_end("client disconnected", false, max_auth),
-            // A peer's disconnect message is a clean end, not a protocol error.
-            Some(Err(russh::Error::Disconnect)) => {
-                sh.note_end("client disconnected", false, max_auth)
-            }
-            Some(Err(e)) => sh.note_end(&format!("connection error: {e}"), true, max_auth),
-            None => {
-                let reason = sh.live.kill_reason().unwrap_or(KillReason {
-                    reason: "terminated".into(),
-                    by: "gateway".into(),
-                });
-                let msg = format!("session terminated by {}: {}", reason.by, reason.reason);
-                sh.terminated(&reason);
-                let handle = running.handle();
-                let _ = handle
-                    .disconnect(Disconnect::ByApplication, msg, "en".into())
-                    .await;
-                // Let the disconnect message reach the client before the socket closes.
-                let _ = tokio::time::timeout(Duration::from_secs(2), &mut running).await;
-            }
+        match handshake {
+            Some(Ok(Ok(running))) => run(&sh, &legs, running).await,
+            Some(Ok(Err(e))) => sh.end_with(
+                Status::Rejected,
+                Some(Verdict::ProtocolError),
+                &format!("ssh handshake failed: {e}"),
+            ),
+            Some(Err(_)) => sh.end_with(
+                Status::Rejected,
+                Some(Verdict::LoginTimeout),
+                &format!("no SSH version line within {banner:?}"),
+            ),
+            None => sh.terminated(&kill_reason(&sh)),
         }
+        timers.abort();
         finish(&sh, &legs).await;
     }
     .instrument(span)
     .await
+}
+
+fn kill_reason(sh: &Session) -> KillReason {
+    sh.live.kill_reason().unwrap_or(KillReason {
+        reason: "terminated".into(),
+        by: "gateway".into(),
+    })
+}
+
+/// Runs an established connection until the client leaves or the session is killed, and notes
+/// how it ended.
+async fn run(
+    sh: &Arc<Session>,
+    legs: &legs::SshLegs,
+    mut running: russh::server::RunningSession<handler::SshHandler>,
+) {
+    let _ = legs.down.set(running.handle());
+    let max_auth = sh.gw.cfg.ssh.max_auth_attempts;
+    let outcome = tokio::select! {
+        r = &mut running => Some(r),
+        _ = sh.live.killed() => None,
+    };
+    match outcome {
+        Some(Ok(())) => sh.note_end("client disconnected", false, max_auth),
+        // A peer's disconnect message is a clean end, not a protocol error.
+        Some(Err(russh::Error::Disconnect)) => sh.note_end("client disconnected", false, max_auth),
+        Some(Err(e)) => sh.note_end(&format!("connection error: {e}"), true, max_auth),
+        None => {
+            let reason = kill_reason(sh);
+            let msg = format!("session terminated by {}: {}", reason.by, reason.reason);
+            sh.terminated(&reason);
+            let _ = running
+                .handle()
+                .disconnect(Disconnect::ByApplication, msg, "en".into())
+                .await;
+            // Let the disconnect message reach the client before the socket closes.
+            let _ = tokio::time::timeout(Duration::from_secs(2), &mut running).await;
+        }
+    }
 }
 
 /// Ends the session in order: the client connection is closed (whether or not the client

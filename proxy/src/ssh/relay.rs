@@ -120,8 +120,30 @@ pub async fn refuse(
     register(sh, &ctx, open, true).await;
 }
 
+/// A channel open both sides agreed to: registers and records it, confirms it to the side that
+/// asked (`confirm`), then starts its pumps. The confirmation comes before any data can be
+/// written to the channel: data on an unconfirmed channel would be dropped (a service that
+/// speaks first would lose its banner).
+pub async fn start_channel(
+    sh: &Arc<Session>,
+    id: u32,
+    open: ChannelOpen,
+    down: russh::Channel<server::Msg>,
+    up: russh::Channel<client::Msg>,
+    confirm: impl std::future::Future<Output = ()>,
+    down_handle: Option<server::Handle>,
+) -> Arc<ChanCtx> {
+    let (up_read, up_write) = up.split();
+    let up_write = Arc::new(up_write);
+    let ctx = ChanCtx::new(id, &open, "accept", Some(up_write.clone()));
+    register(sh, &ctx, open, false).await;
+    confirm.await;
+    spawn_pumps(sh, ctx.clone(), down, up_read, up_write, down_handle);
+    ctx
+}
+
 /// Starts both pumps of an accepted channel.
-pub fn spawn_pumps(
+fn spawn_pumps(
     sh: &Arc<Session>,
     ctx: Arc<ChanCtx>,
     down: russh::Channel<server::Msg>,

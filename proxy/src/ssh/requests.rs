@@ -9,7 +9,7 @@ use tracing::Instrument;
 use trailgate_recorder::{ChannelOpen, Direction, Event, Request};
 
 use super::handler::SshHandler;
-use super::relay::{self, ChanCtx};
+use super::relay;
 use crate::policy::ChannelKind;
 use crate::session::Session;
 
@@ -67,16 +67,11 @@ impl SshHandler {
         match open_up.await {
             Ok(up) => {
                 let down_id = channel.id();
-                let (up_read, up_write) = up.split();
-                let up_write = Arc::new(up_write);
-                let ctx = ChanCtx::new(id, &open, "accept", Some(up_write.clone()));
-                relay::register(&sh, &ctx, open, false).await;
-                self.channels.insert(down_id, ctx.clone());
-                // Confirm the open before any data can be written to the channel: data sent on an
-                // unconfirmed channel would be dropped (a service that speaks first would lose its banner).
-                reply.accept().await;
                 let down_handle = self.legs.down.get().cloned();
-                relay::spawn_pumps(&sh, ctx, channel, up_read, up_write, down_handle);
+                let ctx =
+                    relay::start_channel(&sh, id, open, channel, up, reply.accept(), down_handle)
+                        .await;
+                self.channels.insert(down_id, ctx);
             }
             Err(e) => {
                 relay::refuse(&sh, id, open, "fail", format!("target refused: {e}")).await;

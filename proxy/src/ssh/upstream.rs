@@ -11,7 +11,7 @@ use russh::{Channel, ChannelOpenFailure};
 use tracing::Instrument;
 use trailgate_recorder::ChannelOpen;
 
-use super::relay::{self, ChanCtx, endpoint};
+use super::relay::{self, endpoint};
 use crate::config::TargetConfig;
 use crate::policy::{ChannelKind, ChannelPolicy};
 use crate::registry::KillReason;
@@ -237,14 +237,16 @@ impl UpClient {
             async move {
                 match open_down(h.clone()).await {
                     Ok(down) => {
-                        let (up_read, up_write) = channel.split();
-                        let up_write = Arc::new(up_write);
-                        let ctx = ChanCtx::new(id, &open, "accept", Some(up_write.clone()));
-                        relay::register(&sh2, &ctx, open, false).await;
-                        // Confirm the open before any data can be written to the channel: data sent on an
-                        // unconfirmed channel would be dropped (a service that speaks first would lose its banner).
-                        reply.accept().await;
-                        relay::spawn_pumps(&sh2, ctx, down, up_read, up_write, Some(h));
+                        relay::start_channel(
+                            &sh2,
+                            id,
+                            open,
+                            down,
+                            channel,
+                            reply.accept(),
+                            Some(h),
+                        )
+                        .await;
                     }
                     Err(e) => {
                         relay::refuse(&sh2, id, open, "fail", format!("client refused: {e}")).await;

@@ -58,8 +58,7 @@ pub fn run(config: &Path) -> Result<ExitCode> {
                 let app = trailgate_control_api::router(state);
                 let tls = match (&api_cfg.tls_cert, &api_cfg.tls_key) {
                     (Some(cert), Some(key)) => Some(
-                        trailgate_control_api::tls::server_config(cert, key)
-                            .map_err(anyhow::Error::msg)?,
+                        trailgate_proxy::tls::server_config(cert, key, "api", &[b"http/1.1"])?,
                     ),
                     _ => None,
                 };

@@ -71,6 +71,7 @@ fn record(i: u64, rng: &mut StdRng) -> SessionRecord {
             error: None,
         },
         node_id: "bench".into(),
+        vnc: None,
     }
 }
 

@@ -8,7 +8,6 @@
 //! - [`routes`]: session endpoints.
 //! - [`trail`]: trail downloads, exports and live follow.
 //! - [`serve`]: the HTTP server (connection cap, header-read timeout, optional TLS).
-//! - [`tls`]: the rustls configuration of HTTPS.
 //! - [`openapi`]: the OpenAPI document.
 
 pub mod auth;
@@ -16,7 +15,6 @@ pub mod error;
 pub mod openapi;
 pub mod routes;
 pub mod serve;
-pub mod tls;
 pub mod trail;
 
 use std::path::PathBuf;

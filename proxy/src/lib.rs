@@ -4,6 +4,7 @@
 //! Modules:
 //! - [`admission`]: pre-authentication limits (connection caps, password checks, throttling).
 //! - [`listener`]: the accept loop every listener runs.
+//! - [`tls`]: TLS material and rustls configurations (listeners and TLS to targets).
 //! - [`stream`]: a connection the gateway can close from outside (`Closable`).
 //! - [`config`]: the TOML configuration, its defaults and `validate()`.
 //! - [`auth`]: gateway credentials (argon2id, public keys) and target selection in user names.
@@ -28,6 +29,7 @@ pub mod services;
 pub mod session;
 pub mod ssh;
 pub mod stream;
+pub mod tls;
 pub mod util;
 
 pub use config::Config;

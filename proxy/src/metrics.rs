@@ -12,6 +12,8 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
+use crate::config::Protocol;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EndLabels {
     protocol: &'static str,
@@ -42,8 +44,8 @@ pub struct Metrics {
     sessions_ended: Family<EndLabels, Counter>,
     session_duration: Histogram,
     channels: Family<ChannelLabels, Counter>,
-    ssh_c2s: Counter,
-    ssh_s2c: Counter,
+    /// Relayed bytes by protocol ([`Protocol::ALL`] order), client-to-server then server-to-client.
+    relayed: [[Counter; 2]; 2],
     recording_failures: Counter,
     recording_wait: Counter<f64, AtomicU64>,
     recording_fast_frames: Counter,
@@ -99,18 +101,16 @@ impl Metrics {
             "Channel payload bytes relayed (and recorded), by direction",
             bytes.clone(),
         );
-        let ssh_c2s = bytes
-            .get_or_create(&DirectionLabels {
-                protocol: "ssh",
-                direction: "c2s",
+        let relayed = Protocol::ALL.map(|p| {
+            ["c2s", "s2c"].map(|direction| {
+                bytes
+                    .get_or_create(&DirectionLabels {
+                        protocol: p.as_str(),
+                        direction,
+                    })
+                    .clone()
             })
-            .clone();
-        let ssh_s2c = bytes
-            .get_or_create(&DirectionLabels {
-                protocol: "ssh",
-                direction: "s2c",
-            })
-            .clone();
+        });
         let recording_failures = Counter::default();
         registry.register(
             "recording_failures",
@@ -172,8 +172,7 @@ impl Metrics {
             sessions_ended,
             session_duration,
             channels,
-            ssh_c2s,
-            ssh_s2c,
+            relayed,
             recording_failures,
         }
     }
@@ -183,11 +182,17 @@ impl Metrics {
     }
 
     /// One call per connection, when its final record is known.
-    pub fn connection_ended(&self, verdict: &'static str, status: &'static str, seconds: f64) {
+    pub fn connection_ended(
+        &self,
+        protocol: Protocol,
+        verdict: &'static str,
+        status: &'static str,
+        seconds: f64,
+    ) {
         self.connections_active.dec();
         self.sessions_ended
             .get_or_create(&EndLabels {
-                protocol: "ssh",
+                protocol: protocol.as_str(),
                 verdict,
                 status,
             })
@@ -211,12 +216,9 @@ impl Metrics {
     }
 
     #[inline]
-    pub fn relayed(&self, from_client: bool, n: usize) {
-        if from_client {
-            self.ssh_c2s.inc_by(n as u64);
-        } else {
-            self.ssh_s2c.inc_by(n as u64);
-        }
+    pub fn relayed(&self, protocol: Protocol, from_client: bool, n: usize) {
+        let p = protocol as usize;
+        self.relayed[p][usize::from(!from_client)].inc_by(n as u64);
     }
 
     pub fn unauthenticated(&self, delta: i64) {
@@ -290,11 +292,11 @@ mod tests {
         let m = Metrics::new();
         m.connection_opened();
         m.connection_opened();
-        m.connection_ended("accept", "disconnected", 12.0);
+        m.connection_ended(Protocol::Ssh, "accept", "disconnected", 12.0);
         m.channel("session", "accept");
         m.channel("evil-\"type\"\n", "deny");
-        m.relayed(true, 10);
-        m.relayed(false, 5);
+        m.relayed(Protocol::Ssh, true, 10);
+        m.relayed(Protocol::Ssh, false, 5);
         m.recording_paced(&trailgate_recorder::Backpressure {
             waited: std::time::Duration::from_millis(1500),
             waits: 3,

@@ -142,6 +142,39 @@ pub struct SessionRecord {
     pub policies: Vec<String>,
     pub trail: TrailRef,
     pub node_id: String,
+    /// VNC sessions: the desktop and how each leg was secured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vnc: Option<VncRecord>,
+}
+
+/// What a VNC session's handshakes established (also in the trail, as the VNC channel's note).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct VncRecord {
+    pub desktop_name: String,
+    pub width: u16,
+    pub height: u16,
+    /// The target's pixel format in ServerInit (`bits_per_pixel`, `depth`, `big_endian`,
+    /// `true_colour`, maxima and shifts).
+    #[schema(value_type = Object)]
+    pub pixel_format: serde_json::Value,
+    /// Client to gateway.
+    pub client: VncLeg,
+    /// Gateway to target.
+    pub target: VncLeg,
+}
+
+/// One leg of a VNC session: RFB version, security type, and TLS (absent without TLS).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct VncLeg {
+    pub rfb_version: String,
+    /// `vencrypt-x509-plain`, `vencrypt-plain` (inside TLS-first), `vnc-auth`, `none`, ...
+    pub security: String,
+    /// `tls-first`, `vencrypt` or `none`.
+    pub tls_mode: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cipher: Option<String>,
 }
 
 impl Verdict {

@@ -195,6 +195,17 @@ pub enum Protocol {
     Vnc,
 }
 
+impl Protocol {
+    pub const ALL: [Protocol; 2] = [Protocol::Ssh, Protocol::Vnc];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Ssh => "ssh",
+            Protocol::Vnc => "vnc",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TargetConfig {

@@ -16,13 +16,14 @@ use trailgate_recorder::{Event, SessionEnd, TrailWriter};
 
 use super::ChannelState;
 use crate::admission::PreAuth;
-use crate::config::{OnFailure, SettingsPolicyConfig};
+use crate::config::{OnFailure, Protocol, SettingsPolicyConfig};
 use crate::registry::{KillReason, LiveSession};
 use crate::services::Services;
 use crate::session::*;
 
 pub struct Session {
-    pub id: String,
+    pub id: SessionId,
+    pub protocol: Protocol,
     /// The session's tracing span: work done in russh's tasks and in the pumps enters it.
     pub span: tracing::Span,
     pub gw: Arc<Services>,
@@ -63,15 +64,16 @@ pub struct Session {
 impl Session {
     pub fn new(
         gw: Arc<Services>,
-        protocol: &'static str,
-        id: String,
+        protocol: Protocol,
+        id: SessionId,
+        span: tracing::Span,
         peer: SocketAddr,
         preauth: PreAuth,
     ) -> Arc<Self> {
         let start_wall = OffsetDateTime::now_utc();
         let record = SessionRecord {
-            id: id.clone(),
-            protocol: protocol.into(),
+            id: id.to_string(),
+            protocol: protocol.as_str().into(),
             active: true,
             status: Status::Connected,
             verdict: None,
@@ -99,12 +101,13 @@ impl Session {
                 error: None,
             },
             node_id: gw.node_id.clone(),
+            vnc: None,
         };
         let sh = Arc::new(Session {
-            live: LiveSession::new(id.clone()),
-            // Built inside the connection task's span (see `serve_connection`).
-            span: tracing::Span::current(),
+            live: LiveSession::new(id.to_string()),
+            span,
             id,
+            protocol,
             gw,
             start: Instant::now(),
             start_wall,
@@ -133,6 +136,14 @@ impl Session {
         sh.live
             .set_live_view(Box::new(move || weak.upgrade().map(|s| s.snapshot())));
         sh
+    }
+
+    /// Why the session was killed (a generic reason if it was not).
+    pub fn kill_reason(&self) -> KillReason {
+        self.live.kill_reason().unwrap_or(KillReason {
+            reason: "terminated".into(),
+            by: "gateway".into(),
+        })
     }
 
     pub fn elapsed_us(&self) -> u64 {
@@ -192,7 +203,7 @@ impl Session {
         } else {
             self.bytes_s2c.fetch_add(n as u64, Ordering::Relaxed);
         }
-        self.gw.metrics.relayed(from_client, n);
+        self.gw.metrics.relayed(self.protocol, from_client, n);
     }
 
     /// Records an event. A recording failure is never silent: it is logged, shown in the session

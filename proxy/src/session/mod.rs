@@ -3,14 +3,19 @@
 //! observer the gateway reports records to. A bridge builds on these; nothing here knows a
 //! protocol.
 //!
-//! Modules: `core` (the session), `channel` (channel state), `timers` (policy timers).
+//! Modules: `core` (the session), `id` (session ids), `lifecycle` (begin and conclude),
+//! `channel` (channel state), `timers` (policy timers), `start` (target choice and trail).
 
 mod channel;
 mod core;
+mod id;
+mod lifecycle;
 mod timers;
 
 pub use channel::ChannelState;
 pub use core::Session;
+pub use id::SessionId;
+pub use lifecycle::{begin, conclude};
 pub use timers::policy_timers;
 pub use trailgate_recorder::record::*;
 

@@ -30,7 +30,7 @@ use russh::Disconnect;
 use tokio::net::TcpStream;
 use tracing::Instrument;
 
-use crate::registry::KillReason;
+use crate::config::Protocol;
 use crate::session::{self, Session, Status, Verdict};
 use crate::stream::Closable;
 
@@ -54,25 +54,15 @@ const PUMP_DRAIN: Duration = Duration::from_secs(2);
 /// Runs one client connection from accept to sealed trail.
 pub async fn serve_connection(ssh: Arc<SshService>, tcp: TcpStream, peer: SocketAddr) {
     let gw = ssh.svc.clone();
-    // Refused at once, before any work or record: a flood costs an accept and a close.
-    let preauth = match gw.admission.admit(peer.ip()) {
-        Ok(p) => p,
-        Err(limit) => {
-            tracing::debug!(client = %peer, limit = limit.as_str(), "connection refused before authentication");
-            return;
-        }
+    let Some(sh) = session::begin(&gw, Protocol::Ssh, peer) else {
+        return;
     };
-    let id = uuid::Uuid::now_v7().to_string();
-    let span = tracing::info_span!("session", id = %id, client = %peer);
+    let span = sh.span.clone();
     async move {
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "set_nodelay");
         }
-        gw.metrics.connection_opened();
-        let sh = Session::new(gw.clone(), "ssh", id, peer, preauth);
         let legs = Arc::new(legs::SshLegs::default());
-        gw.registry.insert(sh.live.clone());
-        sh.publish();
         // The login timeout runs from accept, so a client that never speaks is closed too.
         let timers = tokio::spawn(session::policy_timers(sh.clone(), gw.cfg.ssh.login_timeout));
         let handler = handler::SshHandler::new(sh.clone(), ssh.clone(), legs.clone());
@@ -98,20 +88,13 @@ pub async fn serve_connection(ssh: Arc<SshService>, tcp: TcpStream, peer: Socket
                 Some(Verdict::LoginTimeout),
                 &format!("no SSH version line within {banner:?}"),
             ),
-            None => sh.terminated(&kill_reason(&sh)),
+            None => sh.terminated(&sh.kill_reason()),
         }
         timers.abort();
         finish(&sh, &legs).await;
     }
     .instrument(span)
     .await
-}
-
-fn kill_reason(sh: &Session) -> KillReason {
-    sh.live.kill_reason().unwrap_or(KillReason {
-        reason: "terminated".into(),
-        by: "gateway".into(),
-    })
 }
 
 /// Runs an established connection until the client leaves or the session is killed, and notes
@@ -133,7 +116,7 @@ async fn run(
         Some(Err(russh::Error::Disconnect)) => sh.note_end("client disconnected", false, max_auth),
         Some(Err(e)) => sh.note_end(&format!("connection error: {e}"), true, max_auth),
         None => {
-            let reason = kill_reason(sh);
+            let reason = sh.kill_reason();
             let msg = format!("session terminated by {}: {}", reason.by, reason.reason);
             sh.terminated(&reason);
             let _ = running
@@ -167,32 +150,5 @@ async fn finish(sh: &Arc<Session>, legs: &legs::SshLegs) {
     // The pumps now stop at their next wait on a peer; a record they are writing completes
     // (the writer's budget bounds how long that takes).
     sh.pumps.wait().await;
-    sh.finish_trail().await;
-    let waited = sh.trail.get().map(|t| t.backpressure()).unwrap_or_default();
-    sh.gw.metrics.recording_paced(&waited);
-    // Final record first: whoever sees the session leave the registry (the API's kill answer)
-    // then finds that record in the catalog, not the last live one.
-    let rec = sh.publish();
-    sh.gw.registry.remove(&sh.id);
-    let verdict = rec.verdict.map(Verdict::as_str).unwrap_or("-");
-    sh.gw.metrics.connection_ended(
-        rec.verdict.map(Verdict::as_str).unwrap_or("none"),
-        rec.status.as_str(),
-        rec.duration.unwrap_or(0.0),
-    );
-    tracing::info!(
-        user = rec.user.name.as_deref().unwrap_or("-"),
-        target = rec.target.name.as_deref().unwrap_or("-"),
-        server_user = rec.user.server_username.as_deref().unwrap_or("-"),
-        duration_s = rec.duration.unwrap_or(0.0),
-        bytes_c2s = rec.bytes_client_to_server,
-        bytes_s2c = rec.bytes_server_to_client,
-        verdict,
-        status = rec.status.as_str(),
-        reason = rec.end_reason.as_deref().unwrap_or("-"),
-        trail = rec.trail.path.as_deref().unwrap_or("-"),
-        recording_wait_ms = waited.waited.as_millis() as u64,
-        recording_fast_frames = waited.fast_frames,
-        "session ended"
-    );
+    session::conclude(sh).await;
 }

@@ -122,7 +122,7 @@ impl SshHandler {
         let _ = self.legs.upstream.set(Arc::new(up));
 
         let spec = TrailSpec {
-            session_id: sh.id.clone(),
+            session_id: sh.id.to_string(),
             protocol: "ssh".into(),
             meta: SessionMeta {
                 client: Some(endpoint(

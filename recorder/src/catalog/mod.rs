@@ -537,6 +537,7 @@ pub fn record_from_trail(path: &Path) -> Result<SessionRecord> {
             error: info.integrity_detail.clone(),
         },
         node_id: m.node_id.clone().unwrap_or_default(),
+        vnc: None,
     })
 }
 

@@ -1,0 +1,66 @@
+//! A session's beginning and end, the same for every protocol: admission at accept, the
+//! session's id, span, record and registry entry; and at the end the sealed trail, the final
+//! record, metrics and the one "session ended" log line. A bridge calls [`begin`] when it
+//! accepts a connection and [`conclude`] once its legs are closed and its pumps have ended.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use super::{Session, SessionId, Verdict};
+use crate::config::Protocol;
+use crate::services::Services;
+
+/// Admits a new connection (pre-authentication limits) and opens its session: id, tracing
+/// span, record (published), registry entry. `None`: refused at accept, before any work or
+/// record, so a flood costs an accept and a close.
+pub fn begin(gw: &Arc<Services>, protocol: Protocol, peer: SocketAddr) -> Option<Arc<Session>> {
+    let preauth = match gw.admission.admit(peer.ip()) {
+        Ok(p) => p,
+        Err(limit) => {
+            tracing::debug!(client = %peer, protocol = protocol.as_str(), limit = limit.as_str(),
+                "connection refused before authentication");
+            return None;
+        }
+    };
+    let id = SessionId::new();
+    let span = tracing::info_span!("session", id = %id, protocol = protocol.as_str(), client = %peer);
+    gw.metrics.connection_opened();
+    let sh = Session::new(gw.clone(), protocol, id, span, peer, preauth);
+    gw.registry.insert(sh.live.clone());
+    sh.publish();
+    Some(sh)
+}
+
+/// Seals the trail, publishes the final record, leaves the registry, and logs the session's
+/// end. Call once the client and target legs are closed and every pump has finished.
+pub async fn conclude(sh: &Arc<Session>) {
+    sh.finish_trail().await;
+    let waited = sh.trail.get().map(|t| t.backpressure()).unwrap_or_default();
+    sh.gw.metrics.recording_paced(&waited);
+    // Final record first: whoever sees the session leave the registry (the API's kill answer)
+    // then finds that record in the catalog, not the last live one.
+    let rec = sh.publish();
+    sh.gw.registry.remove(&sh.id);
+    let verdict = rec.verdict.map(Verdict::as_str).unwrap_or("-");
+    sh.gw.metrics.connection_ended(
+        sh.protocol,
+        rec.verdict.map(Verdict::as_str).unwrap_or("none"),
+        rec.status.as_str(),
+        rec.duration.unwrap_or(0.0),
+    );
+    tracing::info!(
+        user = rec.user.name.as_deref().unwrap_or("-"),
+        target = rec.target.name.as_deref().unwrap_or("-"),
+        server_user = rec.user.server_username.as_deref().unwrap_or("-"),
+        duration_s = rec.duration.unwrap_or(0.0),
+        bytes_c2s = rec.bytes_client_to_server,
+        bytes_s2c = rec.bytes_server_to_client,
+        verdict,
+        status = rec.status.as_str(),
+        reason = rec.end_reason.as_deref().unwrap_or("-"),
+        trail = rec.trail.path.as_deref().unwrap_or("-"),
+        recording_wait_ms = waited.waited.as_millis() as u64,
+        recording_fast_frames = waited.fast_frames,
+        "session ended"
+    );
+}

@@ -12,8 +12,10 @@ use crate::error::ProxyError;
 
 mod limits;
 mod redact;
+mod vnc;
 
 pub use limits::{LimitsConfig, MAX_LOGIN_NAME};
+pub use vnc::{VncConfig, VncTls};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,6 +28,9 @@ pub struct Config {
     pub node_id: Option<String>,
     #[serde(default)]
     pub ssh: SshConfig,
+    /// The VNC listener; absent: no VNC.
+    #[serde(default)]
+    pub vnc: Option<VncConfig>,
     #[serde(default)]
     pub recording: RecordingConfig,
     #[serde(default)]
@@ -222,7 +227,8 @@ pub struct TargetConfig {
     pub known_hosts: Option<PathBuf>,
     #[serde(default)]
     pub insecure_skip_host_key_check: bool,
-    /// Account on the target.
+    /// Account on the target (SSH: required; VNC: the user name of Plain authentication).
+    #[serde(default)]
     pub user: String,
     #[serde(default)]
     pub private_key: Option<PathBuf>,
@@ -234,6 +240,24 @@ pub struct TargetConfig {
     pub channel_policy: String,
     #[serde(default)]
     pub settings_policy: Option<String>,
+    /// VNC: how the leg to the target is secured (default `vencrypt`).
+    #[serde(default)]
+    pub tls: Option<VncTls>,
+    /// VNC: CA certificates (PEM) the target's certificate must chain to.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// VNC: ... or the target certificate's SHA-256, `sha256:<hex>`.
+    #[serde(default)]
+    pub tls_fingerprint: Option<String>,
+    /// VNC: the name the certificate must carry (default: the host of `address`).
+    #[serde(default)]
+    pub tls_server_name: Option<String>,
+}
+
+impl TargetConfig {
+    pub fn vnc_tls(&self) -> VncTls {
+        self.tls.unwrap_or_default()
+    }
 }
 
 fn default_protocol() -> Protocol {
@@ -360,6 +384,13 @@ impl Config {
             if let Some(p) = &mut t.known_hosts {
                 fix(p);
             }
+            if let Some(p) = &mut t.ca_file {
+                fix(p);
+            }
+        }
+        if let Some(v) = &mut self.vnc {
+            fix(&mut v.tls_cert);
+            fix(&mut v.tls_key);
         }
         if let Some(api) = &mut self.api {
             if let Some(p) = &mut api.tls_cert {
@@ -389,6 +420,9 @@ impl Config {
             }
         }
         self.limits.validate().map_err(ProxyError::Config)?;
+        if let Some(v) = &self.vnc {
+            v.validate().map_err(ProxyError::Config)?;
+        }
         if self.ssh.login_timeout.is_zero() {
             return err("ssh.login_timeout: must be above zero".into());
         }
@@ -449,6 +483,7 @@ impl Config {
             if crate::util::split_host_port(&t.address).is_none() {
                 return err(format!("{at}.address: {:?} is not host:port", t.address));
             }
+            vnc::validate_target(&at, t).map_err(ProxyError::Config)?;
             if t.protocol == Protocol::Ssh {
                 match (&t.host_key, &t.known_hosts, t.insecure_skip_host_key_check) {
                     (None, None, false) => {

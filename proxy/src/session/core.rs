@@ -194,11 +194,20 @@ impl Session {
         self.last_client.store(t, Ordering::Relaxed);
     }
 
+    /// Channel data relayed; all of a client's data is user input (SSH).
     pub fn data_activity(&self, from_client: bool, n: usize) {
+        self.traffic(from_client, n, from_client);
+    }
+
+    /// Data relayed: any traffic counts as activity (idle timeout); only `user_input` (SSH:
+    /// client data; VNC: key and pointer events) keeps the inactivity timeout away.
+    pub fn traffic(&self, from_client: bool, n: usize, user_input: bool) {
         let t = self.elapsed_us();
         self.last_activity.store(t, Ordering::Relaxed);
-        if from_client {
+        if user_input {
             self.last_client.store(t, Ordering::Relaxed);
+        }
+        if from_client {
             self.bytes_c2s.fetch_add(n as u64, Ordering::Relaxed);
         } else {
             self.bytes_s2c.fetch_add(n as u64, Ordering::Relaxed);

@@ -3,19 +3,22 @@
 //! observer the gateway reports records to. A bridge builds on these; nothing here knows a
 //! protocol.
 //!
-//! Modules: `core` (the session), `id` (session ids), `lifecycle` (begin and conclude),
+//! Modules: `core` (the session), `id` (session ids), `lifecycle` (begin and conclude), `login` (gateway authentication),
 //! `channel` (channel state), `timers` (policy timers), `start` (target choice and trail).
 
 mod channel;
 mod core;
 mod id;
 mod lifecycle;
+mod login;
+mod start;
 mod timers;
 
 pub use channel::ChannelState;
 pub use core::Session;
 pub use id::SessionId;
 pub use lifecycle::{begin, conclude};
+pub use start::{choose_target, endpoint};
 pub use timers::policy_timers;
 pub use trailgate_recorder::record::*;
 

@@ -28,12 +28,7 @@ pub struct ChanCtx {
     pub up: Option<Arc<ChannelWriteHalf<client::Msg>>>,
 }
 
-pub fn endpoint(host: &str, port: u32) -> trailgate_recorder::Endpoint {
-    trailgate_recorder::Endpoint {
-        host: host.to_string(),
-        port,
-    }
-}
+pub use crate::session::endpoint;
 
 impl ChanCtx {
     pub fn new(

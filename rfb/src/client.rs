@@ -279,11 +279,8 @@ mod tests {
         let mut got = Vec::new();
         while at < stream.len() {
             // Every prefix of a message is "incomplete", never an error.
-            let (m, n) = loop {
-                match next_message(&stream[at..]).unwrap() {
-                    Some(x) => break x,
-                    None => panic!("complete message not framed at {at}"),
-                }
+            let Some((m, n)) = next_message(&stream[at..]).unwrap() else {
+                panic!("complete message not framed at {at}");
             };
             for cut in 1..n {
                 assert_eq!(next_message(&stream[at..at + cut]).unwrap(), None);
@@ -299,7 +296,10 @@ mod tests {
 
     #[test]
     fn refuses_unknown_and_oversized() {
-        assert_eq!(next_message(&[99, 0]), Err(RfbError::UnsupportedMessage(99)));
+        assert_eq!(
+            next_message(&[99, 0]),
+            Err(RfbError::UnsupportedMessage(99))
+        );
         assert!(matches!(
             next_message(&[6, 0, 0, 0, 0x7f, 0, 0, 0]),
             Err(RfbError::TooLong { .. })
@@ -312,7 +312,10 @@ mod tests {
 
     #[test]
     fn filter_keeps_order_and_decodable_only() {
-        assert_eq!(filter_encodings(&[7, 16, -314, 1, 16, -239]), vec![16, 1, -239, 0]);
+        assert_eq!(
+            filter_encodings(&[7, 16, -314, 1, 16, -239]),
+            vec![16, 1, -239, 0]
+        );
         assert_eq!(filter_encodings(&[]), vec![0]);
     }
 }

@@ -1,6 +1,6 @@
 //! The crate's one error type.
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum RfbError {
     /// The peer sent something RFB does not allow here; the message says what.
     #[error("malformed RFB: {0}")]
@@ -18,6 +18,9 @@ pub enum RfbError {
     /// An encoding the decoder does not know (a stream that was not filtered by the gateway).
     #[error("unsupported encoding {0}")]
     UnsupportedEncoding(i32),
+    /// The framebuffer could not be encoded as PNG (an empty framebuffer, for one).
+    #[error("png: {0}")]
+    Png(String),
 }
 
 pub type Result<T> = std::result::Result<T, RfbError>;

@@ -177,8 +177,14 @@ mod tests {
         let v = Version::parse(b"RFB 003.008\n").unwrap();
         assert_eq!(v, Version::V3_8);
         assert_eq!(&v.line(), b"RFB 003.008\n");
-        assert_eq!(Version::parse(b"RFB 003.889\n").unwrap().effective(), Version::V3_8);
-        assert_eq!(Version::parse(b"RFB 003.005\n").unwrap().effective(), Version::V3_3);
+        assert_eq!(
+            Version::parse(b"RFB 003.889\n").unwrap().effective(),
+            Version::V3_8
+        );
+        assert_eq!(
+            Version::parse(b"RFB 003.005\n").unwrap().effective(),
+            Version::V3_3
+        );
         assert!(Version::parse(b"SSH-2.0-x\r\n\0").is_err());
         assert!(Version::parse(b"RFB 0x3.008\n").is_err());
     }

@@ -28,6 +28,9 @@ mod tests {
         assert_eq!(r[..8], r[8..]);
         assert_ne!(r, [0u8; 16]);
         // The ninth byte and later do not count.
-        assert_eq!(super::response(&[7u8; 16], b"secret123"), super::response(&[7u8; 16], b"secret12"));
+        assert_eq!(
+            super::response(&[7u8; 16], b"secret123"),
+            super::response(&[7u8; 16], b"secret12")
+        );
     }
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the real peers the end-to-end tests drive (OpenSSH server and clients, rsync, an X
-# server and X client for X11 forwarding, zstd).
+# server and X client for X11 forwarding, zstd, TigerVNC and x11vnc as VNC targets).
 # Idempotent: skips apt when everything is already present. Needs root (or sudo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +17,10 @@ command -v Xvfb >/dev/null 2>&1 || need+=(xvfb)
 command -v xauth >/dev/null 2>&1 || need+=(xauth)
 command -v xdpyinfo >/dev/null 2>&1 || need+=(x11-utils)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
+command -v Xvnc >/dev/null 2>&1 || need+=(tigervnc-standalone-server)
+command -v vncpasswd >/dev/null 2>&1 || need+=(tigervnc-tools)
+command -v x11vnc >/dev/null 2>&1 || need+=(x11vnc)
+command -v xsetroot >/dev/null 2>&1 || need+=(x11-xserver-utils)
 python3 -m venv --help >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""
@@ -24,6 +28,13 @@ if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+# The account a VeNCrypt X509Plain target (Xvnc, through PAM) checks; no shell, no home.
+if ! id tgvnc >/dev/null 2>&1; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO useradd --no-create-home --shell /usr/sbin/nologin tgvnc
+  echo 'tgvnc:tgvnc-pass-1' | $SUDO chpasswd
 fi
 # sshd refuses to start without its privilege-separation directory.
 [ -d /run/sshd ] || { mkdir -p /run/sshd 2>/dev/null || sudo mkdir -p /run/sshd; }

@@ -1,6 +1,7 @@
 //! `trailgate`: the gateway binary. Argument parsing and wiring only; the work lives in the
 //! `trailgate-proxy`, `trailgate-recorder` and `trailgate-control-api` crates.
 
+mod certs;
 mod serve;
 mod trail_cmd;
 
@@ -50,6 +51,24 @@ enum Cmd {
         #[command(subcommand)]
         what: KeygenCmd,
     },
+    /// Make certificates.
+    Certs {
+        #[command(subcommand)]
+        what: CertsCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CertsCmd {
+    /// A development CA with a gateway and a target certificate (localhost, 127.0.0.1, ::1 and
+    /// any --name), for VNC over TLS and the API's HTTPS. Never for production.
+    Dev {
+        #[arg(long, default_value = "./certs/dev")]
+        out: PathBuf,
+        /// More subjectAltNames (DNS names or IP addresses).
+        #[arg(long = "name")]
+        names: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -73,6 +92,9 @@ fn main() -> ExitCode {
         Cmd::Keygen {
             what: KeygenCmd::TrailSigning { out },
         } => trail_cmd::keygen_trail_signing(&out),
+        Cmd::Certs {
+            what: CertsCmd::Dev { out, names },
+        } => certs::dev(&out, &names),
     };
     match res {
         Ok(code) => code,

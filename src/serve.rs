@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use trailgate_control_api::{ApiState, Token};
-use trailgate_proxy::{Config, Services, SshService};
+use trailgate_proxy::{Config, Services, SshService, VncService};
 use trailgate_recorder::catalog::Catalog;
 
 pub fn run(config: &Path) -> Result<ExitCode> {
@@ -24,6 +24,7 @@ pub fn run(config: &Path) -> Result<ExitCode> {
         let catalog = Catalog::open(&cfg.data_dir).context("opening the session catalog")?;
         let gw = Services::new(cfg, catalog.clone())?;
         let ssh = SshService::new(gw.clone())?;
+        let vnc = VncService::new(gw.clone())?;
         // Nothing may show as active without a live connection: close what the last run left.
         let cat = catalog.clone();
         let key = gw.signing_key.clone();
@@ -36,6 +37,14 @@ pub fn run(config: &Path) -> Result<ExitCode> {
         }
         let listener = ssh.bind().await?;
         let addr = listener.local_addr()?;
+        let vnc = match vnc {
+            Some(v) => {
+                let l = v.bind().await?;
+                let a = l.local_addr()?;
+                Some((v, l, a))
+            }
+            None => None,
+        };
         let api = match &gw.cfg.api {
             Some(api_cfg) => {
                 let l = tokio::net::TcpListener::bind(api_cfg.listen)
@@ -81,15 +90,22 @@ pub fn run(config: &Path) -> Result<ExitCode> {
         // Stable lines on stdout: scripts and tests wait for them (and learn the ports when the
         // config says port 0).
         println!("trailgate: ssh listening on {addr}");
+        if let Some((_, _, a)) = &vnc {
+            println!("trailgate: vnc listening on {a}");
+        }
         if let Some((a, _)) = &api {
             println!("trailgate: api listening on {a}");
         }
         std::io::stdout().flush().ok();
         let serve = tokio::spawn(ssh.serve(listener));
+        let serve_vnc = vnc.map(|(v, l, _)| tokio::spawn(v.serve(l)));
         wait_for_signal().await;
         tracing::info!("shutting down");
         gw.shutdown(Duration::from_secs(10)).await;
         serve.abort();
+        if let Some(h) = serve_vnc {
+            h.abort();
+        }
         if let Some((_, h)) = api {
             let _ = tokio::time::timeout(Duration::from_secs(5), h).await;
         }

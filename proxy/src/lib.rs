@@ -1,5 +1,5 @@
-//! Trailgate's proxy: listeners, the SSH bridge, policies, and the live-session registry.
-//! Protocol bridges (`ssh`) build on the neutral modules and are never imported by them.
+//! Trailgate's proxy: listeners, the SSH and VNC bridges, policies, and the live-session registry.
+//! Protocol bridges (`ssh`, `vnc`) build on the neutral modules and are never imported by them.
 //!
 //! Modules:
 //! - [`admission`]: pre-authentication limits (connection caps, password checks, throttling).
@@ -11,6 +11,7 @@
 //! - [`policy`]: channel policies (which channel kinds a target allows); pure.
 //! - [`services`]: what every bridge shares (config, keys, registry, metrics, limits, shutdown).
 //! - [`ssh`]: the SSH bridge ([`SshService`], server handler, upstream client, per-channel relays).
+//! - [`vnc`]: the VNC bridge ([`VncService`], VeNCrypt/TLS toward viewers, RFB toward targets).
 //! - [`registry`]: live sessions and how to terminate them.
 //! - [`metrics`]: Prometheus counters and gauges of connections, channels, bytes, failures.
 //! - [`session`]: the protocol-neutral session core (session, channel state, timers, end) and
@@ -31,8 +32,10 @@ pub mod ssh;
 pub mod stream;
 pub mod tls;
 pub mod util;
+pub mod vnc;
 
 pub use config::Config;
 pub use error::ProxyError;
 pub use services::Services;
 pub use ssh::SshService;
+pub use vnc::VncService;

@@ -15,6 +15,7 @@ use anyhow::{Context, Result, bail};
 pub mod peers;
 mod sshd;
 mod trail;
+pub mod vnc;
 
 pub use sshd::Sshd;
 pub use trail::*;
@@ -68,6 +69,8 @@ pub struct Gateway {
     pub dir: tempfile::TempDir,
     pub addr: SocketAddr,
     pub api: SocketAddr,
+    /// The VNC listener, when the config has `[vnc]`.
+    pub vnc: Option<SocketAddr>,
     pub alice_key: PathBuf,
     pub config: PathBuf,
     child: Child,
@@ -187,12 +190,13 @@ impl Gateway {
         file_size_limit: Option<u64>,
     ) -> Result<Gateway> {
         let stderr_log = dir.path().join("gateway.log");
-        let (child, addr, api) = Self::spawn(&config, &stderr_log, file_size_limit)?;
+        let (child, addr, api, vnc) = Self::spawn(&config, &stderr_log, file_size_limit)?;
         Ok(Gateway {
             alice_key: dir.path().join("alice_key"),
             dir,
             addr,
             api,
+            vnc,
             config,
             child,
             stderr_log,
@@ -206,7 +210,7 @@ impl Gateway {
         config: &Path,
         stderr_log: &Path,
         file_size_limit: Option<u64>,
-    ) -> Result<(Child, SocketAddr, SocketAddr)> {
+    ) -> Result<(Child, SocketAddr, SocketAddr, Option<SocketAddr>)> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -243,6 +247,7 @@ impl Gateway {
                 for (k, prefix) in [
                     ("ssh", "trailgate: ssh listening on "),
                     ("api", "trailgate: api listening on "),
+                    ("vnc", "trailgate: vnc listening on "),
                 ] {
                     if let Some(a) = line.strip_prefix(prefix) {
                         let _ = tx.send((k, a.trim().to_string()));
@@ -250,10 +255,12 @@ impl Gateway {
                 }
             }
         });
-        let (mut addr, mut api) = (None, None);
+        let (mut addr, mut api, mut vnc) = (None, None, None);
+        // The VNC line, when there is one, comes before the API's.
         while addr.is_none() || api.is_none() {
             match rx.recv_timeout(Duration::from_secs(30)) {
                 Ok(("ssh", a)) => addr = Some(a.parse()?),
+                Ok(("vnc", a)) => vnc = Some(a.parse()?),
                 Ok((_, a)) => api = Some(a.parse()?),
                 Err(_) => {
                     let _ = child.kill();
@@ -264,7 +271,7 @@ impl Gateway {
                 }
             }
         }
-        Ok((child, addr.context("ssh")?, api.context("api")?))
+        Ok((child, addr.context("ssh")?, api.context("api")?, vnc))
     }
 
     pub fn log(&self) -> String {
@@ -366,8 +373,9 @@ impl Gateway {
     pub fn crash_and_restart(&mut self) -> Result<()> {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let (child, addr, api) = Self::spawn(&self.config, &self.stderr_log, self.file_size_limit)?;
-        (self.child, self.addr, self.api) = (child, addr, api);
+        let (child, addr, api, vnc) =
+            Self::spawn(&self.config, &self.stderr_log, self.file_size_limit)?;
+        (self.child, self.addr, self.api, self.vnc) = (child, addr, api, vnc);
         Ok(())
     }
 

@@ -1,0 +1,179 @@
+//! The client's side of the handshake: RFB 3.8 from the gateway, VeNCrypt with X509Plain (TLS
+//! with the gateway's certificate, then user name and password), or, for TLS-first clients
+//! (recognised by their ClientHello), the whole RFB stream inside TLS with VeNCrypt Plain.
+//! Credentials never cross in clear: no plaintext security type is offered.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
+use trailgate_recorder::record::VncLeg;
+use trailgate_rfb::Version;
+use trailgate_rfb::handshake::{TLS_HANDSHAKE_BYTE, security};
+
+use super::io::{self, Io};
+use crate::config::MAX_LOGIN_NAME;
+
+/// Longest password accepted (a password longer than this is not a password).
+const MAX_PASSWORD: usize = 1024;
+
+/// What the client's handshake produced: its stream (TLS from here on), its login and the leg.
+pub struct Front {
+    pub io: Io,
+    pub login: String,
+    pub password: String,
+    pub leg: VncLeg,
+}
+
+/// Why a client's handshake ended without a login.
+#[derive(Debug)]
+pub enum FrontError {
+    /// The client speaks something the gateway refuses (an old RFB version, another security
+    /// type); it was told why.
+    Refused(String),
+    /// Malformed input, TLS failure or a dropped connection.
+    Protocol(String),
+}
+
+impl From<std::io::Error> for FrontError {
+    fn from(e: std::io::Error) -> Self {
+        FrontError::Protocol(e.to_string())
+    }
+}
+
+/// Runs the handshake up to the credentials (the SecurityResult is the caller's: it depends on
+/// the login and the target).
+pub async fn handshake(
+    tcp: TcpStream,
+    tls: Arc<rustls::ServerConfig>,
+    detect: Duration,
+) -> Result<Front, FrontError> {
+    let acceptor = TlsAcceptor::from(tls);
+    // TLS clients speak first; RFB clients wait for the server's version line.
+    let mut first = [0u8; 1];
+    let tls_first = matches!(
+        tokio::time::timeout(detect, tcp.peek(&mut first)).await,
+        Ok(Ok(1)) if first[0] == TLS_HANDSHAKE_BYTE
+    );
+    if tls_first {
+        let tls = acceptor
+            .accept(tcp)
+            .await
+            .map_err(|e| FrontError::Protocol(format!("TLS handshake: {e}")))?;
+        let (tls_version, tls_cipher) = crate::tls::negotiated(tls.get_ref().1);
+        let mut io: Io = Box::new(tls);
+        rfb_version(&mut io).await?;
+        vencrypt_offer(&mut io, security::PLAIN).await?;
+        let (login, password) = plain_credentials(&mut io).await?;
+        return Ok(Front {
+            io,
+            login,
+            password,
+            leg: VncLeg {
+                rfb_version: Version::V3_8.to_string(),
+                security: security::name(security::VENCRYPT, Some(security::PLAIN)),
+                tls_mode: "tls-first".into(),
+                tls_version,
+                tls_cipher,
+            },
+        });
+    }
+    let mut tcp = tcp;
+    rfb_version(&mut tcp).await?;
+    vencrypt_offer(&mut tcp, security::X509_PLAIN).await?;
+    let tls = acceptor
+        .accept(tcp)
+        .await
+        .map_err(|e| FrontError::Protocol(format!("TLS handshake: {e}")))?;
+    let (tls_version, tls_cipher) = crate::tls::negotiated(tls.get_ref().1);
+    let mut io: Io = Box::new(tls);
+    let (login, password) = plain_credentials(&mut io).await?;
+    Ok(Front {
+        io,
+        login,
+        password,
+        leg: VncLeg {
+            rfb_version: Version::V3_8.to_string(),
+            security: security::name(security::VENCRYPT, Some(security::X509_PLAIN)),
+            tls_mode: "vencrypt".into(),
+            tls_version,
+            tls_cipher,
+        },
+    })
+}
+
+/// Version exchange: the gateway speaks 3.8 only. Older clients are told why, in the form their
+/// version understands (3.7: an empty type list and a reason; 3.3: type 0 and a reason).
+async fn rfb_version<S: io::Stream + ?Sized>(s: &mut S) -> Result<(), FrontError> {
+    s.write_all(&Version::V3_8.line()).await?;
+    let mut line = [0u8; 12];
+    s.read_exact(&mut line).await?;
+    let v = Version::parse(&line).map_err(|e| FrontError::Protocol(e.to_string()))?;
+    let v = v.effective();
+    if v == Version::V3_8 {
+        return Ok(());
+    }
+    let why = format!(
+        "RFB {v} is not supported by this gateway: use a viewer that speaks RFB 3.8 with VeNCrypt (TLS)"
+    );
+    let mut msg = if v == Version::V3_7 {
+        vec![0u8]
+    } else {
+        0u32.to_be_bytes().to_vec()
+    };
+    msg.extend(io::reason(&why));
+    s.write_all(&msg).await?;
+    s.flush().await?;
+    Err(FrontError::Refused(why))
+}
+
+/// Offers VeNCrypt (the only security type) with one subtype, and agrees on it.
+async fn vencrypt_offer<S: io::Stream + ?Sized>(s: &mut S, subtype: u32) -> Result<(), FrontError> {
+    s.write_all(&[1, security::VENCRYPT]).await?;
+    let chosen = io::read_u8(s).await?;
+    if chosen != security::VENCRYPT {
+        let why = format!("security type {chosen} was not offered; this gateway requires VeNCrypt (TLS)");
+        io::security_failed(s, &why).await?;
+        return Err(FrontError::Refused(why));
+    }
+    s.write_all(&[0, 2]).await?;
+    let mut v = [0u8; 2];
+    s.read_exact(&mut v).await?;
+    if v != [0, 2] {
+        s.write_all(&[0xff]).await?;
+        return Err(FrontError::Refused(format!(
+            "VeNCrypt version {}.{} (the gateway speaks 0.2)",
+            v[0], v[1]
+        )));
+    }
+    let mut offer = vec![0u8, 1];
+    offer.extend_from_slice(&subtype.to_be_bytes());
+    s.write_all(&offer).await?;
+    let chosen = io::read_u32(s).await?;
+    if chosen != subtype {
+        s.write_all(&[0]).await?;
+        return Err(FrontError::Refused(format!(
+            "VeNCrypt subtype {chosen} was not offered (offered {subtype})"
+        )));
+    }
+    s.write_all(&[1]).await?;
+    s.flush().await?;
+    Ok(())
+}
+
+/// VeNCrypt Plain: u32 lengths, user name, password.
+async fn plain_credentials<S: io::Stream + ?Sized>(
+    s: &mut S,
+) -> Result<(String, String), FrontError> {
+    let ulen = io::read_u32(s).await? as usize;
+    let plen = io::read_u32(s).await? as usize;
+    // A name a little past the limit is read so the refusal can say so; an absurd one is not.
+    let user = io::read_bounded(s, ulen, MAX_LOGIN_NAME * 4, "user name").await?;
+    let pass = io::read_bounded(s, plen, MAX_PASSWORD, "password").await?;
+    Ok((
+        String::from_utf8_lossy(&user).into_owned(),
+        String::from_utf8_lossy(&pass).into_owned(),
+    ))
+}

@@ -34,6 +34,12 @@ pub enum RecorderError {
     Catalog(String),
     #[error("no channel {0} in this trail")]
     NoSuchChannel(u32),
+    /// A VNC tool on a trail with no VNC channel (an SSH session, for one).
+    #[error("not a VNC trail: {0}")]
+    NotVnc(String),
+    /// A VNC trail that cannot give what was asked (no screen yet at that time, for one).
+    #[error("vnc: {0}")]
+    Vnc(String),
 }
 
 impl RecorderError {

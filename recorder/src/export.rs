@@ -1,5 +1,6 @@
 //! Exports of a trail: raw channel bytes (`cat`), asciicast v2, terminal replay, and the `info`
-//! document. All stream record by record; none loads a whole trail.
+//! document (with the VNC summary of [`crate::vnc`] for VNC trails). All stream record by
+//! record; none loads a whole trail.
 
 use std::io::Write;
 use std::path::Path;
@@ -112,14 +113,20 @@ pub struct TrailInfo {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub zstd_fast_level: Option<i32>,
     pub channels: Vec<ChannelInfo>,
+    /// The VNC session: desktop, size, pixel format, input and update counts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vnc: Option<crate::vnc::VncInfo>,
 }
 
 /// Reads the whole trail (verifying it) and describes it.
 pub fn info(path: &Path) -> Result<TrailInfo> {
     let mut r = TrailReader::open(path)?;
     let mut stats = Stats::default();
+    // Framing only: counting updates must not cost what rendering them would.
+    let mut vnc = crate::vnc::Scan::new(false);
     let integrity = r.for_each_record(|rec| {
         stats.apply_record(rec);
+        vnc.apply(rec);
         Ok(())
     })?;
     let h = r.header.clone();
@@ -169,6 +176,7 @@ pub fn info(path: &Path) -> Result<TrailInfo> {
                 stats: c,
             })
             .collect(),
+        vnc: vnc.finish(),
     })
 }
 

@@ -96,6 +96,34 @@ pub fn zrle_rect(
     v
 }
 
+/// A server's ZRLE zlib stream (one per connection) and the rectangles sent through it.
+pub struct ZrleStream(Compress);
+
+impl Default for ZrleStream {
+    fn default() -> Self {
+        ZrleStream::new()
+    }
+}
+
+impl ZrleStream {
+    pub fn new() -> ZrleStream {
+        ZrleStream(Compress::new(flate2::Compression::fast(), true))
+    }
+
+    /// See [`zrle_rect`].
+    pub fn rect(
+        &mut self,
+        pf: &PixelFormat,
+        x: u16,
+        y: u16,
+        w: u16,
+        h: u16,
+        rgb: &[[u8; 3]],
+    ) -> Vec<u8> {
+        zrle_rect(&mut self.0, pf, x, y, w, h, rgb)
+    }
+}
+
 pub fn bell() -> [u8; 1] {
     [2]
 }

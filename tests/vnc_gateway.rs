@@ -376,3 +376,46 @@ fn fbs_export_replays_to_the_recorded_final_frame() {
     let i = (100 * w as usize + 100) * 3;
     assert_eq!(&rgb[i..i + 3], &[0x33, 0x66, 0xcc], "at {at}s");
 }
+
+#[test]
+fn inactivity_counts_keys_and_pointer_only_idle_counts_any_traffic() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let tc = Certs::make(&tmp.path().join("targetcerts"));
+    let x = Xvnc::start(tmp.path(), "None", &tc, None).expect("xvnc");
+    let targets = target("desk", x.port, "tls = \"none\"\nsettings_policy = \"short\"")
+        + "\n[settings_policies.short]\ninactivity_timeout = \"1500ms\"\n";
+    let (gw, certs) = start(&targets);
+    let addr = gw.vnc.expect("vnc");
+    let mut v = Viewer::connect(addr, &certs.path("ca.pem"), "alice@desk", ALICE_PASSWORD, Mode::Vencrypt)
+        .expect("connect");
+    v.setup_default();
+    // Update requests and the updates they bring are traffic, not input: the session ends.
+    let t = std::time::Instant::now();
+    let mut i = 0u32;
+    let closed = loop {
+        x.solid(if i % 2 == 0 { "#101010" } else { "#202020" });
+        v.request(true);
+        if v.wait_update().is_err() {
+            break t.elapsed();
+        }
+        i += 1;
+        assert!(t.elapsed() < Duration::from_secs(10), "not ended for inactivity");
+    };
+    assert!(closed >= Duration::from_millis(1400), "ended after {closed:?}");
+    let s = ended_session(&gw, "desk");
+    assert!(s["end_reason"].as_str().unwrap_or_default().contains("inactivity timeout"), "{s}");
+
+    // Keys keep it alive past the timeout.
+    let mut v = Viewer::connect(addr, &certs.path("ca.pem"), "alice@desk", ALICE_PASSWORD, Mode::Vencrypt)
+        .expect("connect");
+    v.setup_default();
+    let t = std::time::Instant::now();
+    let mut i = 0;
+    while t.elapsed() < Duration::from_millis(3000) {
+        v.key(0xffe1); // Shift: changes nothing on the screen
+        v.request(true);
+        x.solid(if i % 2 == 0 { "#303030" } else { "#404040" });
+        v.wait_update().expect("session alive while typing");
+        i += 1;
+    }
+}

@@ -23,7 +23,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
-    /// Work with trail files: info, verify, cat, export, play.
+    /// Work with trail files: info, verify, cat, export, play, snapshot.
     Trail {
         #[command(subcommand)]
         cmd: trail_cmd::TrailCmd,

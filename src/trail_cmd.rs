@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use trailgate_recorder::{Direction, Integrity, export, keys};
+use trailgate_recorder::{Direction, Integrity, export, keys, vnc};
 
 #[derive(Debug, Subcommand)]
 pub enum TrailCmd {
@@ -39,19 +39,31 @@ pub enum TrailCmd {
         #[arg(long, conflicts_with = "direction")]
         stderr: bool,
     },
-    /// Convert a terminal channel to another format (asciicast v2).
+    /// Convert a session to another format: a terminal channel to asciicast v2 (`asciicast`),
+    /// a VNC session to FBS 001.000 (`fbs`, replayed by VNC players).
     Export {
         file: PathBuf,
         #[arg(long, default_value = "asciicast")]
         format: String,
+        /// The terminal channel (asciicast).
         #[arg(long)]
         channel: Option<u32>,
-        /// Include input (keystroke) events.
+        /// Include input (keystroke) events (asciicast).
         #[arg(long)]
         input: bool,
         /// Write here instead of standard output.
-        #[arg(long, short)]
+        #[arg(long, short, visible_alias = "out")]
         output: Option<PathBuf>,
+    },
+    /// The screen of a VNC session at some moment, as a PNG image.
+    Snapshot {
+        file: PathBuf,
+        /// Seconds since the session start (default: the end of the session).
+        #[arg(long)]
+        at: Option<f64>,
+        /// The PNG file to write.
+        #[arg(long, short)]
+        out: PathBuf,
     },
     /// Replay a terminal channel in this terminal with its original timing.
     Play {
@@ -119,8 +131,13 @@ pub fn run(cmd: TrailCmd) -> Result<ExitCode> {
             input,
             output,
         } => {
-            if format != "asciicast" {
-                anyhow::bail!("unknown export format {format:?}; supported: asciicast");
+            if !matches!(format.as_str(), "asciicast" | "fbs") {
+                anyhow::bail!("unknown export format {format:?}; supported: asciicast, fbs");
+            }
+            if format == "fbs" && (channel.is_some() || input) {
+                anyhow::bail!(
+                    "--channel and --input are for asciicast; fbs exports the VNC channel"
+                );
             }
             let mut out: Box<dyn Write> = match &output {
                 Some(p) => Box::new(std::io::BufWriter::new(
@@ -129,11 +146,27 @@ pub fn run(cmd: TrailCmd) -> Result<ExitCode> {
                 )),
                 None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
             };
+            if format == "fbs" {
+                let x = vnc::export_fbs(&file, &mut out)?;
+                out.flush()?;
+                if let Some(e) = &x.decode_error {
+                    eprintln!("trailgate: note: {e} (the export still holds every recorded byte)");
+                }
+                if x.later_format_change {
+                    eprintln!(
+                        "trailgate: warning: the viewer changed its pixel format during the session; \
+                         players show what follows the change wrongly"
+                    );
+                }
+                warn_integrity(&x.integrity);
+                return Ok(ExitCode::SUCCESS);
+            }
             let i = export::asciicast(&file, channel, input, &mut out)?;
             out.flush()?;
             warn_integrity(&i);
             Ok(ExitCode::SUCCESS)
         }
+        TrailCmd::Snapshot { file, at, out } => snapshot(&file, at, &out),
         TrailCmd::Play {
             file,
             channel,
@@ -235,7 +268,95 @@ fn info(file: &Path, json: bool) -> Result<ExitCode> {
             details.join(" ")
         );
     }
+    if let Some(v) = &i.vnc {
+        print_vnc(v);
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+fn snapshot(file: &Path, at: Option<f64>, out: &Path) -> Result<ExitCode> {
+    let at = match at {
+        Some(s) if s.is_finite() && s >= 0.0 => Some(Duration::from_secs_f64(s)),
+        Some(s) => anyhow::bail!("--at: {s} is not a number of seconds from 0"),
+        None => None,
+    };
+    let f = vnc::frame(file, at).with_context(|| format!("reading {}", file.display()))?;
+    let png = f.to_png()?;
+    std::fs::write(out, &png).with_context(|| format!("writing {}", out.display()))?;
+    if let Some(e) = &f.decode_error {
+        eprintln!("trailgate: note: {e}; the image shows the screen decoded before it");
+    }
+    if matches!(f.integrity, Integrity::Corrupt { .. }) {
+        warn_integrity(&f.integrity);
+    }
+    println!(
+        "wrote {} ({}x{}, the screen at {:.3} s after {} updates)",
+        out.display(),
+        f.framebuffer.width(),
+        f.framebuffer.height(),
+        f.time_us as f64 / 1e6,
+        f.updates
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The VNC part of `info`'s text.
+fn print_vnc(v: &vnc::VncInfo) {
+    let c = &v.counters;
+    println!("vnc (channel {}):", v.channel);
+    let size = match (v.width, v.height) {
+        (Some(w), Some(h)) => format!("{w}x{h}"),
+        _ => "-".into(),
+    };
+    let pf = |p: &vnc::PixelFormat| {
+        format!(
+            "{} bpp, depth {}{}",
+            p.bits_per_pixel,
+            p.depth,
+            if p.true_colour { "" } else { ", colour map" }
+        )
+    };
+    println!(
+        "  desktop     {:?} {size}{}{}",
+        v.desktop_name.as_deref().unwrap_or("-"),
+        v.pixel_format
+            .as_ref()
+            .map(|p| format!(", {}", pf(p)))
+            .unwrap_or_default(),
+        v.client_pixel_format
+            .as_ref()
+            .map(|p| format!(" (viewer asked {})", pf(p)))
+            .unwrap_or_default()
+    );
+    println!(
+        "  input       {} key events, {} pointer events, {} clipboard texts",
+        c.key_events, c.pointer_events, c.client_cut_texts
+    );
+    println!(
+        "  screen      {} updates ({} rectangles) for {} requests; {} bells, {} server clipboard texts",
+        c.updates, c.rects, c.update_requests, c.bells, c.cut_texts
+    );
+    for (name, leg) in [("client leg", &v.client), ("target leg", &v.target)] {
+        let Some(leg) = leg else { continue };
+        let field = |k: &str| {
+            leg.get(k)
+                .and_then(|x| x.as_str())
+                .unwrap_or("-")
+                .to_string()
+        };
+        let tls = match leg.get("tls_version").and_then(|x| x.as_str()) {
+            Some(t) => format!(", {t} {}", field("tls_cipher")),
+            None => String::new(),
+        };
+        println!(
+            "  {name:<11} RFB {} {}{tls}",
+            field("rfb_version"),
+            field("security")
+        );
+    }
+    if let Some(e) = &v.decode_error {
+        println!("  decoding    {e}");
+    }
 }
 
 fn verify(file: &Path, key: Option<&str>) -> Result<ExitCode> {

@@ -13,8 +13,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::Value;
-use trailgate_rfb::decode::Counters;
-use trailgate_rfb::{Decoder, Framebuffer, PixelFormat, ServerInit, fbs};
+use trailgate_rfb::{Decoder, ServerInit, fbs};
+// The types of this module's results, for callers without their own dependency on the crate.
+pub use trailgate_rfb::decode::Counters;
+pub use trailgate_rfb::{Framebuffer, PixelFormat};
 
 use crate::error::{RecorderError, Result};
 use crate::format::{Direction, Event, Record};

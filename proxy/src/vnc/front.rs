@@ -57,38 +57,18 @@ pub async fn handshake(
         tokio::time::timeout(detect, tcp.peek(&mut first)).await,
         Ok(Ok(1)) if first[0] == TLS_HANDSHAKE_BYTE
     );
-    if tls_first {
-        let tls = acceptor
-            .accept(tcp)
-            .await
-            .map_err(|e| FrontError::Protocol(format!("TLS handshake: {e}")))?;
-        let (tls_version, tls_cipher) = crate::tls::negotiated(tls.get_ref().1);
-        let mut io: Io = Box::new(tls);
+    let (mut io, (tls_version, tls_cipher), subtype, mode) = if tls_first {
+        let (mut io, negotiated) = accept(&acceptor, tcp).await?;
         rfb_version(&mut io).await?;
         vencrypt_offer(&mut io, security::PLAIN).await?;
-        let (login, password) = plain_credentials(&mut io).await?;
-        return Ok(Front {
-            io,
-            login,
-            password,
-            leg: VncLeg {
-                rfb_version: Version::V3_8.to_string(),
-                security: security::name(security::VENCRYPT, Some(security::PLAIN)),
-                tls_mode: "tls-first".into(),
-                tls_version,
-                tls_cipher,
-            },
-        });
-    }
-    let mut tcp = tcp;
-    rfb_version(&mut tcp).await?;
-    vencrypt_offer(&mut tcp, security::X509_PLAIN).await?;
-    let tls = acceptor
-        .accept(tcp)
-        .await
-        .map_err(|e| FrontError::Protocol(format!("TLS handshake: {e}")))?;
-    let (tls_version, tls_cipher) = crate::tls::negotiated(tls.get_ref().1);
-    let mut io: Io = Box::new(tls);
+        (io, negotiated, security::PLAIN, "tls-first")
+    } else {
+        let mut tcp = tcp;
+        rfb_version(&mut tcp).await?;
+        vencrypt_offer(&mut tcp, security::X509_PLAIN).await?;
+        let (io, negotiated) = accept(&acceptor, tcp).await?;
+        (io, negotiated, security::X509_PLAIN, "vencrypt")
+    };
     let (login, password) = plain_credentials(&mut io).await?;
     Ok(Front {
         io,
@@ -96,12 +76,24 @@ pub async fn handshake(
         password,
         leg: VncLeg {
             rfb_version: Version::V3_8.to_string(),
-            security: security::name(security::VENCRYPT, Some(security::X509_PLAIN)),
-            tls_mode: "vencrypt".into(),
+            security: security::name(security::VENCRYPT, Some(subtype)),
+            tls_mode: mode.into(),
             tls_version,
             tls_cipher,
         },
     })
+}
+
+type Negotiated = (Option<String>, Option<String>);
+
+/// The TLS handshake as server; the stream and what it negotiated.
+async fn accept(acceptor: &TlsAcceptor, tcp: TcpStream) -> Result<(Io, Negotiated), FrontError> {
+    let tls = acceptor
+        .accept(tcp)
+        .await
+        .map_err(|e| FrontError::Protocol(format!("TLS handshake: {e}")))?;
+    let negotiated = crate::tls::negotiated(tls.get_ref().1);
+    Ok((Box::new(tls), negotiated))
 }
 
 /// Version exchange: the gateway speaks 3.8 only. Older clients are told why, in the form their

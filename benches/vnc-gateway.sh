@@ -3,16 +3,16 @@
 # TLS-terminating TCP relay (benches/src/bin/tls-relay.rs) in front of the same Xvnc, and
 # against Xvnc directly, in one run, alternating paths (benches/src/bin/vnc-bench.rs).
 #
-#   benches/vnc-gateway.sh     # after: cargo build --release --bin trailgate \
-#                              #   -p trailgate-benches --bin vnc-bench --bin tls-relay
+#   benches/vnc-gateway.sh     # after: cargo build --release -p trailgate -p trailgate-benches \
+#                              #   --bin trailgate --bin vnc-bench --bin tls-relay
 #
 # Measures: throughput of full-screen Raw updates of a GEOMETRY (1920x1080) desktop as fast as a
 # client asks for them (gateway vs relay), and the time from a PointerEvent to the update that
 # shows it (gateway vs direct). Needs Xvnc and xsetroot (scripts/install-test-deps.sh).
-# Knobs: GEOMETRY, FRAMES (200), ROUNDS (5), MOVES (300), TRAILGATE_BIN.
+# Knobs: GEOMETRY, FRAMES (200), ROUNDS (5), MOVES (300), TRAILGATE_BIN, REL (target/release).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-REL=target/release
+REL=${REL:-target/release}
 TG=${TRAILGATE_BIN:-$REL/trailgate}
 GEOMETRY=${GEOMETRY:-1920x1080}
 FRAMES=${FRAMES:-200}

@@ -276,8 +276,10 @@ fn info(file: &Path, json: bool) -> Result<ExitCode> {
 
 fn snapshot(file: &Path, at: Option<f64>, out: &Path) -> Result<ExitCode> {
     let at = match at {
-        Some(s) if s.is_finite() && s >= 0.0 => Some(Duration::from_secs_f64(s)),
-        Some(s) => anyhow::bail!("--at: {s} is not a number of seconds from 0"),
+        Some(s) => match Duration::try_from_secs_f64(s) {
+            Ok(d) => Some(d),
+            Err(_) => anyhow::bail!("--at: {s} is not a number of seconds from 0"),
+        },
         None => None,
     };
     let f = vnc::frame(file, at).with_context(|| format!("reading {}", file.display()))?;

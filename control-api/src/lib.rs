@@ -1,12 +1,13 @@
 //! Trailgate's control API (axum): sessions (list, detail, channels, kill), trails (download with
-//! Range, asciicast, live follow) with every download audited, an OpenAPI document generated from
-//! the code, `/healthz`, and Prometheus metrics at `/metrics`.
+//! Range, asciicast, live follow) and VNC screen snapshots, every download audited, an OpenAPI
+//! document generated from the code, `/healthz`, and Prometheus metrics at `/metrics`.
 //!
 //! Modules:
 //! - [`auth`]: bearer tokens (stored as SHA-256), roles `admin` and `auditor`.
 //! - [`error`]: the JSON error shape.
 //! - [`routes`]: session endpoints.
 //! - [`trail`]: trail downloads, exports and live follow.
+//! - [`snapshot`]: PNG screens of VNC sessions at any moment.
 //! - [`serve`]: the HTTP server (connection cap, header-read timeout, optional TLS).
 //! - [`openapi`]: the OpenAPI document.
 
@@ -15,6 +16,7 @@ pub mod error;
 pub mod openapi;
 pub mod routes;
 pub mod serve;
+pub mod snapshot;
 pub mod trail;
 
 use std::path::PathBuf;
@@ -74,6 +76,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/sessions/{id}/channels", get(routes::get_channels))
         .route("/api/v1/sessions/{id}/kill", post(routes::kill_session))
         .route("/api/v1/sessions/{id}/trail", get(trail::download))
+        .route("/api/v1/sessions/{id}/snapshot", get(snapshot::snapshot))
         .route(
             "/api/v1/sessions/{id}/trail_downloads",
             get(routes::trail_downloads),

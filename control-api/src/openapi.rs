@@ -8,7 +8,7 @@ use crate::auth::Caller;
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Trailgate control API", description = "Sessions, kills and trails of the Trailgate recording gateway."),
+    info(title = "Trailgate control API", description = "Sessions, kills, trails and VNC screen snapshots of the Trailgate recording gateway."),
     paths(
         crate::routes::list_sessions,
         crate::routes::get_session,
@@ -16,6 +16,7 @@ use crate::auth::Caller;
         crate::routes::kill_session,
         crate::routes::trail_downloads,
         crate::trail::download,
+        crate::snapshot::snapshot,
         crate::routes::metrics,
     ),
     components(schemas(

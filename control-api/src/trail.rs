@@ -24,7 +24,7 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 
 /// How long a download of a live session's trail waits for the recorder to flush.
-const LIVE_FLUSH_LIMIT: Duration = Duration::from_secs(2);
+pub(crate) const LIVE_FLUSH_LIMIT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct TrailParams {

@@ -537,8 +537,31 @@ pub fn record_from_trail(path: &Path) -> Result<SessionRecord> {
             error: info.integrity_detail.clone(),
         },
         node_id: m.node_id.clone().unwrap_or_default(),
-        vnc: None,
+        vnc: info.vnc.as_ref().map(vnc_record),
     })
+}
+
+/// The session record's VNC part from what the trail holds (its note and its streams).
+fn vnc_record(v: &crate::vnc::VncInfo) -> VncRecord {
+    // Over the defaults, so a note without some field still gives the others.
+    let leg = |l: &Option<serde_json::Value>| {
+        let mut base = serde_json::to_value(VncLeg::default()).unwrap_or_default();
+        if let (Some(b), Some(serde_json::Value::Object(n))) = (base.as_object_mut(), l) {
+            b.extend(n.clone());
+        }
+        serde_json::from_value::<VncLeg>(base).unwrap_or_default()
+    };
+    VncRecord {
+        desktop_name: v.desktop_name.clone().unwrap_or_default(),
+        width: v.width.unwrap_or(0),
+        height: v.height.unwrap_or(0),
+        pixel_format: v
+            .pixel_format
+            .and_then(|pf| serde_json::to_value(pf).ok())
+            .unwrap_or_default(),
+        client: leg(&v.client),
+        target: leg(&v.target),
+    }
 }
 
 impl Catalog {

@@ -234,6 +234,14 @@ async fn info_counts_and_legs() {
     assert_eq!(v["vnc"]["key_events"], 3);
     assert_eq!(v["vnc"]["target"]["security"], "vencrypt-x509-vnc");
     assert_eq!(v["vnc"]["pixel_format"]["bits_per_pixel"], 32);
+    // A catalog rebuilt from trails keeps the VNC part of the record.
+    let rec = crate::catalog::record_from_trail(&path)
+        .unwrap()
+        .vnc
+        .unwrap();
+    assert_eq!((rec.desktop_name.as_str(), rec.width), ("desk", W));
+    assert_eq!(rec.client.security, "vencrypt-x509-plain");
+    assert_eq!(rec.pixel_format["depth"], 24);
 }
 
 #[tokio::test]

@@ -1,5 +1,5 @@
 //! Trail downloads: the raw file (Range requests, streamed from disk, works while the session is
-//! still being recorded), an asciicast export, or a live follow that streams until the session
+//! still being recorded), an asciicast or FBS export, or a live follow that streams until the session
 //! ends. Every download is audited in the catalog.
 
 use std::io::Write;
@@ -28,7 +28,7 @@ pub(crate) const LIVE_FLUSH_LIMIT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct TrailParams {
-    /// `raw` (default) or `asciicast`.
+    /// `raw` (default), `asciicast` (a terminal channel) or `fbs` (a VNC session, FBS 001.000).
     pub format: Option<String>,
     /// Channel for `asciicast` (default: the first terminal channel).
     pub channel: Option<u32>,
@@ -38,7 +38,7 @@ pub struct TrailParams {
 
 /// Download a session's trail.
 #[utoipa::path(get, path = "/api/v1/sessions/{id}/trail", params(("id" = String, Path), TrailParams), security(("bearer" = [])),
-    responses((status = 200, content_type = "application/octet-stream", description = "the trail (or asciicast v2)"),
+    responses((status = 200, content_type = "application/octet-stream", description = "the trail (or asciicast v2, or FBS 001.000)"),
         (status = 206, description = "a Range of the trail"), (status = 401), (status = 404)))]
 pub async fn download(
     State(st): State<Arc<ApiState>>,
@@ -57,9 +57,14 @@ pub async fn download(
         .ok_or_else(|| ApiError::NotFound(format!("session {id} has no trail")))?;
     let format = p.format.clone().unwrap_or_else(|| "raw".into());
     let follow = p.follow.unwrap_or(false);
-    if !matches!(format.as_str(), "raw" | "asciicast") {
+    if !matches!(format.as_str(), "raw" | "asciicast" | "fbs") {
         return Err(ApiError::BadRequest(format!(
-            "format: {format:?} is not one of raw, asciicast"
+            "format: {format:?} is not one of raw, asciicast, fbs"
+        )));
+    }
+    if format == "fbs" && rec.protocol != "vnc" {
+        return Err(ApiError::NotFound(format!(
+            "session {id} is not a VNC session"
         )));
     }
     if follow && format != "raw" {
@@ -92,10 +97,10 @@ pub async fn download(
     tracing::info!(session = %id, token = %caller.name, %format, follow, range = ?range, "trail download");
     let filename = format!(
         "{id}.{}",
-        if format == "asciicast" {
-            "cast"
-        } else {
-            "trail"
+        match format.as_str() {
+            "asciicast" => "cast",
+            "fbs" => "fbs",
+            _ => "trail",
         }
     );
     // A live session's trail up to this moment, not up to its last flush (bounded: a recorder
@@ -109,6 +114,8 @@ pub async fn download(
     }
     let mut resp = if format == "asciicast" {
         asciicast(path, p.channel).await?
+    } else if format == "fbs" {
+        fbs(path)
     } else if follow {
         follow_raw(st.clone(), id.clone(), path)
     } else {
@@ -188,6 +195,29 @@ async fn asciicast(path: PathBuf, channel: Option<u32>) -> Result<Response, ApiE
         HeaderValue::from_static("application/x-asciicast"),
     );
     Ok(resp)
+}
+
+/// The VNC session as FBS 001.000, written on a blocking thread as the trail is read.
+fn fbs(path: PathBuf) -> Response {
+    let (tx, rx) = mpsc::channel(8);
+    tokio::task::spawn_blocking(move || {
+        let mut w = ChannelWriter {
+            tx: tx.clone(),
+            buf: Vec::new(),
+        };
+        let res = trailgate_recorder::vnc::export_fbs(&path, &mut w)
+            .map(|_| ())
+            .and_then(|_| w.flush().map_err(Into::into));
+        if let Err(e) = res {
+            let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+        }
+    });
+    let mut resp = Body::from_stream(ReceiverStream::new(rx)).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    resp
 }
 
 /// Streams the trail file as it grows, until the session has ended and everything is sent.

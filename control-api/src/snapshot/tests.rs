@@ -191,6 +191,29 @@ async fn snapshots_of_a_vnc_session_at_two_times() {
 }
 
 #[tokio::test]
+async fn fbs_download_replays_to_the_last_screen() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = api(dir.path()).await;
+    let r = get(
+        &app,
+        "/api/v1/sessions/vnc-1/trail?format=fbs",
+        Some(AUDITOR),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let d = trailgate_rfb::fbs::replay(&body(r).await).unwrap();
+    assert_eq!(d.framebuffer().pixel(3, 1), Some(BLUE));
+    assert_eq!(d.framebuffer().pixel(0, 1), Some(RED));
+    let r = get(
+        &app,
+        "/api/v1/sessions/ssh-1/trail?format=fbs",
+        Some(AUDITOR),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
 async fn bad_requests_and_missing_screens() {
     let dir = tempfile::tempdir().unwrap();
     let app = api(dir.path()).await;

@@ -620,7 +620,12 @@ impl TrailWriter {
         key: Arc<SigningKey>,
         cfg: WriterConfig,
     ) -> Result<TrailWriter> {
-        let start = Instant::now();
+        // Record time 0 is the session start the header names, not this call: a session whose
+        // trail opens after its login and the target's handshake has its records timed from
+        // when it began, so `start_unix_us + time` is the wall-clock time of a record.
+        let behind = Duration::try_from(OffsetDateTime::now_utc() - spec.start).unwrap_or_default();
+        let now = Instant::now();
+        let start = now.checked_sub(behind).unwrap_or(now);
         let start_unix_us = spec.start.unix_timestamp_nanos() / 1000;
         let header = TrailHeader {
             format_version: FORMAT_VERSION,
@@ -1650,6 +1655,52 @@ mod tests {
             cfg.zstd_level, cfg.window_log, cfg.hash_log, cfg.chain_log
         );
         assert!(size < 1100 * 1024, "context is {size} bytes");
+    }
+
+    /// Record times count from the session start the header names, even when the trail is
+    /// opened later (after the login and the target's handshake).
+    #[tokio::test]
+    async fn record_time_zero_is_the_session_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = TrailSpec {
+            session_id: "late".into(),
+            protocol: "vnc".into(),
+            meta: SessionMeta::default(),
+            start: OffsetDateTime::now_utc() - Duration::from_millis(1500),
+        };
+        let key = Arc::new(SigningKey::from_bytes(&[3u8; 32]));
+        let cfg = WriterConfig {
+            fsync: false,
+            ..WriterConfig::default()
+        };
+        let w = TrailWriter::create(dir.path(), spec, key, cfg)
+            .await
+            .unwrap();
+        let t = w.now_us();
+        assert!((1_500_000..1_600_000).contains(&t), "{t}");
+        w.record(1, output(b'x', 1)).await.unwrap();
+        let sum = w.finish(SessionEnd::default()).await.unwrap();
+        let mut r = crate::reader::TrailReader::open(&sum.path).unwrap();
+        let mut first = None;
+        r.for_each_record(|rec| {
+            first.get_or_insert(rec.time_us);
+            Ok(())
+        })
+        .unwrap();
+        assert!(first.unwrap() >= 1_500_000);
+        // A start in the future (a clock step) counts from now.
+        let spec = TrailSpec {
+            session_id: "future".into(),
+            protocol: "ssh".into(),
+            meta: SessionMeta::default(),
+            start: OffsetDateTime::now_utc() + Duration::from_secs(60),
+        };
+        let key = Arc::new(SigningKey::from_bytes(&[3u8; 32]));
+        let w = TrailWriter::create(dir.path(), spec, key, WriterConfig::default())
+            .await
+            .unwrap();
+        assert!(w.now_us() < 1_000_000);
+        w.finish(SessionEnd::default()).await.unwrap();
     }
 
     /// Once a session goes quiet its frame is closed and the trail holds no buffers: not the

@@ -1,4 +1,5 @@
-//! `trailgate certs dev`: a development CA, a gateway certificate and a target certificate that
+//! `trailgate certs dev`: a development CA, a gateway certificate (ECDSA P-256) and a target
+//! certificate (RSA 2048, which x11vnc needs) that
 //! rustls, TigerVNC (GnuTLS) and OpenSSL all accept (end-entity certificates with
 //! `CA:FALSE`, server-auth usage and subjectAltNames). Never for production.
 
@@ -38,7 +39,12 @@ pub fn dev(out: &Path, names: &[String]) -> Result<ExitCode> {
         p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         p.not_before = now - time::Duration::days(1);
         p.not_after = now + time::Duration::days(825);
-        let key = KeyPair::generate()?;
+        // The target's key is RSA: x11vnc's TLS (OpenSSL, `-ssl`) takes nothing else.
+        let key = if file == "target" {
+            KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)?
+        } else {
+            KeyPair::generate()?
+        };
         let cert = p.signed_by(&key, &ca_cert, &ca_key)?;
         write(out, &format!("{file}.pem"), &cert.pem(), false)?;
         write(out, &format!("{file}.key"), &key.serialize_pem(), true)?;

@@ -143,7 +143,7 @@ impl X11vnc {
         let mut child = Command::new("x11vnc")
             .args(["-display", &format!(":{display}"), "-rfbport", &port.to_string()])
             .args(["-localhost", "-forever", "-shared", "-nopw", "-quiet", "-noxdamage"])
-            .args(["-passwd", password, "-ssl"])
+            .args(["-passwd", password, "-desktop", &format!("testdesk{display}"), "-ssl"])
             .arg(certs.path("target-combined.pem"))
             .arg("-sslonly")
             .stdin(Stdio::null())

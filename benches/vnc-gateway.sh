@@ -7,8 +7,9 @@
 #                              #   --bin trailgate --bin vnc-bench --bin tls-relay
 #
 # Measures: throughput of full-screen Raw updates of a GEOMETRY (1920x1080) desktop as fast as a
-# client asks for them (gateway vs relay), and the time from a PointerEvent to the update that
-# shows it (gateway vs direct). Needs Xvnc and xsetroot (scripts/install-test-deps.sh).
+# client asks for them (gateway vs relay), and the time from a KeyEvent to the update that
+# shows it (gateway vs direct): keys typed into an xterm, timed to the update with their echo.
+# Needs Xvnc, xsetroot (scripts/install-test-deps.sh) and xterm (apt-get install xterm).
 # Knobs: GEOMETRY, FRAMES (200), ROUNDS (5), MOVES (300), TRAILGATE_BIN, REL (target/release).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,6 +35,8 @@ Xvnc ":$display" -rfbport "$xport" -localhost -nolisten tcp -geometry "$GEOMETRY
   -SecurityTypes None -desktop bench 2>"$tmp/xvnc.log" & pids+=($!)
 for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$xport) 2>/dev/null && break; sleep 0.1; done
 DISPLAY=":$display" xsetroot -solid '#406080'
+# The keys' echo: a terminal at the top left (no window manager: focus follows the pointer).
+DISPLAY=":$display" xterm -geometry 80x10+0+0 -e cat 2>/dev/null & pids+=($!)
 hash=$(printf 'bench-pass\n' | "$tmp/trailgate" hash-password)
 cat >"$tmp/trailgate.toml" <<CONF
 data_dir = "data"
@@ -60,6 +63,6 @@ $REL/tls-relay 127.0.0.1:0 "127.0.0.1:$xport" "$tmp/certs/gateway.pem" "$tmp/cer
 for _ in $(seq 100); do grep -q "relay listening" "$tmp/relay.out" && break; sleep 0.1; done
 relay=$(sed -n 's/^relay listening on //p' "$tmp/relay.out")
 echo "Xvnc $GEOMETRY :$display on $xport; gateway $gw (pid $gw_pid); relay $relay"
-$REL/vnc-bench --ca "$tmp/certs/ca.pem" --gateway "$gw" --login bench@desk --password bench-pass \
+${BENCH_BIN:-$REL/vnc-bench} --ca "$tmp/certs/ca.pem" --gateway "$gw" --login bench@desk --password bench-pass \
   --relay "$relay" --direct "127.0.0.1:$xport" --frames "$FRAMES" --rounds "$ROUNDS" --moves "$MOVES"
 echo "gateway RSS: $(awk '/VmRSS/ {print $2, $3}' /proc/$gw_pid/status); trails: $(du -sh "$tmp/data/trails" | cut -f1)"

@@ -7,9 +7,8 @@
 //! Both paths are TLS-first toward this client. Through the gateway the client authenticates
 //! with VeNCrypt Plain inside TLS; through the relay it speaks the target's own RFB (security
 //! None) inside TLS; direct is plain RFB to the target (the latency floor). Per round and path: N full-screen non-incremental Raw updates as fast as
-//! they come (MB/s of framebuffer data), then M pointer moves, each timed from the
-//! PointerEvent to the FramebufferUpdate that shows the moved cursor (Xvnc draws the cursor into
-//! the framebuffer when the client does not take the Cursor pseudo-encoding).
+//! they come (MB/s of framebuffer data), then M key presses into an xterm on the desktop, each
+//! timed from its KeyEvent to the FramebufferUpdate that shows the echo.
 //! Paths alternate within each round; the report gives the median of per-round ratios.
 
 use std::sync::Arc;
@@ -188,16 +187,21 @@ impl Conn {
         Ok(bytes as f64 / t.elapsed().as_secs_f64() / 1e6)
     }
 
+    /// Key presses into the xterm the script starts at the top left (focus follows the pointer,
+    /// so the pointer is put over it first): 'a' and BackSpace alternate, each echoed by the
+    /// terminal, and each timed from its KeyEvent to the update that shows it.
     async fn latency(&mut self, moves: usize) -> Res<Vec<Duration>> {
         let (w, h) = (self.init.width, self.init.height);
         let mut out = Vec::with_capacity(moves);
+        self.send(&msg::pointer_event(0, 40, 40)).await?;
         self.send(&msg::update_request(false, 0, 0, w, h)).await?;
         self.update().await?;
         for i in 0..moves {
             self.send(&msg::update_request(true, 0, 0, w, h)).await?;
-            let x = 100 + (i % 2) as u16 * 40;
+            let key = if i % 2 == 0 { 0x61 } else { 0xff08 };
             let t = Instant::now();
-            self.send(&msg::pointer_event(0, x, 100)).await?;
+            self.send(&msg::key_event(true, key)).await?;
+            self.send(&msg::key_event(false, key)).await?;
             self.update().await?;
             out.push(t.elapsed());
         }
@@ -224,7 +228,7 @@ async fn main() -> Res<()> {
     let (mut ratios, mut added) = (Vec::new(), Vec::new());
     let mut mbps_all = [Vec::new(), Vec::new(), Vec::new()];
     let mut p50_all = [Vec::new(), Vec::new(), Vec::new()];
-    println!("round  MB/s gateway  relay  direct  ratio gw/relay | input->update p50 gateway  relay  direct  added gw-direct");
+    println!("round  MB/s gateway  relay  direct  ratio gw/relay | key->echo p50 gateway  relay  direct  added gw-direct");
     for r in 0..a.rounds {
         // Rotate which path goes first.
         let mut order = [Path::Gateway, Path::Relay, Path::Direct];
@@ -237,7 +241,14 @@ async fn main() -> Res<()> {
                 Path::Relay => open(&a.relay, &a.ca, None).await?,
                 Path::Direct => open(&a.direct, "", None).await?,
             };
+            let trace = std::env::var_os("VNC_BENCH_TRACE").is_some();
+            if trace {
+                eprintln!("{p:?}: connected, {}x{}", c.init.width, c.init.height);
+            }
             mbps[p as usize] = c.throughput(a.frames).await?;
+            if trace {
+                eprintln!("{p:?}: throughput done ({:.0} MB/s)", mbps[p as usize]);
+            }
             let lat = c.latency(a.moves).await?;
             let mut us: Vec<f64> = lat.iter().map(|d| d.as_secs_f64() * 1e6).collect();
             p50[p as usize] = median(&mut us);
@@ -257,7 +268,7 @@ async fn main() -> Res<()> {
     }
     println!(
         "median of {} rounds: throughput gateway/relay {:.2}x ({:.0} / {:.0} / {:.0} MB/s gateway/relay/direct); \
-         input-to-update p50 added by the gateway {:+.0} µs (gateway {:.0}, relay {:.0}, direct {:.0} µs)",
+         key-to-echo p50 added by the gateway {:+.0} µs (gateway {:.0}, relay {:.0}, direct {:.0} µs)",
         a.rounds,
         median(&mut ratios),
         median(&mut mbps_all[0]),

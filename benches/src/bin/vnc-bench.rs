@@ -98,6 +98,8 @@ struct Conn {
     init: ServerInit,
     dec: Decoder,
     buf: Vec<u8>,
+    /// Key presses that brought no update within a second (not in the latencies).
+    missed: usize,
 }
 
 /// RFB 3.8 inside TLS: VeNCrypt Plain (gateway) or None (the target itself, via the relay).
@@ -145,7 +147,7 @@ async fn open(addr: &str, ca: &str, creds: Option<(&str, &str)>) -> Res<Conn> {
     let mut dec = Decoder::framing_only();
     dec.feed_client(&[1])?;
     dec.feed_server(&raw)?;
-    let mut c = Conn { s, init, dec, buf: vec![0u8; 256 * 1024] };
+    let mut c = Conn { s, init, dec, buf: vec![0u8; 256 * 1024], missed: 0 };
     c.send(&msg::set_pixel_format(&PixelFormat::RGB888)).await?;
     c.send(&msg::set_encodings(&[0])).await?;
     Ok(c)
@@ -202,8 +204,15 @@ impl Conn {
             let t = Instant::now();
             self.send(&msg::key_event(true, key)).await?;
             self.send(&msg::key_event(false, key)).await?;
-            self.update().await?;
-            out.push(t.elapsed());
+            // A key that changed nothing (a BackSpace on an empty line, the terminal not yet
+            // mapped) brings no update: skip it rather than wait forever.
+            match tokio::time::timeout(Duration::from_secs(1), self.update()).await {
+                Ok(r) => {
+                    r?;
+                    out.push(t.elapsed());
+                }
+                Err(_) => self.missed += 1,
+            }
         }
         Ok(out)
     }
@@ -250,6 +259,9 @@ async fn main() -> Res<()> {
                 eprintln!("{p:?}: throughput done ({:.0} MB/s)", mbps[p as usize]);
             }
             let lat = c.latency(a.moves).await?;
+            if c.missed > 0 {
+                eprintln!("{p:?}: {} of {} keys brought no update", c.missed, a.moves);
+            }
             let mut us: Vec<f64> = lat.iter().map(|d| d.as_secs_f64() * 1e6).collect();
             p50[p as usize] = median(&mut us);
         }

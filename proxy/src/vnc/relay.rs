@@ -15,8 +15,11 @@ use trailgate_rfb::client::{filter_encodings, next_message, set_encodings};
 use super::io::Io;
 use crate::session::{ChannelState, Session};
 
-/// Target-to-client reads (a full-HD raw update is ~8 MiB: large reads mean fewer records).
-const S2C_READ: usize = 128 * 1024;
+/// Target-to-client reads grow while they come back full (a full-HD raw update is ~8 MiB: large
+/// reads mean fewer records and syscalls) and shrink again when the stream is quiet, so an idle
+/// session holds a small buffer.
+const S2C_MIN: usize = 16 * 1024;
+const S2C_MAX: usize = 256 * 1024;
 const C2S_READ: usize = 16 * 1024;
 
 /// How a pump ended.
@@ -108,8 +111,9 @@ pub async fn target_to_client(
     mut wr: WriteHalf<Io>,
 ) -> PumpEnd {
     let mut buf = BytesMut::new();
+    let mut want = S2C_MIN;
     loop {
-        buf.reserve(S2C_READ);
+        buf.reserve(want);
         match rd.read_buf(&mut buf).await {
             Ok(0) => return eof(&sh, ch.id, Direction::ServerToClient, &mut wr).await,
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
@@ -119,6 +123,11 @@ pub async fn target_to_client(
             Err(e) => return PumpEnd::Io(e.to_string()),
         }
         let data = buf.split().freeze();
+        if data.len() >= want {
+            want = (want * 2).min(S2C_MAX);
+        } else if data.len() < want / 4 {
+            want = (want / 2).max(S2C_MIN);
+        }
         sh.traffic(false, data.len(), false);
         ch.count(Direction::ServerToClient, data.len());
         sh.rec_data(ch.id, Direction::ServerToClient, &data).await;

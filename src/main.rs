@@ -2,6 +2,7 @@
 //! `trailgate-proxy`, `trailgate-recorder` and `trailgate-control-api` crates.
 
 mod certs;
+mod reload;
 mod serve;
 mod trail_cmd;
 

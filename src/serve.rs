@@ -7,13 +7,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use trailgate_control_api::{ApiState, Token};
+use trailgate_control_api::ApiState;
 use trailgate_proxy::{Config, Services, SshService, VncService};
 use trailgate_recorder::catalog::Catalog;
 
 pub fn run(config: &Path) -> Result<ExitCode> {
     let cfg = Config::load(config)?;
     init_tracing();
+    for w in cfg.warnings() {
+        tracing::warn!("{w}");
+    }
     private_umask();
     fixed_mmap_threshold();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -25,6 +28,13 @@ pub fn run(config: &Path) -> Result<ExitCode> {
         let gw = Services::new(cfg, catalog.clone())?;
         let ssh = SshService::new(gw.clone())?;
         let vnc = VncService::new(gw.clone())?;
+        // What the control API stored (policies, VNC options) applies from the first session.
+        let restored = trailgate_control_api::configuration::restore(&catalog, &gw.runtime)
+            .map_err(|e| anyhow::anyhow!("loading stored configuration: {e}"))?;
+        if restored > 0 {
+            tracing::info!(policies = restored, "settings policies from the control API loaded");
+        }
+        set_vnc_log_level(&gw.runtime.vnc_options());
         // Nothing may show as active without a live connection: close what the last run left.
         let cat = catalog.clone();
         let key = gw.signing_key.clone();
@@ -45,30 +55,35 @@ pub fn run(config: &Path) -> Result<ExitCode> {
             }
             None => None,
         };
-        let api = match &gw.cfg.api {
+        let api = match &gw.cfg().api {
             Some(api_cfg) => {
                 let l = tokio::net::TcpListener::bind(api_cfg.listen)
                     .await
                     .with_context(|| format!("api.listen {}", api_cfg.listen))?;
                 let api_addr = l.local_addr()?;
-                let state = Arc::new(ApiState {
-                    catalog: catalog.clone(),
-                    registry: gw.registry.clone(),
-                    tokens: gw
-                        .cfg
-                        .api_tokens
-                        .iter()
-                        .filter_map(Token::from_config)
-                        .collect(),
-                    data_dir: gw.cfg.data_dir.clone(),
-                    metrics: gw.metrics.clone(),
-                    health: Default::default(),
-                });
-                let app = trailgate_control_api::router(state);
+                let mut state = ApiState::new(
+                    catalog.clone(),
+                    gw.registry.clone(),
+                    gw.runtime.clone(),
+                    gw.cfg().data_dir.clone(),
+                    gw.metrics.clone(),
+                );
+                state.on_vnc_options = Some(Box::new(set_vnc_log_level));
+                let app = trailgate_control_api::router(Arc::new(state));
                 let tls = match (&api_cfg.tls_cert, &api_cfg.tls_key) {
-                    (Some(cert), Some(key)) => Some(
-                        trailgate_proxy::tls::server_config(cert, key, "api", &[b"http/1.1"])?,
-                    ),
+                    (Some(cert), Some(key)) => {
+                        let policy = api_cfg
+                            .client_tls_security_settings
+                            .compile("api.client_tls_security_settings")
+                            .map_err(anyhow::Error::msg)?;
+                        Some(trailgate_proxy::tls::server_config(
+                            cert,
+                            key,
+                            "api",
+                            &[b"http/1.1"],
+                            &policy,
+                        )?)
+                    }
                     _ => None,
                 };
                 let limits = trailgate_control_api::serve::Limits {
@@ -97,8 +112,20 @@ pub fn run(config: &Path) -> Result<ExitCode> {
             println!("trailgate: api listening on {a}");
         }
         std::io::stdout().flush().ok();
-        let serve = tokio::spawn(ssh.serve(listener));
+        let serve = tokio::spawn(ssh.clone().serve(listener));
+        let vnc_service = vnc.as_ref().map(|(v, _, _)| v.clone());
         let serve_vnc = vnc.map(|(v, l, _)| tokio::spawn(v.serve(l)));
+        tokio::spawn(crate::reload::on_sighup(
+            crate::reload::Reloader {
+                path: config.to_path_buf(),
+                gw: gw.clone(),
+                ssh: ssh.clone(),
+                vnc: vnc_service,
+                catalog: catalog.clone(),
+            },
+            gw.shutdown.clone(),
+        ));
+        tokio::spawn(metadata_cleanup(catalog.clone(), gw.clone()));
         wait_for_signal().await;
         tracing::info!("shutting down");
         gw.shutdown(Duration::from_secs(10)).await;
@@ -130,18 +157,62 @@ async fn wait_for_signal() {
     }
 }
 
+/// Hourly, and when the options change: VNC session metadata past its retention goes.
+async fn metadata_cleanup(catalog: Arc<Catalog>, gw: Arc<Services>) {
+    loop {
+        let (c, rt) = (catalog.clone(), gw.runtime.clone());
+        let _ = tokio::task::spawn_blocking(move || {
+            trailgate_control_api::configuration::cleanup(&c, &rt)
+        })
+        .await;
+        tokio::select! {
+            _ = gw.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+        }
+    }
+}
+
+type FilterHandle =
+    tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
+
+static FILTER: std::sync::OnceLock<(FilterHandle, String)> = std::sync::OnceLock::new();
+
 pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TRAILGATE_LOG")
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let base = std::env::var("TRAILGATE_LOG").unwrap_or_else(|_| "info,russh=warn".into());
+    let filter = tracing_subscriber::EnvFilter::try_new(&base)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,russh=warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    if tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .try_init()
+        .is_ok()
+    {
+        let _ = FILTER.set((handle, base));
+    }
+}
+
+/// Applies the VNC options' `service.log_level` to the VNC bridge's logs.
+fn set_vnc_log_level(o: &trailgate_proxy::policy::VncOptions) {
+    let Some((handle, base)) = FILTER.get() else {
+        return;
+    };
+    let directive = format!("{base},trailgate_proxy::vnc={}", o.tracing_level());
+    if let Ok(f) = tracing_subscriber::EnvFilter::try_new(&directive) {
+        let _ = handle.reload(f);
+    }
 }
 
 pub fn check(config: &Path) -> Result<ExitCode> {
     let cfg = Config::load(config)?;
+    for w in cfg.warnings() {
+        eprintln!("warning: {w}");
+    }
     println!(
         "{}: ok ({} users, {} targets)",
         config.display(),

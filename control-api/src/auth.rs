@@ -73,7 +73,9 @@ impl FromRequestParts<Arc<ApiState>> for Caller {
             ))?;
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let mut found = None;
-        for t in &state.tokens {
+        // Read from the configuration in force, so a reload adds and revokes tokens.
+        let cfg = state.runtime.config();
+        for t in cfg.api_tokens.iter().filter_map(Token::from_config) {
             if ct_eq(&t.sha256, &digest) {
                 found = Some(t);
             }

@@ -4,6 +4,7 @@
 //!
 //! Modules:
 //! - [`auth`]: bearer tokens (stored as SHA-256), roles `admin` and `auditor`.
+//! - [`configuration`]: settings policies, VNC options and the audit of configuration changes.
 //! - [`error`]: the JSON error shape.
 //! - [`routes`]: session endpoints.
 //! - [`trail`]: trail downloads, exports and live follow.
@@ -12,6 +13,7 @@
 //! - [`openapi`]: the OpenAPI document.
 
 pub mod auth;
+pub mod configuration;
 pub mod error;
 pub mod openapi;
 pub mod routes;
@@ -23,7 +25,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use trailgate_proxy::registry::Registry;
 use trailgate_recorder::catalog::Catalog;
 
@@ -34,10 +36,37 @@ pub use error::ApiError;
 pub struct ApiState {
     pub catalog: Arc<Catalog>,
     pub registry: Arc<Registry>,
-    pub tokens: Vec<Token>,
+    /// The configuration in force (tokens are read from it, so a reload changes them) and the
+    /// API-managed policies and options.
+    pub runtime: Arc<trailgate_proxy::runtime::Runtime>,
+    /// Configuration writes one at a time (check, persist, apply).
+    pub config_lock: tokio::sync::Mutex<()>,
+    /// Called after the VNC options change (the binary applies the log level).
+    pub on_vnc_options: Option<Box<dyn Fn(&trailgate_proxy::policy::VncOptions) + Send + Sync>>,
     pub data_dir: PathBuf,
     pub metrics: Arc<trailgate_proxy::metrics::Metrics>,
     pub health: HealthProbe,
+}
+
+impl ApiState {
+    pub fn new(
+        catalog: Arc<Catalog>,
+        registry: Arc<Registry>,
+        runtime: Arc<trailgate_proxy::runtime::Runtime>,
+        data_dir: PathBuf,
+        metrics: Arc<trailgate_proxy::metrics::Metrics>,
+    ) -> ApiState {
+        ApiState {
+            catalog,
+            registry,
+            runtime,
+            config_lock: tokio::sync::Mutex::new(()),
+            on_vnc_options: None,
+            data_dir,
+            metrics,
+            health: HealthProbe::default(),
+        }
+    }
 }
 
 /// The recording probe behind `/healthz`, run at most once a second (a scraper polling it must
@@ -81,6 +110,21 @@ pub fn router(state: Arc<ApiState>) -> Router {
             "/api/v1/sessions/{id}/trail_downloads",
             get(routes::trail_downloads),
         )
+        .route(
+            "/api/v1/configuration/{proto}/settings_policies",
+            get(configuration::list_policies).post(configuration::create_policy),
+        )
+        .route(
+            "/api/v1/configuration/{proto}/settings_policies/{key}",
+            get(configuration::get_policy)
+                .put(configuration::put_policy)
+                .delete(configuration::delete_policy),
+        )
+        .route(
+            "/api/v1/configuration/vnc/options",
+            get(configuration::get_vnc_options).merge(put(configuration::put_vnc_options)),
+        )
+        .route("/api/v1/configuration/changes", get(configuration::changes))
         .fallback(routes::not_found)
         .with_state(state)
 }

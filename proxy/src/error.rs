@@ -21,6 +21,14 @@ pub enum ProxyError {
     NoSuchSession(String),
     #[error("session {0} has already ended")]
     SessionEnded(String),
+    /// A change that would break something (a policy in use, or defined in the file).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// A value a caller sent that does not validate (the message names the field).
+    #[error("invalid: {0}")]
+    Invalid(String),
 }
 
 impl ProxyError {

@@ -8,7 +8,8 @@
 //! - [`stream`]: a connection the gateway can close from outside (`Closable`).
 //! - [`config`]: the TOML configuration, its defaults and `validate()`.
 //! - [`auth`]: gateway credentials (argon2id, public keys) and target selection in user names.
-//! - [`policy`]: channel policies (which channel kinds a target allows); pure.
+//! - [`policy`]: channel and settings policies, TLS settings, VNC options; pure data.
+//! - [`runtime`]: what may change while running (the config on SIGHUP, API-managed policies).
 //! - [`services`]: what every bridge shares (config, keys, registry, metrics, limits, shutdown).
 //! - [`ssh`]: the SSH bridge ([`SshService`], server handler, upstream client, per-channel relays).
 //! - [`vnc`]: the VNC bridge ([`VncService`], VeNCrypt/TLS toward viewers, RFB toward targets).
@@ -26,6 +27,7 @@ pub mod listener;
 pub mod metrics;
 pub mod policy;
 pub mod registry;
+pub mod runtime;
 pub mod services;
 pub mod session;
 pub mod ssh;

@@ -1,6 +1,6 @@
 //! What every protocol bridge shares, loaded once at start-up: the configuration, the trail
 //! signing key, the live-session registry, the catalog observer, metrics, pre-authentication
-//! limits, and the shutdown root (one `CancellationToken` and one `TaskTracker`). Bridges hold an
+//! limits, what may change at run time ([`Runtime`]), and the shutdown root (one `CancellationToken` and one `TaskTracker`). Bridges hold an
 //! `Arc<Services>`; nothing here knows a protocol.
 
 use std::sync::Arc;
@@ -16,10 +16,12 @@ use crate::config::Config;
 use crate::error::ProxyError;
 use crate::metrics::Metrics;
 use crate::registry::{KillReason, Registry};
+use crate::runtime::Runtime;
 use crate::session::SessionObserver;
 
 pub struct Services {
-    pub cfg: Arc<Config>,
+    /// The configuration, API-managed policies and options in force (see [`Runtime`]).
+    pub runtime: Arc<Runtime>,
     pub registry: Arc<Registry>,
     pub signing_key: Arc<SigningKey>,
     pub observer: Arc<dyn SessionObserver>,
@@ -56,7 +58,7 @@ impl Services {
             node_id: cfg.node_id(),
             admission: Admission::new(cfg.limits.clone(), metrics.clone()),
             metrics,
-            cfg: Arc::new(cfg),
+            runtime: Arc::new(Runtime::new(cfg)),
             registry: Registry::new(),
             signing_key,
             observer,
@@ -64,6 +66,11 @@ impl Services {
             tracker: TaskTracker::new(),
             writer_cfg,
         }))
+    }
+
+    /// The configuration in force now (sessions keep the one they started with).
+    pub fn cfg(&self) -> Arc<Config> {
+        self.runtime.config()
     }
 
     /// Stops accepting, terminates every live session with a reason, and waits for their trails to

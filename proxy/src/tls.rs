@@ -14,9 +14,34 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 use sha2::{Digest, Sha256};
 
 use crate::error::ProxyError;
+use crate::policy::TlsPolicy;
 
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// The provider restricted to a policy's suites, in the policy's order.
+fn provider_for(policy: &TlsPolicy) -> Arc<CryptoProvider> {
+    let mut p = rustls::crypto::aws_lc_rs::default_provider();
+    if let Some(wanted) = &policy.suites {
+        let all = std::mem::take(&mut p.cipher_suites);
+        p.cipher_suites = wanted
+            .iter()
+            .filter_map(|w| all.iter().find(|s| s.suite() == *w).copied())
+            .collect();
+    }
+    Arc::new(p)
+}
+
+/// rustls' defaults: TLS 1.2 and 1.3, every suite.
+pub fn default_policy() -> TlsPolicy {
+    crate::policy::TlsSecuritySettings::default()
+        .compile("")
+        .unwrap_or(TlsPolicy {
+            minimum: crate::policy::TlsVersion::Tls12,
+            versions: vec![&rustls::version::TLS13, &rustls::version::TLS12],
+            suites: None,
+        })
 }
 
 /// Reads a PEM certificate chain; `key` names the config key in errors.
@@ -38,19 +63,43 @@ pub fn load_key(path: &Path, key: &str) -> Result<PrivateKeyDer<'static>, ProxyE
         .map_err(|e| ProxyError::Config(format!("{key} {}: {e}", path.display())))
 }
 
-/// A server configuration from PEM files. `prefix` is the config section (`api`, `vnc`) that
-/// names the keys in errors; `alpn` the protocols to announce (none for VNC).
+/// A server configuration from PEM files, restricted to a policy's versions and suites.
+/// `prefix` is the config section (`api`, `vnc`) that names the keys in errors; `alpn` the
+/// protocols to announce (none for VNC). A TLS-1.2-only policy must list a suite for the
+/// certificate's key type (ECDHE_RSA for RSA, ECDHE_ECDSA for ECDSA and Ed25519).
 pub fn server_config(
     cert: &Path,
     key: &Path,
     prefix: &str,
     alpn: &[&[u8]],
+    policy: &TlsPolicy,
 ) -> Result<Arc<rustls::ServerConfig>, ProxyError> {
     let certs = load_certs(cert, &format!("{prefix}.tls_cert"))?;
     let key = load_key(key, &format!("{prefix}.tls_key"))?;
-    let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ProxyError::Config(format!("{prefix}: {e}")))?
+    let provider = provider_for(policy);
+    if let Some(suites) = &policy.suites
+        && !policy.versions.contains(&&rustls::version::TLS13)
+    {
+        let signer = provider
+            .key_provider
+            .load_private_key(key.clone_key())
+            .map_err(|e| ProxyError::Config(format!("{prefix}.tls_key: {e}")))?;
+        let rsa = signer.algorithm() == rustls::SignatureAlgorithm::RSA;
+        let fits = suites.iter().any(|s| {
+            let n = format!("{s:?}");
+            if rsa { n.contains("_RSA_") } else { n.contains("_ECDSA_") }
+        });
+        if !fits {
+            return Err(ProxyError::Config(format!(
+                "{prefix}.client_tls_security_settings.cipher_strength.custom_cipher: no TLS 1.2 suite fits the certificate's {} key (use ECDHE-{}-* suites, or allow TLS 1.3)",
+                if rsa { "RSA" } else { "ECDSA/Ed25519" },
+                if rsa { "RSA" } else { "ECDSA" },
+            )));
+        }
+    }
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&policy.versions)
+        .map_err(|e| ProxyError::Config(format!("{prefix}.client_tls_security_settings: {e}")))?
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(|e| ProxyError::Config(format!("{prefix}.tls_cert/tls_key: {e}")))?;
@@ -65,25 +114,48 @@ pub fn server_config(
 pub enum ServerTrust {
     /// Chain to one of the CA certificates in this file, and name the target.
     Ca(std::path::PathBuf),
+    /// ... the same, loaded.
+    Roots(Arc<rustls::RootCertStore>),
     /// The end-entity certificate's SHA-256 is exactly this (signatures are still checked).
     Pinned([u8; 32]),
 }
 
-/// A client configuration toward a target. `key` names the target's config key in errors.
-pub fn client_config(trust: &ServerTrust, key: &str) -> Result<Arc<rustls::ClientConfig>, ProxyError> {
-    let builder = rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
+impl ServerTrust {
+    /// Reads a CA file once, so configurations built per session need no file access.
+    pub fn load(self, key: &str) -> Result<ServerTrust, ProxyError> {
+        match self {
+            ServerTrust::Ca(path) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for c in load_certs(&path, &format!("{key}.ca_file"))? {
+                    roots.add(c).map_err(|e| {
+                        ProxyError::Config(format!("{key}.ca_file {}: {e}", path.display()))
+                    })?;
+                }
+                Ok(ServerTrust::Roots(Arc::new(roots)))
+            }
+            other => Ok(other),
+        }
+    }
+}
+
+/// A client configuration toward a target, restricted to a policy's versions and suites.
+/// `key` names the target's config key in errors.
+pub fn client_config(
+    trust: &ServerTrust,
+    key: &str,
+    policy: &TlsPolicy,
+) -> Result<Arc<rustls::ClientConfig>, ProxyError> {
+    let builder = rustls::ClientConfig::builder_with_provider(provider_for(policy))
+        .with_protocol_versions(&policy.versions)
         .map_err(|e| ProxyError::Config(format!("{key}: {e}")))?;
     let cfg = match trust {
-        ServerTrust::Ca(path) => {
-            let mut roots = rustls::RootCertStore::empty();
-            for c in load_certs(path, &format!("{key}.ca_file"))? {
-                roots.add(c).map_err(|e| {
-                    ProxyError::Config(format!("{key}.ca_file {}: {e}", path.display()))
-                })?;
-            }
-            builder.with_root_certificates(roots).with_no_client_auth()
+        ServerTrust::Ca(_) => {
+            let loaded = trust.clone().load(key)?;
+            return client_config(&loaded, key, policy);
         }
+        ServerTrust::Roots(roots) => builder
+            .with_root_certificates(roots.clone())
+            .with_no_client_auth(),
         ServerTrust::Pinned(sha) => builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(Pinned {

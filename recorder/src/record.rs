@@ -175,6 +175,10 @@ pub struct VncLeg {
     pub tls_version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_cipher: Option<String>,
+    /// The lowest TLS version the session's settings policy allowed on this leg (effective:
+    /// `TLSv1_2` where the policy says an older one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_minimum: Option<String>,
 }
 
 impl Verdict {

@@ -15,19 +15,22 @@ use trailgate_recorder::writer::{TrailSpec, TrailWriter, WriterConfig};
 use trailgate_recorder::{ChannelOpen, Direction, Event, SessionEnd, SessionMeta};
 use trailgate_rfb::{PixelFormat, ServerInit, client as rfbc, encode};
 
-use crate::{ApiState, HealthProbe, Role, Token};
+use crate::ApiState;
 
 const AUDITOR: &str = "auditor-secret";
 const ADMIN: &str = "admin-secret";
 const RED: [u8; 3] = [255, 0, 0];
 const BLUE: [u8; 3] = [0, 0, 255];
 
-fn token(name: &str, secret: &str, role: Role) -> Token {
-    Token {
-        name: name.into(),
-        sha256: Sha256::digest(secret.as_bytes()).into(),
-        role,
-    }
+fn tokens_config() -> trailgate_proxy::Config {
+    let sha = |s: &str| hex::encode(Sha256::digest(s.as_bytes()));
+    trailgate_proxy::Config::parse(&format!(
+        "[[api_tokens]]\nname = \"audit\"\ntoken_sha256 = \"{}\"\nrole = \"auditor\"\n\
+         [[api_tokens]]\nname = \"root\"\ntoken_sha256 = \"{}\"\nrole = \"admin\"\n",
+        sha(AUDITOR),
+        sha(ADMIN)
+    ))
+    .unwrap()
 }
 
 fn open(kind: &str) -> Event {
@@ -106,17 +109,13 @@ async fn api(dir: &Path) -> axum::Router {
             record_from_trail(&ssh).unwrap(),
         ])
         .unwrap();
-    crate::router(Arc::new(ApiState {
+    crate::router(Arc::new(ApiState::new(
         catalog,
-        registry: trailgate_proxy::registry::Registry::new(),
-        tokens: vec![
-            token("audit", AUDITOR, Role::Auditor),
-            token("root", ADMIN, Role::Admin),
-        ],
-        data_dir: dir.to_path_buf(),
-        metrics: Arc::new(trailgate_proxy::metrics::Metrics::new()),
-        health: HealthProbe::default(),
-    }))
+        trailgate_proxy::registry::Registry::new(),
+        Arc::new(trailgate_proxy::runtime::Runtime::new(tokens_config())),
+        dir.to_path_buf(),
+        Arc::new(trailgate_proxy::metrics::Metrics::new()),
+    )))
 }
 
 async fn get(app: &axum::Router, uri: &str, secret: Option<&str>) -> axum::response::Response {

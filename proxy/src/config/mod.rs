@@ -9,12 +9,15 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::error::ProxyError;
+use crate::policy::{SettingsPolicy, TlsSecuritySettings};
 
 mod limits;
 mod redact;
+mod targets;
 mod vnc;
 
 pub use limits::{LimitsConfig, MAX_LOGIN_NAME};
+pub use targets::{Protocol, TargetConfig};
 pub use vnc::{VncConfig, VncTls};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -42,7 +45,7 @@ pub struct Config {
     #[serde(default)]
     pub channel_policies: BTreeMap<String, ChannelPolicyConfig>,
     #[serde(default)]
-    pub settings_policies: BTreeMap<String, SettingsPolicyConfig>,
+    pub settings_policies: BTreeMap<String, SettingsPolicy>,
     #[serde(default)]
     pub api: Option<ApiConfig>,
     #[serde(default)]
@@ -193,99 +196,10 @@ pub struct UserConfig {
     pub authorized_keys: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Protocol {
-    Ssh,
-    Vnc,
-}
-
-impl Protocol {
-    pub const ALL: [Protocol; 2] = [Protocol::Ssh, Protocol::Vnc];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::Ssh => "ssh",
-            Protocol::Vnc => "vnc",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TargetConfig {
-    pub name: String,
-    #[serde(default = "default_protocol")]
-    pub protocol: Protocol,
-    /// host:port of the target.
-    pub address: String,
-    /// Pinned upstream host key (OpenSSH public key line).
-    #[serde(default)]
-    pub host_key: Option<String>,
-    /// ... or an OpenSSH known_hosts file.
-    #[serde(default)]
-    pub known_hosts: Option<PathBuf>,
-    #[serde(default)]
-    pub insecure_skip_host_key_check: bool,
-    /// Account on the target (SSH: required; VNC: the user name of Plain authentication).
-    #[serde(default)]
-    pub user: String,
-    #[serde(default)]
-    pub private_key: Option<PathBuf>,
-    #[serde(default)]
-    pub password: Option<String>,
-    #[serde(default)]
-    pub allow_users: Vec<String>,
-    #[serde(default = "default_policy_name")]
-    pub channel_policy: String,
-    #[serde(default)]
-    pub settings_policy: Option<String>,
-    /// VNC: how the leg to the target is secured (default `vencrypt`).
-    #[serde(default)]
-    pub tls: Option<VncTls>,
-    /// VNC: CA certificates (PEM) the target's certificate must chain to.
-    #[serde(default)]
-    pub ca_file: Option<PathBuf>,
-    /// VNC: ... or the target certificate's SHA-256, `sha256:<hex>`.
-    #[serde(default)]
-    pub tls_fingerprint: Option<String>,
-    /// VNC: the name the certificate must carry (default: the host of `address`).
-    #[serde(default)]
-    pub tls_server_name: Option<String>,
-}
-
-impl TargetConfig {
-    pub fn vnc_tls(&self) -> VncTls {
-        self.tls.unwrap_or_default()
-    }
-}
-
-fn default_protocol() -> Protocol {
-    Protocol::Ssh
-}
-fn default_policy_name() -> String {
-    "default".into()
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelPolicyConfig {
     pub allow: Vec<String>,
-}
-
-/// Timeouts per session, each with its own end reason.
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct SettingsPolicyConfig {
-    /// No channel data in either direction for this long ends the session ("idle timeout").
-    #[serde(default, with = "humantime_serde")]
-    pub idle_timeout: Option<Duration>,
-    /// No data from the client for this long ends the session ("inactivity timeout").
-    #[serde(default, with = "humantime_serde")]
-    pub inactivity_timeout: Option<Duration>,
-    /// Hard cap on session length ("maximum session length").
-    #[serde(default, with = "humantime_serde")]
-    pub max_session: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -303,6 +217,9 @@ pub struct ApiConfig {
     /// A client must complete the TLS handshake, and send each request's headers, within this.
     #[serde(default = "default_header_timeout", with = "humantime_serde")]
     pub header_read_timeout: Duration,
+    /// TLS versions and suites the API's HTTPS accepts.
+    #[serde(default)]
+    pub client_tls_security_settings: TlsSecuritySettings,
 }
 
 fn default_api_connections() -> usize {
@@ -331,18 +248,6 @@ pub struct ApiTokenConfig {
     pub token_sha256: String,
     pub role: Role,
 }
-
-/// Channel kinds a policy can allow.
-pub const CHANNEL_KINDS: &[&str] = &[
-    "session-shell",
-    "session-exec",
-    "session-subsystem:<name>",
-    "session-subsystem:*",
-    "direct-tcpip",
-    "tcpip-forward",
-    "x11",
-    "agent",
-];
 
 impl Config {
     /// Reads, parses and validates a config file. Relative paths are taken relative to the
@@ -519,21 +424,30 @@ impl Config {
                     t.channel_policy
                 ));
             }
-            if let Some(p) = &t.settings_policy
-                && !self.settings_policies.contains_key(p)
-            {
-                return err(format!("{at}.settings_policy: no [settings_policies.{p}]"));
-            }
         }
         for (name, p) in &self.channel_policies {
             for (k, a) in p.allow.iter().enumerate() {
                 if crate::policy::ChannelKind::parse_allow(a).is_none() {
                     return err(format!(
                         "channel_policies.{name}.allow[{k}]: unknown channel kind {a:?}; known: {}",
-                        CHANNEL_KINDS.join(", ")
+                        crate::policy::channel::CHANNEL_KINDS.join(", ")
                     ));
                 }
             }
+        }
+        for (name, p) in &self.settings_policies {
+            p.validate(&format!("settings_policies.{name}"))
+                .map_err(ProxyError::Config)?;
+        }
+        if let Some(v) = &self.vnc {
+            v.client_tls_security_settings
+                .compile("vnc.client_tls_security_settings")
+                .map_err(ProxyError::Config)?;
+        }
+        if let Some(api) = &self.api {
+            api.client_tls_security_settings
+                .compile("api.client_tls_security_settings")
+                .map_err(ProxyError::Config)?;
         }
         let mut tok = std::collections::HashSet::new();
         for (i, t) in self.api_tokens.iter().enumerate() {
@@ -561,6 +475,33 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// What a valid configuration should still tell its administrator: targets naming settings
+    /// policies the file does not define (the control API may create them; until then those
+    /// targets refuse sessions), and TLS settings that mean something else than they say.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        for (i, t) in self.targets.iter().enumerate() {
+            if let Some(p) = &t.settings_policy
+                && !self.settings_policies.contains_key(p)
+            {
+                w.push(format!(
+                    "targets[{i}] ({}).settings_policy: {p:?} is not in this file; sessions to this target are refused unless the control API defines it",
+                    t.name
+                ));
+            }
+        }
+        for (name, p) in &self.settings_policies {
+            w.extend(p.warnings(&format!("settings_policies.{name}")));
+        }
+        if let Some(v) = &self.vnc {
+            w.extend(v.client_tls_security_settings.warnings("vnc.client_tls_security_settings"));
+        }
+        if let Some(api) = &self.api {
+            w.extend(api.client_tls_security_settings.warnings("api.client_tls_security_settings"));
+        }
+        w
     }
 
     pub fn target(&self, name: &str) -> Option<&TargetConfig> {

@@ -27,6 +27,10 @@ pub struct VncConfig {
     /// first (RFB clients wait for the server's version line; TLS clients speak first).
     #[serde(default = "default_detect", with = "humantime_serde")]
     pub tls_detect_timeout: Duration,
+    /// TLS versions and suites viewers must use (the handshake comes before the login names a
+    /// target, so this is the listener's; a target's settings policy is checked after login).
+    #[serde(default)]
+    pub client_tls_security_settings: crate::policy::TlsSecuritySettings,
 }
 
 fn default_listen() -> SocketAddr {

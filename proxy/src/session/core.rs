@@ -16,7 +16,8 @@ use trailgate_recorder::{Event, SessionEnd, TrailWriter};
 
 use super::ChannelState;
 use crate::admission::PreAuth;
-use crate::config::{OnFailure, Protocol, SettingsPolicyConfig};
+use crate::config::{Config, OnFailure, Protocol};
+use crate::runtime::Resolved;
 use crate::registry::{KillReason, LiveSession};
 use crate::services::Services;
 use crate::session::*;
@@ -27,13 +28,16 @@ pub struct Session {
     /// The session's tracing span: work done in russh's tasks and in the pumps enters it.
     pub span: tracing::Span,
     pub gw: Arc<Services>,
+    /// The configuration in force when the session started; it keeps it to the end.
+    pub cfg: Arc<Config>,
     pub live: Arc<LiveSession>,
     pub start: Instant,
     pub start_wall: OffsetDateTime,
     record: Mutex<SessionRecord>,
     pub trail: OnceLock<TrailWriter>,
     trail_failed: AtomicBool,
-    pub settings: OnceLock<SettingsPolicyConfig>,
+    /// The settings policy the session started with (none: no timers, default TLS).
+    pub settings: OnceLock<Resolved>,
     pub authenticated: AtomicBool,
     /// Wakes the policy timers when the session's policies become known.
     pub policy_changed: tokio::sync::Notify,
@@ -108,6 +112,7 @@ impl Session {
             span,
             id,
             protocol,
+            cfg: gw.cfg(),
             gw,
             start: Instant::now(),
             start_wall,
@@ -266,7 +271,7 @@ impl Session {
             r.trail.integrity = "failed".into();
             r.trail.error = Some(err.to_string());
         });
-        if self.gw.cfg.recording.on_failure == OnFailure::Terminate {
+        if self.cfg.recording.on_failure == OnFailure::Terminate {
             // The client sees the kill reason: the details (paths, errno) stay in the log and the
             // record's `trail.error`.
             self.live.kill(KillReason {

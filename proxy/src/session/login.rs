@@ -57,7 +57,6 @@ impl Session {
     /// bounded number run at once, off the runtime's workers; waiting attempts hold a few bytes.
     pub async fn check_password(&self, user: &str, password: &str) -> bool {
         let hash = self
-            .gw
             .cfg
             .user(user)
             .and_then(|u| u.password_hash.clone());

@@ -50,26 +50,36 @@ pub fn endpoint(host: &str, port: u32) -> Endpoint {
 }
 
 impl Session {
-    /// Records who logged in and the target chosen; sets the target's settings policy.
-    /// Returns the names of the policies in force (for the record and the trail).
+    /// Records who logged in and the target chosen, and resolves the target's settings policy
+    /// (as it is now: later changes do not reach this session). Returns the names of the
+    /// policies in force (for the record and the trail). A target naming a policy that does not
+    /// exist refuses the session (fail closed): `Err` is the message for the client, and the
+    /// session has ended with verdict `deny`.
     pub fn set_target(
         &self,
         user: &str,
         target: &TargetConfig,
         server_user: Option<&str>,
         mut policies: Vec<String>,
-    ) -> Vec<String> {
+    ) -> Result<Vec<String>, String> {
         let (host, port) = crate::util::split_host_port(&target.address).unwrap_or_default();
-        let cfg = &self.gw.cfg;
-        let settings = target
-            .settings_policy
-            .as_ref()
-            .and_then(|p| cfg.settings_policies.get(p))
-            .cloned()
-            .unwrap_or_default();
-        let _ = self.settings.set(settings);
-        if let Some(p) = &target.settings_policy {
-            policies.push(format!("settings:{p}"));
+        let resolved = match &target.settings_policy {
+            Some(key) => match self.gw.runtime.resolve(&self.cfg, self.protocol, key) {
+                Some(r) => Some(r),
+                None => {
+                    let msg = format!(
+                        "target {} names settings policy {key:?}, which does not exist; session refused",
+                        target.name
+                    );
+                    self.deny(user, Some(&target.name), &msg);
+                    return Err(msg);
+                }
+            },
+            None => None,
+        };
+        if let Some(r) = resolved {
+            policies.push(format!("settings:{}", r.key));
+            let _ = self.settings.set(r);
         }
         self.update(|r| {
             r.user = UserRef {
@@ -83,7 +93,27 @@ impl Session {
             };
             r.policies = policies.clone();
         });
-        policies
+        Ok(policies)
+    }
+
+    /// The settings policy's preconnect decision, made before the target is contacted: with
+    /// `preconnect_channel_check`, a session that could not use anything (`usable` is false:
+    /// its channel policy permits nothing) is refused here. `Err` is the message for the
+    /// client; the session has ended with verdict `deny`.
+    pub fn preconnect(&self, user: &str, target: &str, usable: Result<(), String>) -> Result<(), String> {
+        let check = self
+            .settings
+            .get()
+            .is_some_and(|r| r.policy.preconnect_channel_check);
+        if !check {
+            return Ok(());
+        }
+        if let Err(why) = usable {
+            let msg = format!("refused before connecting to {target}: {why}");
+            self.deny(user, Some(target), &msg);
+            return Err(msg);
+        }
+        Ok(())
     }
 
     /// Refuses the session before it starts: record, verdict and log say why.
@@ -93,7 +123,7 @@ impl Session {
             r.target.name = wanted.map(str::to_string);
         });
         self.end_with(Status::Rejected, Some(Verdict::Deny), msg);
-        tracing::info!(%user, target = ?wanted, "target denied");
+        tracing::info!(%user, target = ?wanted, reason = %msg, "session denied");
     }
 
     /// Opens the session's trail. `Err` carries the message for the client when recording is
@@ -124,7 +154,7 @@ impl Session {
             start: self.start_wall,
         };
         match TrailWriter::create(
-            &gw.cfg.data_dir,
+            &self.cfg.data_dir,
             spec,
             gw.signing_key.clone(),
             gw.writer_cfg.clone(),
@@ -143,7 +173,7 @@ impl Session {
             }
             Err(e) => {
                 let err = format!("cannot create trail: {e}");
-                if gw.cfg.recording.on_failure == OnFailure::Terminate {
+                if self.cfg.recording.on_failure == OnFailure::Terminate {
                     // Refused before it began: the record says why (the details stay on the
                     // server; the client is told no paths).
                     tracing::error!(error = %err, "recording unavailable: session refused");

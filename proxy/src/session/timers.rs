@@ -29,12 +29,12 @@ pub async fn policy_timers(sh: Arc<Session>, login: Duration) {
             }
             next = next.min(login - e);
         }
-        if let Some(p) = sh.settings.get() {
+        if let Some(p) = sh.settings.get().map(|r| &r.policy) {
             let (idle, inactive) = sh.last_activity();
             let checks = [
-                (p.idle_timeout, idle, "idle timeout"),
-                (p.inactivity_timeout, inactive, "inactivity timeout"),
-                (p.max_session, sh.start.elapsed(), "maximum session length"),
+                (p.idle(), idle, "idle timeout"),
+                (p.inactivity(), inactive, "inactivity timeout"),
+                (p.max_session(), sh.start.elapsed(), "maximum session length"),
             ];
             for (limit, spent, reason) in checks {
                 if let Some(limit) = limit {

@@ -67,7 +67,7 @@ impl server::Handler for SshHandler {
     type Error = russh::Error;
 
     async fn authentication_banner(&mut self) -> Result<Option<String>, Self::Error> {
-        Ok(self.sh.gw.cfg.ssh.banner.clone())
+        Ok(self.sh.cfg.ssh.banner.clone())
     }
 
     async fn auth_none(&mut self, user: &str) -> Result<Auth, Self::Error> {
@@ -100,7 +100,7 @@ impl server::Handler for SshHandler {
             return Ok(a);
         }
         let (name, _) = auth::split_login(user);
-        let known = self.sh.gw.cfg.user(name).is_some_and(|u| {
+        let known = self.sh.cfg.user(name).is_some_and(|u| {
             u.authorized_keys
                 .iter()
                 .filter_map(|l| auth::parse_public_key_line(l).ok())
@@ -119,7 +119,7 @@ impl server::Handler for SshHandler {
             return Ok(a);
         }
         let (name, _) = auth::split_login(user);
-        let known = self.sh.gw.cfg.user(name).is_some_and(|u| {
+        let known = self.sh.cfg.user(name).is_some_and(|u| {
             u.authorized_keys
                 .iter()
                 .filter_map(|l| auth::parse_public_key_line(l).ok())

@@ -64,10 +64,10 @@ pub async fn serve_connection(ssh: Arc<SshService>, tcp: TcpStream, peer: Socket
         }
         let legs = Arc::new(legs::SshLegs::default());
         // The login timeout runs from accept, so a client that never speaks is closed too.
-        let timers = tokio::spawn(session::policy_timers(sh.clone(), gw.cfg.ssh.login_timeout));
+        let timers = tokio::spawn(session::policy_timers(sh.clone(), sh.cfg.ssh.login_timeout));
         let handler = handler::SshHandler::new(sh.clone(), ssh.clone(), legs.clone());
         let stream = Closable::new(read_buffered(tcp), sh.conn.clone());
-        let banner = gw.cfg.ssh.banner_timeout;
+        let banner = sh.cfg.ssh.banner_timeout;
         let handshake = tokio::time::timeout(
             banner,
             russh::server::run_stream(ssh.ssh_config.clone(), stream, handler),
@@ -105,7 +105,7 @@ async fn run(
     mut running: russh::server::RunningSession<handler::SshHandler>,
 ) {
     let _ = legs.down.set(running.handle());
-    let max_auth = sh.gw.cfg.ssh.max_auth_attempts;
+    let max_auth = sh.cfg.ssh.max_auth_attempts;
     let outcome = tokio::select! {
         r = &mut running => Some(r),
         _ = sh.live.killed() => None,

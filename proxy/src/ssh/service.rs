@@ -5,14 +5,14 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use russh::keys::ssh_key::{LineEnding, PrivateKey, PublicKey};
 use tokio::net::TcpListener;
 
 use super::ciphers;
-use crate::config::Protocol;
+use crate::config::{Config, Protocol};
 use crate::error::ProxyError;
 use crate::policy::ChannelPolicy;
 use crate::services::Services;
@@ -26,7 +26,7 @@ pub struct TargetRuntime {
 
 pub struct SshService {
     pub svc: Arc<Services>,
-    pub targets: HashMap<String, TargetRuntime>,
+    targets: RwLock<Arc<HashMap<String, Arc<TargetRuntime>>>>,
     pub(crate) ssh_config: Arc<russh::server::Config>,
     pub(crate) upstream_config: Arc<russh::client::Config>,
 }
@@ -35,7 +35,7 @@ impl SshService {
     /// Loads the host keys (generating one on first start) and checks every SSH target's
     /// credentials, so a bad path fails at start-up rather than at the first login.
     pub fn new(svc: Arc<Services>) -> Result<Arc<SshService>, ProxyError> {
-        let cfg = svc.cfg.clone();
+        let cfg = svc.cfg();
         let mut host_keys = Vec::new();
         if cfg.ssh.host_keys.is_empty() {
             host_keys.push(load_or_generate_host_key(
@@ -49,41 +49,7 @@ impl SshService {
                 })?,
             );
         }
-        let mut targets = HashMap::new();
-        for t in cfg.targets.iter().filter(|t| t.protocol == Protocol::Ssh) {
-            let private_key = match &t.private_key {
-                Some(p) => Some(Arc::new(russh::keys::load_secret_key(p, None).map_err(
-                    |e| {
-                        ProxyError::Config(format!(
-                            "targets ({}).private_key: {}: {e}",
-                            t.name,
-                            p.display()
-                        ))
-                    },
-                )?)),
-                None => None,
-            };
-            let pinned_key = t
-                .host_key
-                .as_deref()
-                .map(crate::auth::parse_public_key_line)
-                .transpose()
-                .map_err(ProxyError::Config)?;
-            let channel_policy = match cfg.channel_policies.get(&t.channel_policy) {
-                Some(p) => {
-                    ChannelPolicy::from_allow(&t.channel_policy, p.allow.iter().map(String::as_str))
-                }
-                None => ChannelPolicy::builtin_default(),
-            };
-            targets.insert(
-                t.name.clone(),
-                TargetRuntime {
-                    private_key,
-                    pinned_key,
-                    channel_policy,
-                },
-            );
-        }
+        let targets = RwLock::new(Arc::new(Self::load_targets(&cfg)?));
         let ssh_config = russh::server::Config {
             server_id: russh::SshId::Standard(
                 format!("SSH-2.0-Trailgate_{}", env!("CARGO_PKG_VERSION")).into(),
@@ -131,9 +97,64 @@ impl SshService {
         }))
     }
 
+    /// Loads every SSH target's upstream credentials, host-key expectation and channel policy
+    /// (at start-up, and for a reload before anything is replaced).
+    pub fn load_targets(cfg: &Config) -> Result<HashMap<String, Arc<TargetRuntime>>, ProxyError> {
+        let mut targets = HashMap::new();
+        for t in cfg.targets.iter().filter(|t| t.protocol == Protocol::Ssh) {
+            let private_key = match &t.private_key {
+                Some(p) => Some(Arc::new(russh::keys::load_secret_key(p, None).map_err(
+                    |e| {
+                        ProxyError::Config(format!(
+                            "targets ({}).private_key: {}: {e}",
+                            t.name,
+                            p.display()
+                        ))
+                    },
+                )?)),
+                None => None,
+            };
+            let pinned_key = t
+                .host_key
+                .as_deref()
+                .map(crate::auth::parse_public_key_line)
+                .transpose()
+                .map_err(ProxyError::Config)?;
+            let channel_policy = match cfg.channel_policies.get(&t.channel_policy) {
+                Some(p) => {
+                    ChannelPolicy::from_allow(&t.channel_policy, p.allow.iter().map(String::as_str))
+                }
+                None => ChannelPolicy::builtin_default(),
+            };
+            targets.insert(
+                t.name.clone(),
+                Arc::new(TargetRuntime {
+                    private_key,
+                    pinned_key,
+                    channel_policy,
+                }),
+            );
+        }
+        Ok(targets)
+    }
+
+    /// Puts targets loaded by [`SshService::load_targets`] in force for new sessions.
+    pub fn set_targets(&self, targets: HashMap<String, Arc<TargetRuntime>>) {
+        *self.targets.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(targets);
+    }
+
+    /// The runtime of an SSH target, as loaded now.
+    pub fn target(&self, name: &str) -> Option<Arc<TargetRuntime>> {
+        self.targets
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+
     /// Binds the SSH listener (so callers learn the real port when configured with port 0).
     pub async fn bind(&self) -> Result<TcpListener, ProxyError> {
-        let listen = self.svc.cfg.ssh.listen;
+        let listen = self.svc.cfg().ssh.listen;
         TcpListener::bind(listen)
             .await
             .map_err(|e| ProxyError::io(format!("ssh.listen {listen}"), e))
@@ -153,7 +174,7 @@ impl SshService {
     }
 
     pub fn listen_addr(&self) -> SocketAddr {
-        self.svc.cfg.ssh.listen
+        self.svc.cfg().ssh.listen
     }
 }
 

@@ -28,12 +28,11 @@ impl SshHandler {
         session: &mut server::Session,
     ) -> Result<(), russh::Error> {
         let sh = self.sh.clone();
-        let gw = sh.gw.clone();
         let Some((user, wanted)) = self.login.clone() else {
             return Ok(());
         };
         sh.update(|r| r.auth_method = self.auth_method.map(str::to_string));
-        let target = match session::choose_target(&gw.cfg, &user, wanted.as_deref(), Protocol::Ssh)
+        let target = match session::choose_target(&sh.cfg, &user, wanted.as_deref(), Protocol::Ssh)
         {
             Ok(t) => t,
             Err(msg) => {
@@ -42,16 +41,38 @@ impl SshHandler {
                 return Ok(());
             }
         };
-        let Some(rt) = self.ssh.targets.get(&target.name) else {
+        let Some(rt) = self.ssh.target(&target.name) else {
+            // The configuration was reloaded between login and here.
+            let msg = format!("target {} is not available; try again", target.name);
+            sh.deny(&user, Some(&target.name), &msg);
+            session.disconnect(Disconnect::ByApplication, &msg, "en")?;
             return Ok(());
         };
         let _ = self.legs.policy.set(rt.channel_policy.clone());
-        let policies = sh.set_target(
+        let policies = match sh.set_target(
             &user,
             target,
             Some(&target.user),
             vec![format!("channel:{}", rt.channel_policy.name)],
-        );
+        ) {
+            Ok(p) => p,
+            Err(msg) => {
+                session.disconnect(Disconnect::ByApplication, &msg, "en")?;
+                return Ok(());
+            }
+        };
+        let usable = if rt.channel_policy.allows_anything() {
+            Ok(())
+        } else {
+            Err(format!(
+                "channel policy {:?} permits no channel",
+                rt.channel_policy.name
+            ))
+        };
+        if let Err(msg) = sh.preconnect(&user, &target.name, usable) {
+            session.disconnect(Disconnect::ByApplication, &msg, "en")?;
+            return Ok(());
+        }
 
         let links = upstream::UpLinks {
             session: sh.clone(),
@@ -64,7 +85,7 @@ impl SshHandler {
             rt.private_key.clone(),
             rt.pinned_key.clone(),
             self.ssh.upstream_config.clone(),
-            gw.cfg.ssh.connect_timeout,
+            sh.cfg.ssh.connect_timeout,
         )
         .await;
         let up = match up {

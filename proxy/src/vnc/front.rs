@@ -33,6 +33,9 @@ pub enum FrontError {
     /// The client speaks something the gateway refuses (an old RFB version, another security
     /// type); it was told why.
     Refused(String),
+    /// The client's TLS is outside the listener's policy (version or suites): refused in the
+    /// handshake.
+    TlsPolicy(String),
     /// Malformed input, TLS failure or a dropped connection.
     Protocol(String),
 }
@@ -80,6 +83,7 @@ pub async fn handshake(
             tls_mode: mode.into(),
             tls_version,
             tls_cipher,
+            tls_minimum: None,
         },
     })
 }
@@ -88,12 +92,42 @@ type Negotiated = (Option<String>, Option<String>);
 
 /// The TLS handshake as server; the stream and what it negotiated.
 async fn accept(acceptor: &TlsAcceptor, tcp: TcpStream) -> Result<(Io, Negotiated), FrontError> {
-    let tls = acceptor
-        .accept(tcp)
-        .await
-        .map_err(|e| FrontError::Protocol(format!("TLS handshake: {e}")))?;
+    let tls = acceptor.accept(tcp).await.map_err(|e| {
+        let policy = e
+            .get_ref()
+            .and_then(|i| i.downcast_ref::<rustls::Error>())
+            .is_some_and(|e| matches!(e, rustls::Error::PeerIncompatible(_)));
+        if policy {
+            FrontError::TlsPolicy(format!(
+                "TLS handshake refused: the client's TLS is outside the gateway's policy ({e})"
+            ))
+        } else {
+            FrontError::Protocol(format!("TLS handshake: {e}"))
+        }
+    })?;
     let negotiated = crate::tls::negotiated(tls.get_ref().1);
     Ok((Box::new(tls), negotiated))
+}
+
+/// Refuses a connection before any security is negotiated (the VNC service is switched off):
+/// RFB clients get the reason as a 3.8 failure; TLS-first clients are closed.
+pub async fn refuse_early(mut tcp: TcpStream, why: &str, detect: Duration) {
+    let mut first = [0u8; 1];
+    if let Ok(Ok(1)) = tokio::time::timeout(detect, tcp.peek(&mut first)).await
+        && first[0] == TLS_HANDSHAKE_BYTE
+    {
+        return;
+    }
+    let refuse = async {
+        tcp.write_all(&Version::V3_8.line()).await?;
+        let mut line = [0u8; 12];
+        tcp.read_exact(&mut line).await?;
+        let mut msg = vec![0u8];
+        msg.extend(io::reason(why));
+        tcp.write_all(&msg).await?;
+        tcp.flush().await
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), refuse).await;
 }
 
 /// Version exchange: the gateway speaks 3.8 only. Older clients are told why, in the form their

@@ -33,7 +33,8 @@ use front::FrontError;
 use io::Io;
 use relay::PumpEnd;
 
-pub use service::VncService;
+pub use service::{VncService, VncState};
+use crate::policy::TlsPolicy;
 
 /// How long the other pump gets to finish once one direction has ended (the target closes
 /// after the client's side is shut, and its last bytes are still recorded).
@@ -48,11 +49,12 @@ pub async fn serve_connection(vnc: Arc<VncService>, tcp: TcpStream, peer: Socket
     let span = sh.span.clone();
     async move {
         let _ = tcp.set_nodelay(true);
-        let timers = tokio::spawn(session::policy_timers(sh.clone(), vnc.cfg.login_timeout));
+        let st = vnc.state();
+        let timers = tokio::spawn(session::policy_timers(sh.clone(), st.cfg.login_timeout));
         // `run` first: a refusal it is writing when it kills the session still reaches the client.
         tokio::select! {
             biased;
-            _ = run(&vnc, &sh, tcp) => {}
+            _ = run(&st, &sh, tcp) => {}
             _ = sh.live.killed() => sh.terminated(&sh.kill_reason()),
         }
         timers.abort();
@@ -67,13 +69,23 @@ async fn refuse(io: &mut Io, why: &str) {
     let _ = tokio::time::timeout(Duration::from_secs(2), io::security_failed(io, why)).await;
 }
 
-async fn run(vnc: &VncService, sh: &Arc<Session>, tcp: TcpStream) {
-    let gw = &sh.gw;
+async fn run(vnc: &VncState, sh: &Arc<Session>, tcp: TcpStream) {
+    if !sh.gw.runtime.vnc_options().service.enabled {
+        let why = "the VNC service is switched off on this gateway";
+        front::refuse_early(tcp, why, vnc.cfg.tls_detect_timeout).await;
+        sh.end_with(Status::Rejected, Some(Verdict::Deny), why);
+        return;
+    }
     let front = match front::handshake(tcp, vnc.tls.clone(), vnc.cfg.tls_detect_timeout).await {
         Ok(f) => f,
         Err(FrontError::Refused(why)) => {
             tracing::info!(reason = %why, "client refused");
             sh.end_with(Status::Rejected, Some(Verdict::ProtocolError), &why);
+            return;
+        }
+        Err(FrontError::TlsPolicy(why)) => {
+            tracing::info!(reason = %why, "client refused");
+            sh.end_with(Status::Rejected, Some(Verdict::Deny), &why);
             return;
         }
         Err(FrontError::Protocol(e)) => {
@@ -97,7 +109,7 @@ async fn run(vnc: &VncService, sh: &Arc<Session>, tcp: TcpStream) {
         return;
     }
     drop(password);
-    let target = match session::choose_target(&gw.cfg, user, wanted, Protocol::Vnc) {
+    let target = match session::choose_target(&sh.cfg, user, wanted, Protocol::Vnc) {
         Ok(t) => t,
         Err(msg) => {
             sh.deny(user, wanted, &msg);
@@ -106,13 +118,51 @@ async fn run(vnc: &VncService, sh: &Arc<Session>, tcp: TcpStream) {
         }
     };
     let server_user = (!target.user.is_empty()).then_some(target.user.as_str());
-    let policies = sh.set_target(user, target, server_user, Vec::new());
-    let Some(rt) = vnc.targets.get(&target.name) else {
-        return;
+    let policies = match sh.set_target(user, target, server_user, Vec::new()) {
+        Ok(p) => p,
+        Err(msg) => {
+            refuse(&mut io, &msg).await;
+            return;
+        }
     };
-    let mut up = match upstream::connect(target, rt, vnc.cfg.connect_timeout).await {
+    // The client's TLS was agreed before the login named the target: check it against the
+    // target's policy now, before the target is contacted.
+    let (client_tls, server_tls) = match tls_policies(sh) {
+        Ok(p) => p,
+        Err(msg) => {
+            sh.deny(user, Some(&target.name), &msg);
+            refuse(&mut io, &msg).await;
+            return;
+        }
+    };
+    if let Err(why) =
+        client_tls.admits(client_leg.tls_version.as_deref(), client_leg.tls_cipher.as_deref())
+    {
+        let msg = format!("client TLS refused by the settings policy: {why}");
+        sh.deny(user, Some(&target.name), &msg);
+        refuse(&mut io, &msg).await;
+        return;
+    }
+    let rt = match vnc.target(&target.name, &server_tls) {
+        Ok(rt) => rt,
+        Err(e) => {
+            let msg = format!("target {}: {e}", target.name);
+            sh.deny(user, Some(&target.name), &msg);
+            refuse(&mut io, &msg).await;
+            return;
+        }
+    };
+    let mut up = match upstream::connect(target, &rt, vnc.cfg.connect_timeout).await {
         Ok(u) => u,
-        Err(f) => {
+        Err(mut f) => {
+            if rt.tls.is_some() && server_tls != crate::tls::default_policy() {
+                f.message = format!(
+                    "{} (the settings policy allows {} and up{})",
+                    f.message,
+                    server_tls.minimum.as_str(),
+                    if server_tls.suites.is_some() { ", custom suites" } else { "" }
+                );
+            }
             tracing::warn!(target = %target.name, verdict = f.verdict.as_str(), "{}", f.message);
             sh.end_with(Status::Failed, Some(f.verdict), &f.message);
             refuse(&mut io, &f.message).await;
@@ -131,9 +181,28 @@ async fn run(vnc: &VncService, sh: &Arc<Session>, tcp: TcpStream) {
             return;
         }
     };
-    let ch = record_start(sh, target, &init, client_leg, up.leg).await;
+    let mut client_leg = client_leg;
+    let mut target_leg = up.leg;
+    client_leg.tls_minimum = Some(client_tls.minimum.as_str().into());
+    if rt.tls.is_some() {
+        target_leg.tls_minimum = Some(server_tls.minimum.as_str().into());
+    }
+    let ch = record_start(sh, target, &init, client_leg, target_leg).await;
     sh.accept(user, &target.name, Some("password")).await;
     relay(sh, ch, io, up.io).await;
+}
+
+/// The compiled TLS settings of the session's policy for the client and target legs (rustls'
+/// defaults without a policy).
+fn tls_policies(sh: &Session) -> Result<(TlsPolicy, TlsPolicy), String> {
+    let Some(r) = sh.settings.get() else {
+        return Ok((crate::tls::default_policy(), crate::tls::default_policy()));
+    };
+    let at = format!("settings policy {}", r.key);
+    Ok((
+        r.policy.client_tls_security_settings.compile(&format!("{at}: client_tls_security_settings"))?,
+        r.policy.server_tls_security_settings.compile(&format!("{at}: server_tls_security_settings"))?,
+    ))
 }
 
 /// After both SecurityResults: the client's ClientInit goes to the target, the target's

@@ -9,6 +9,8 @@
 //! with backoff until it succeeds: no session is ever left without its last record, and memory
 //! stays bounded the same way. [`Catalog::health`] says whether writes are failing now. Reads use
 //! a small pool of read connections. The database files are created owner-only (0600).
+//! Configuration objects managed through the control API and the audit of configuration changes
+//! live here too (`config`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -20,7 +22,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{RecorderError, Result};
 use crate::record::*;
 
+mod config;
 mod writer;
+pub use config::{ConfigChange, StoredObject};
 use writer::writer_loop;
 
 fn db_err(e: rusqlite::Error) -> RecorderError {
@@ -167,6 +171,7 @@ impl Catalog {
         let path = data_dir.join("catalog.sqlite");
         let conn = open_conn(&path)?;
         conn.execute_batch(SCHEMA).map_err(db_err)?;
+        conn.execute_batch(config::SCHEMA).map_err(db_err)?;
         // Keeps the planner's statistics current so it picks the most selective index.
         conn.execute_batch("PRAGMA optimize=0x10002;")
             .map_err(db_err)?;

@@ -2,6 +2,18 @@
 
 use std::collections::BTreeSet;
 
+/// Channel kinds a policy can allow.
+pub const CHANNEL_KINDS: &[&str] = &[
+    "session-shell",
+    "session-exec",
+    "session-subsystem:<name>",
+    "session-subsystem:*",
+    "direct-tcpip",
+    "tcpip-forward",
+    "x11",
+    "agent",
+];
+
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum ChannelKind {
     SessionShell,
@@ -65,6 +77,11 @@ impl ChannelPolicy {
             name: name.to_string(),
             allow: allow.filter_map(ChannelKind::parse_allow).collect(),
         }
+    }
+
+    /// Whether any channel kind at all is allowed (the preconnect check).
+    pub fn allows_anything(&self) -> bool {
+        !self.allow.is_empty()
     }
 
     pub fn allows(&self, kind: &ChannelKind) -> bool {

@@ -1,0 +1,208 @@
+//! Configuration kept in the catalog: objects the control API manages (settings policies, the
+//! global VNC options) as JSON by kind, scope and key, and the audit of every configuration
+//! change (who, when, what, before and after). A change and its audit entry commit together.
+
+use rusqlite::{OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+use super::{Catalog, db_err};
+use crate::error::Result;
+
+pub(super) const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS config_objects (
+    kind TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    key TEXT NOT NULL,
+    body TEXT NOT NULL,
+    updated TEXT NOT NULL,
+    PRIMARY KEY (kind, scope, key)
+);
+CREATE TABLE IF NOT EXISTS config_changes (
+    n INTEGER PRIMARY KEY AUTOINCREMENT,
+    time TEXT NOT NULL,
+    by TEXT NOT NULL,
+    action TEXT NOT NULL,
+    object TEXT NOT NULL,
+    before TEXT,
+    after TEXT,
+    detail TEXT
+);
+"#;
+
+/// One configuration change, as `GET /api/v1/configuration/changes` lists it.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ConfigChange {
+    /// Sequence number (assigned by the catalog).
+    #[serde(default)]
+    pub n: i64,
+    pub time: String,
+    /// The API token's name, or `SIGHUP` for a reload of the file.
+    pub by: String,
+    /// `create`, `replace`, `delete`, `update`, `reload`, `reload-refused`.
+    pub action: String,
+    /// What changed: the object's API path, or the configuration file.
+    pub object: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// A stored object: its scope (e.g. the protocol), key and JSON body.
+#[derive(Debug, Clone)]
+pub struct StoredObject {
+    pub scope: String,
+    pub key: String,
+    pub body: serde_json::Value,
+}
+
+fn json(v: &Option<serde_json::Value>) -> Option<String> {
+    v.as_ref().map(|v| v.to_string())
+}
+
+impl Catalog {
+    /// Every stored object of a kind.
+    pub fn config_objects(&self, kind: &str) -> Result<Vec<StoredObject>> {
+        self.with_reader(|c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT scope, key, body FROM config_objects WHERE kind = ?1 ORDER BY scope, key",
+                )
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map([kind], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+                })
+                .map_err(db_err)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (scope, key, body) = row.map_err(db_err)?;
+                out.push(StoredObject {
+                    scope,
+                    key,
+                    body: serde_json::from_str(&body)?,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    pub fn config_object(&self, kind: &str, scope: &str, key: &str) -> Result<Option<serde_json::Value>> {
+        self.with_reader(|c| {
+            let body: Option<String> = c
+                .query_row(
+                    "SELECT body FROM config_objects WHERE kind = ?1 AND scope = ?2 AND key = ?3",
+                    params![kind, scope, key],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db_err)?;
+            Ok(body.map(|b| serde_json::from_str(&b)).transpose()?)
+        })
+    }
+
+    /// Creates or replaces an object (`body: None` deletes it) and audits the change, in one
+    /// transaction.
+    pub fn put_config_object(
+        &self,
+        kind: &str,
+        scope: &str,
+        key: &str,
+        body: Option<&serde_json::Value>,
+        change: &ConfigChange,
+    ) -> Result<()> {
+        self.with_reader(|c| {
+            let tx = c.unchecked_transaction().map_err(db_err)?;
+            match body {
+                Some(b) => tx
+                    .execute(
+                        "INSERT INTO config_objects (kind, scope, key, body, updated) VALUES (?1, ?2, ?3, ?4, ?5)
+                         ON CONFLICT (kind, scope, key) DO UPDATE SET body = excluded.body, updated = excluded.updated",
+                        params![kind, scope, key, b.to_string(), change.time],
+                    )
+                    .map_err(db_err)?,
+                None => tx
+                    .execute(
+                        "DELETE FROM config_objects WHERE kind = ?1 AND scope = ?2 AND key = ?3",
+                        params![kind, scope, key],
+                    )
+                    .map_err(db_err)?,
+            };
+            insert_change(&tx, change)?;
+            tx.commit().map_err(db_err)
+        })
+    }
+
+    /// Audits a change that stores nothing here (a reload of the configuration file).
+    pub fn add_config_change(&self, change: &ConfigChange) -> Result<()> {
+        self.with_reader(|c| insert_change(c, change))
+    }
+
+    /// Changes, newest first, and their total.
+    pub fn config_changes(&self, limit: u32, offset: u64) -> Result<(Vec<ConfigChange>, u64)> {
+        self.with_reader(|c| {
+            let total: i64 = c
+                .query_row("SELECT COUNT(*) FROM config_changes", [], |r| r.get(0))
+                .map_err(db_err)?;
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT n, time, by, action, object, before, after, detail FROM config_changes ORDER BY n DESC LIMIT ?1 OFFSET ?2",
+                )
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map(params![limit, offset as i64], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, Option<String>>(5)?,
+                        r.get::<_, Option<String>>(6)?,
+                        r.get::<_, Option<String>>(7)?,
+                    ))
+                })
+                .map_err(db_err)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (n, time, by, action, object, before, after, detail) = row.map_err(db_err)?;
+                let parse = |s: Option<String>| s.and_then(|s| serde_json::from_str(&s).ok());
+                out.push(ConfigChange {
+                    n,
+                    time,
+                    by,
+                    action,
+                    object,
+                    before: parse(before),
+                    after: parse(after),
+                    detail,
+                });
+            }
+            Ok((out, total.max(0) as u64))
+        })
+    }
+
+    /// Deletes the records of `protocol` sessions that ended before `cutoff_us` (unix
+    /// microseconds); active sessions are never touched. Returns how many went.
+    pub fn delete_ended_before(&self, protocol: &str, cutoff_us: i64) -> Result<usize> {
+        self.with_reader(|c| {
+            c.execute(
+                "DELETE FROM sessions WHERE protocol = ?1 AND active = 0
+                 AND CAST(json_extract(record, '$.end_unix_us') AS INTEGER) < ?2",
+                params![protocol, cutoff_us],
+            )
+            .map_err(db_err)
+        })
+    }
+}
+
+fn insert_change(c: &rusqlite::Connection, ch: &ConfigChange) -> Result<()> {
+    c.execute(
+        "INSERT INTO config_changes (time, by, action, object, before, after, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![ch.time, ch.by, ch.action, ch.object, json(&ch.before), json(&ch.after), ch.detail],
+    )
+    .map_err(db_err)?;
+    Ok(())
+}

@@ -64,6 +64,17 @@ pub struct Xvnc {
 impl Xvnc {
     /// `security`: Xvnc's `-SecurityTypes`; `password`: VNC password (for VncAuth/X509Vnc).
     pub fn start(dir: &Path, security: &str, certs: &Certs, password: Option<&str>) -> Result<Xvnc> {
+        Self::start_args(dir, security, certs, password, &[])
+    }
+
+    /// As [`Xvnc::start`] with more Xvnc arguments (e.g. `-GnuTLSPriority`).
+    pub fn start_args(
+        dir: &Path,
+        security: &str,
+        certs: &Certs,
+        password: Option<&str>,
+        extra: &[&str],
+    ) -> Result<Xvnc> {
         let passwd = dir.join(format!("passwd-{}", free_port()));
         if let Some(pw) = password {
             let mut c = Command::new("vncpasswd")
@@ -93,6 +104,7 @@ impl Xvnc {
             if password.is_some() {
                 cmd.arg("-rfbauth").arg(&passwd);
             }
+            cmd.args(extra);
             let mut child = cmd
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
@@ -184,16 +196,28 @@ pub struct Viewer {
 }
 
 fn tls_client(ca: &Path) -> Arc<rustls::ClientConfig> {
+    tls_client_limited(ca, &[&rustls::version::TLS13, &rustls::version::TLS12], None)
+}
+
+/// A viewer's TLS limited to some versions and, optionally, suites (policy tests).
+pub fn tls_client_limited(
+    ca: &Path,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+    suites: Option<&[rustls::CipherSuite]>,
+) -> Arc<rustls::ClientConfig> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_file_iter(ca).expect("ca") {
         roots.add(c.expect("ca cert")).expect("add ca");
     }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    if let Some(want) = suites {
+        provider.cipher_suites.retain(|s| want.contains(&s.suite()));
+    }
     Arc::new(
-        rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
+        rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+            .with_protocol_versions(versions)
             .expect("versions")
             .with_root_certificates(roots)
             .with_no_client_auth(),
@@ -226,12 +250,23 @@ impl From<std::io::Error> for Refused {
 
 impl Viewer {
     pub fn connect(addr: SocketAddr, ca: &Path, login: &str, password: &str, mode: Mode) -> Result<Viewer, Refused> {
+        Self::connect_tls(addr, tls_client(ca), login, password, mode)
+    }
+
+    /// As [`Viewer::connect`] with the viewer's own TLS configuration.
+    pub fn connect_tls(
+        addr: SocketAddr,
+        tls_cfg: Arc<rustls::ClientConfig>,
+        login: &str,
+        password: &str,
+        mode: Mode,
+    ) -> Result<Viewer, Refused> {
         let tcp = TcpStream::connect(addr)?;
         tcp.set_nodelay(true)?;
         tcp.set_read_timeout(Some(Duration::from_secs(15)))?;
         let server_name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
         let tls = |t: TcpStream| -> Box<dyn Rw> {
-            let conn = rustls::ClientConnection::new(tls_client(ca), server_name.clone()).expect("tls");
+            let conn = rustls::ClientConnection::new(tls_cfg.clone(), server_name.clone()).expect("tls");
             Box::new(rustls::StreamOwned::new(conn, t))
         };
         let mut s: Box<dyn Rw> = match mode {

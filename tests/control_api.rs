@@ -585,7 +585,8 @@ fn the_api_serves_https_when_given_a_certificate() {
     let text = gateway_config(d, &sshd, "", FULL_POLICY).unwrap().replace(
         "[api]\nlisten = \"127.0.0.1:0\"",
         &format!(
-            "[api]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"{}\"\ntls_key = \"{}\"",
+            "[api]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n\
+             [api.client_tls_security_settings]\nminimum_tls_version = \"TLSv1_3\"\n",
             d.join("srv.pem").display(),
             d.join("srv.key").display()
         ),
@@ -610,6 +611,15 @@ fn the_api_serves_https_when_given_a_certificate() {
     );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["items"].is_array());
+    // The API's TLS settings: a TLS 1.2 client is refused in the handshake.
+    let out = Command::new("curl")
+        .args(["-sS", "--tls-max", "1.2", "--cacert"])
+        .arg(gw.dir.path().join("ca.pem"))
+        .arg(format!("https://127.0.0.1:{}/healthz", gw.api.port()))
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "TLS 1.2 accepted");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("alert"), "{}", String::from_utf8_lossy(&out.stderr));
     // Plain HTTP to the HTTPS port is refused.
     let (code, _) = gw.api_call("GET", "/healthz", None, None);
     assert_ne!(code, 200);

@@ -9,76 +9,14 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::vnc::{Certs, Mode, PLAIN_PASSWORD, PLAIN_USER, Refused, Viewer, X11vnc, Xvnc};
+use common::vnc::{
+    Certs, Mode, PLAIN_PASSWORD, PLAIN_USER, Refused, Viewer, X11vnc, Xvnc, ended_session, start,
+    target,
+};
 use common::*;
 
 const ADMIN: &str = "admin-secret";
 const VNC_PASSWORD: &str = "vncpw123";
-
-fn config(dir: &Path, certs: &Certs, targets: &str) -> String {
-    let hash = trailgate_proxy::auth::hash_password(ALICE_PASSWORD).expect("hash");
-    format!(
-        r#"data_dir = "data"
-node_id = "test-node"
-
-[ssh]
-listen = "127.0.0.1:0"
-
-[vnc]
-listen = "127.0.0.1:0"
-tls_cert = "{gw}"
-tls_key = "{key}"
-
-[recording]
-flush_interval = "100ms"
-fsync = false
-
-[[users]]
-name = "alice"
-password_hash = "{hash}"
-
-[[users]]
-name = "bob"
-password_hash = "{hash}"
-
-[api]
-listen = "127.0.0.1:0"
-
-[[api_tokens]]
-name = "admin-tok"
-token_sha256 = "16175223c8ddce5ace0493c948569c211b03c4c6bb3d3e484434999448cffe01"
-role = "admin"
-{targets}
-"#,
-        gw = certs.path("gateway.pem").display(),
-        key = certs.path("gateway.key").display(),
-    )
-    .replace("\n\n\n", "\n\n")
-    .replace("{dir}", &dir.display().to_string())
-}
-
-fn start(targets: &str) -> (Gateway, Certs) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let certs = Certs::make(&dir.path().join("certs"));
-    let text = config(dir.path(), &certs, targets);
-    let cfg = dir.path().join("trailgate.toml");
-    std::fs::write(&cfg, text).expect("config");
-    let gw = Gateway::run(dir, cfg, String::new()).expect("gateway");
-    assert!(gw.vnc.is_some(), "no vnc listener line");
-    (gw, certs)
-}
-
-fn target(name: &str, port: u16, body: &str) -> String {
-    format!("\n[[targets]]\nname = \"{name}\"\nprotocol = \"vnc\"\naddress = \"127.0.0.1:{port}\"\n{body}\n")
-}
-
-/// The session record of the only session to `target` once it has ended.
-fn ended_session(gw: &Gateway, target: &str) -> serde_json::Value {
-    wait_until(&format!("session to {target} ended"), 20, || {
-        let (items, _) = gw.sessions(&format!("target={target}"), ADMIN);
-        items.into_iter().find(|s| s["active"] == false)
-    })
-}
 
 fn png_rgb(png_bytes: &[u8]) -> (u32, u32, Vec<u8>) {
     let dec = png::Decoder::new(std::io::Cursor::new(png_bytes));

@@ -73,6 +73,8 @@ fn body_of(v: Value) -> Result<SettingsPolicy, ApiError> {
     serde_json::from_value(body).map_err(|e| ApiError::BadRequest(format!("body: {e}")))
 }
 
+#[utoipa::path(get, path = "/api/v1/configuration/{proto}/settings_policies", params(("proto" = String, Path, description = "ssh or vnc")), security(("bearer" = [])),
+    responses((status = 200, description = "`{items: [{key, body, source, meta}], meta}`"), (status = 401), (status = 404)))]
 pub async fn list_policies(
     State(st): State<Arc<ApiState>>,
     _caller: Caller,
@@ -88,6 +90,8 @@ pub async fn list_policies(
     })))
 }
 
+#[utoipa::path(get, path = "/api/v1/configuration/{proto}/settings_policies/{key}", params(("proto" = String, Path, description = "ssh or vnc"), ("key" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, description = "`{key, body, source, meta}`"), (status = 401), (status = 404)))]
 pub async fn get_policy(
     State(st): State<Arc<ApiState>>,
     _caller: Caller,
@@ -102,6 +106,9 @@ pub async fn get_policy(
     Ok(Json(object(p, &r)))
 }
 
+#[utoipa::path(post, path = "/api/v1/configuration/{proto}/settings_policies", params(("proto" = String, Path, description = "ssh or vnc")), security(("bearer" = [])),
+    request_body = SettingsPolicy,
+    responses((status = 201, description = "created under a generated key"), (status = 400), (status = 401), (status = 403)))]
 pub async fn create_policy(
     State(st): State<Arc<ApiState>>,
     caller: Caller,
@@ -116,6 +123,10 @@ pub async fn create_policy(
     Ok((StatusCode::CREATED, Json(object(p, &r))))
 }
 
+#[utoipa::path(put, path = "/api/v1/configuration/{proto}/settings_policies/{key}", params(("proto" = String, Path, description = "ssh or vnc"), ("key" = String, Path)), security(("bearer" = [])),
+    request_body = SettingsPolicy,
+    responses((status = 200, description = "replaced"), (status = 201, description = "created"), (status = 400), (status = 401), (status = 403),
+        (status = 409, description = "defined in the configuration file")))]
 pub async fn put_policy(
     State(st): State<Arc<ApiState>>,
     caller: Caller,
@@ -165,6 +176,9 @@ async fn store_policy(
     })
 }
 
+#[utoipa::path(delete, path = "/api/v1/configuration/{proto}/settings_policies/{key}", params(("proto" = String, Path, description = "ssh or vnc"), ("key" = String, Path)), security(("bearer" = [])),
+    responses((status = 200), (status = 401), (status = 403), (status = 404),
+        (status = 409, description = "defined in the file, or used by a target")))]
 pub async fn delete_policy(
     State(st): State<Arc<ApiState>>,
     caller: Caller,
@@ -213,6 +227,8 @@ fn options_object(o: &VncOptions) -> Value {
     json!({"key": "options", "body": o, "meta": {"href": OPTIONS_HREF, "parent": "/api/v1/configuration/vnc"}})
 }
 
+#[utoipa::path(get, path = "/api/v1/configuration/vnc/options", security(("bearer" = [])),
+    responses((status = 200, description = "`{key: \"options\", body, meta}`"), (status = 401)))]
 pub async fn get_vnc_options(
     State(st): State<Arc<ApiState>>,
     _caller: Caller,
@@ -220,6 +236,9 @@ pub async fn get_vnc_options(
     Ok(Json(options_object(&st.runtime.vnc_options())))
 }
 
+#[utoipa::path(put, path = "/api/v1/configuration/vnc/options", security(("bearer" = [])),
+    request_body = VncOptions,
+    responses((status = 200), (status = 400), (status = 401), (status = 403)))]
 pub async fn put_vnc_options(
     State(st): State<Arc<ApiState>>,
     caller: Caller,
@@ -259,12 +278,14 @@ pub async fn put_vnc_options(
     Ok(Json(options_object(&o)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct ChangesParams {
     pub limit: Option<u32>,
     pub offset: Option<u64>,
 }
 
+#[utoipa::path(get, path = "/api/v1/configuration/changes", params(ChangesParams), security(("bearer" = [])),
+    responses((status = 200, description = "`{items: [ConfigChange], meta}`, newest first"), (status = 401)))]
 pub async fn changes(
     State(st): State<Arc<ApiState>>,
     _caller: Caller,

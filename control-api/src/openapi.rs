@@ -8,7 +8,7 @@ use crate::auth::Caller;
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Trailgate control API", description = "Sessions, kills, trails and VNC screen snapshots of the Trailgate recording gateway."),
+    info(title = "Trailgate control API", description = "Sessions, kills, trails, VNC screen snapshots and settings policies of the Trailgate recording gateway."),
     paths(
         crate::routes::list_sessions,
         crate::routes::get_session,
@@ -18,6 +18,14 @@ use crate::auth::Caller;
         crate::trail::download,
         crate::snapshot::snapshot,
         crate::routes::metrics,
+        crate::configuration::list_policies,
+        crate::configuration::get_policy,
+        crate::configuration::create_policy,
+        crate::configuration::put_policy,
+        crate::configuration::delete_policy,
+        crate::configuration::get_vnc_options,
+        crate::configuration::put_vnc_options,
+        crate::configuration::changes,
     ),
     components(schemas(
         crate::routes::SessionList,
@@ -27,6 +35,9 @@ use crate::auth::Caller;
         crate::routes::KillRequest,
         trailgate_recorder::record::SessionRecord,
         trailgate_recorder::catalog::TrailDownload,
+        trailgate_recorder::catalog::ConfigChange,
+        trailgate_proxy::policy::SettingsPolicy,
+        trailgate_proxy::policy::VncOptions,
     )),
     modifiers(&Bearer)
 )]

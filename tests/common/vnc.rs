@@ -15,11 +15,78 @@ use trailgate_rfb::client::{self as msg, encoding};
 use trailgate_rfb::decode::Decoder;
 use trailgate_rfb::{PixelFormat, ServerInit};
 
-use super::{free_port, wait_listening};
+use super::{ALICE_PASSWORD, Gateway, free_port, wait_listening, wait_until};
 
 /// The PAM account the X509Plain target checks (made by scripts/install-test-deps.sh).
 pub const PLAIN_USER: &str = "tgvnc";
 pub const PLAIN_PASSWORD: &str = "tgvnc-pass-1";
+
+/// A gateway config with `[vnc]` (the development certificates in `certs`), alice and bob, the
+/// API with the admin token, and `targets` (TOML appended at the end).
+pub fn config(dir: &Path, certs: &Certs, targets: &str) -> String {
+    let hash = trailgate_proxy::auth::hash_password(ALICE_PASSWORD).expect("hash");
+    format!(
+        r#"data_dir = "data"
+node_id = "test-node"
+
+[ssh]
+listen = "127.0.0.1:0"
+
+[vnc]
+listen = "127.0.0.1:0"
+tls_cert = "{gw}"
+tls_key = "{key}"
+
+[recording]
+flush_interval = "100ms"
+fsync = false
+
+[[users]]
+name = "alice"
+password_hash = "{hash}"
+
+[[users]]
+name = "bob"
+password_hash = "{hash}"
+
+[api]
+listen = "127.0.0.1:0"
+
+[[api_tokens]]
+name = "admin-tok"
+token_sha256 = "16175223c8ddce5ace0493c948569c211b03c4c6bb3d3e484434999448cffe01"
+role = "admin"
+{targets}
+"#,
+        gw = certs.path("gateway.pem").display(),
+        key = certs.path("gateway.key").display(),
+    )
+    .replace("\n\n\n", "\n\n")
+    .replace("{dir}", &dir.display().to_string())
+}
+
+pub fn start(targets: &str) -> (Gateway, Certs) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certs = Certs::make(&dir.path().join("certs"));
+    let text = config(dir.path(), &certs, targets);
+    let cfg = dir.path().join("trailgate.toml");
+    std::fs::write(&cfg, text).expect("config");
+    let gw = Gateway::run(dir, cfg, String::new()).expect("gateway");
+    assert!(gw.vnc.is_some(), "no vnc listener line");
+    (gw, certs)
+}
+
+pub fn target(name: &str, port: u16, body: &str) -> String {
+    format!("\n[[targets]]\nname = \"{name}\"\nprotocol = \"vnc\"\naddress = \"127.0.0.1:{port}\"\n{body}\n")
+}
+
+/// The session record of the only session to `target` once it has ended.
+pub fn ended_session(gw: &Gateway, target: &str) -> serde_json::Value {
+    wait_until(&format!("session to {target} ended"), 20, || {
+        let (items, _) = gw.sessions(&format!("target={target}"), super::ADMIN_SECRET);
+        items.into_iter().find(|s| s["active"] == false)
+    })
+}
 
 /// `trailgate certs dev` output: a CA, gateway and target certificates.
 pub struct Certs {

@@ -183,7 +183,14 @@ async fn run(vnc: &VncState, sh: &Arc<Session>, tcp: TcpStream) {
     };
     let mut client_leg = client_leg;
     let mut target_leg = up.leg;
-    client_leg.tls_minimum = Some(client_tls.minimum.as_str().into());
+    // What the client leg demanded: the listener's minimum in the handshake, the target
+    // policy's after it.
+    let listener_min = vnc
+        .cfg
+        .client_tls_security_settings
+        .compile("vnc")
+        .map_or(client_tls.minimum, |p| p.minimum);
+    client_leg.tls_minimum = Some(listener_min.max(client_tls.minimum).as_str().into());
     if rt.tls.is_some() {
         target_leg.tls_minimum = Some(server_tls.minimum.as_str().into());
     }

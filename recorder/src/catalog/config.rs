@@ -206,3 +206,66 @@ fn insert_change(c: &rusqlite::Connection, ch: &ConfigChange) -> Result<()> {
     .map_err(db_err)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::SessionRecord;
+
+    fn rec(id: &str, protocol: &str, active: bool, end_us: Option<i64>) -> SessionRecord {
+        let mut r: SessionRecord = serde_json::from_value(serde_json::json!({
+            "id": id, "protocol": protocol, "active": active, "status": "disconnected",
+            "client": {"ip": "127.0.0.1", "port": 1}, "target": {}, "user": {},
+            "start_time": "2026-01-01T00:00:00Z", "start_unix_us": 1,
+            "bytes_client_to_server": 0, "bytes_server_to_client": 0,
+            "channels": [], "policies": [], "trail": {"size": 0, "integrity": "none"}, "node_id": "n"
+        }))
+        .unwrap();
+        r.end_unix_us = end_us;
+        r
+    }
+
+    #[test]
+    fn cleanup_deletes_old_ended_sessions_of_one_protocol_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Catalog::open(dir.path()).unwrap();
+        c.insert_many(&[
+            rec("old-vnc", "vnc", false, Some(100)),
+            rec("new-vnc", "vnc", false, Some(10_000)),
+            rec("active-vnc", "vnc", true, None),
+            rec("old-ssh", "ssh", false, Some(100)),
+        ])
+        .unwrap();
+        assert_eq!(c.delete_ended_before("vnc", 5_000).unwrap(), 1);
+        assert!(c.get("old-vnc").unwrap().is_none());
+        for id in ["new-vnc", "active-vnc", "old-ssh"] {
+            assert!(c.get(id).unwrap().is_some(), "{id}");
+        }
+    }
+
+    #[test]
+    fn objects_and_their_audit_commit_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Catalog::open(dir.path()).unwrap();
+        let change = |action: &str| ConfigChange {
+            n: 0,
+            time: "2026-12-06T00:00:00Z".into(),
+            by: "admin".into(),
+            action: action.into(),
+            object: "/x".into(),
+            before: None,
+            after: Some(serde_json::json!({"timeout": 1})),
+            detail: None,
+        };
+        let body = serde_json::json!({"timeout": 1});
+        c.put_config_object("k", "ssh", "a", Some(&body), &change("create")).unwrap();
+        assert_eq!(c.config_object("k", "ssh", "a").unwrap(), Some(body));
+        assert_eq!(c.config_objects("k").unwrap().len(), 1);
+        c.put_config_object("k", "ssh", "a", None, &change("delete")).unwrap();
+        assert!(c.config_object("k", "ssh", "a").unwrap().is_none());
+        let (items, total) = c.config_changes(10, 0).unwrap();
+        assert_eq!(total, 2);
+        assert_eq!(items[0].action, "delete");
+        assert!(items[0].n > items[1].n);
+    }
+}

@@ -28,7 +28,10 @@ pub fn dev(out: &Path, names: &[String]) -> Result<ExitCode> {
     write(out, "ca.key", &ca_key.serialize_pem(), true)?;
     let mut sans: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
     sans.extend(names.iter().cloned());
-    for (file, cn) in [("gateway", "Trailgate gateway"), ("target", "Trailgate test target")] {
+    for (file, cn) in [
+        ("gateway", "Trailgate gateway"),
+        ("target", "Trailgate test target"),
+    ] {
         let mut p = CertificateParams::new(sans.clone())?;
         p.is_ca = IsCa::ExplicitNoCa;
         p.distinguished_name.push(DnType::CommonName, cn);
@@ -56,7 +59,10 @@ pub fn dev(out: &Path, names: &[String]) -> Result<ExitCode> {
             true,
         )?;
         let fp = trailgate_proxy::tls::fingerprint(cert.der());
-        println!("{file}: {}/{file}.pem  tls_fingerprint = \"{fp}\"", out.display());
+        println!(
+            "{file}: {}/{file}.pem  tls_fingerprint = \"{fp}\"",
+            out.display()
+        );
     }
     println!("ca: {}/ca.pem (names: {})", out.display(), sans.join(", "));
     Ok(ExitCode::SUCCESS)

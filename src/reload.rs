@@ -95,12 +95,19 @@ fn restart_only(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.ssh.listen != new.ssh.listen || old.ssh.host_keys != new.ssh.host_keys {
         out.push("[ssh] listen/host_keys");
     }
-    if differs(format!("{:?}", old.ssh.ciphers), format!("{:?}", new.ssh.ciphers))
-        || differs(format!("{:?}", old.ssh.upstream_ciphers), format!("{:?}", new.ssh.upstream_ciphers))
-    {
+    if differs(
+        format!("{:?}", old.ssh.ciphers),
+        format!("{:?}", new.ssh.ciphers),
+    ) || differs(
+        format!("{:?}", old.ssh.upstream_ciphers),
+        format!("{:?}", new.ssh.upstream_ciphers),
+    ) {
         out.push("[ssh] ciphers");
     }
-    if differs(format!("{:?}", old.recording), format!("{:?}", new.recording)) {
+    if differs(
+        format!("{:?}", old.recording),
+        format!("{:?}", new.recording),
+    ) {
         out.push("[recording]");
     }
     if differs(format!("{:?}", old.limits), format!("{:?}", new.limits)) {
@@ -137,4 +144,3 @@ pub async fn on_sighup(reloader: Reloader, shutdown: tokio_util::sync::Cancellat
         }
     }
 }
-

@@ -32,7 +32,10 @@ pub fn run(config: &Path) -> Result<ExitCode> {
         let restored = trailgate_control_api::configuration::restore(&catalog, &gw.runtime)
             .map_err(|e| anyhow::anyhow!("loading stored configuration: {e}"))?;
         if restored > 0 {
-            tracing::info!(policies = restored, "settings policies from the control API loaded");
+            tracing::info!(
+                policies = restored,
+                "settings policies from the control API loaded"
+            );
         }
         set_vnc_log_level(&gw.runtime.vnc_options());
         // Nothing may show as active without a live connection: close what the last run left.

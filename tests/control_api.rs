@@ -619,7 +619,11 @@ fn the_api_serves_https_when_given_a_certificate() {
         .output()
         .unwrap();
     assert!(!out.status.success(), "TLS 1.2 accepted");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("alert"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("alert"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Plain HTTP to the HTTPS port is refused.
     let (code, _) = gw.api_call("GET", "/healthz", None, None);
     assert_ne!(code, 200);

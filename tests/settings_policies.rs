@@ -49,7 +49,12 @@ fn start(sshd: &Sshd, db1_keys: &str, extra: &str) -> Gateway {
 fn timed(gw: &Gateway, target: &str, cmd: &str) -> (Duration, Option<i32>, String) {
     let mut child = gw
         .ssh()
-        .args(["-o", "ServerAliveInterval=1", "-o", "ServerAliveCountMax=30"])
+        .args([
+            "-o",
+            "ServerAliveInterval=1",
+            "-o",
+            "ServerAliveCountMax=30",
+        ])
         .arg(format!("alice@{target}@{}", gw.addr.ip()))
         .arg(cmd)
         .stdout(Stdio::piped())
@@ -89,10 +94,19 @@ fn ssh_timeouts_fire_on_time_with_their_reasons_and_keepalives_do_not_count() {
     let (t, code, err) = timed(&gw, "db1", "echo start; sleep 30");
     assert!(err.contains("idle timeout"), "{err}");
     assert_eq!(code, Some(255));
-    assert!(t >= Duration::from_millis(1900) && t < Duration::from_millis(3000), "idle after {t:?}");
+    assert!(
+        t >= Duration::from_millis(1900) && t < Duration::from_millis(3000),
+        "idle after {t:?}"
+    );
     let s = ended(&gw, "db1");
     assert_eq!(s["end_reason"], "terminated by policy: idle timeout", "{s}");
-    assert!(s["policies"].as_array().unwrap().contains(&json!("settings:idle")), "{s}");
+    assert!(
+        s["policies"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("settings:idle")),
+        "{s}"
+    );
 
     // Inactivity: output flows all the time, but nothing is typed.
     let (t, code, err) = timed(&gw, "db2", "while :; do echo tick; sleep 0.2; done");
@@ -100,7 +114,10 @@ fn ssh_timeouts_fire_on_time_with_their_reasons_and_keepalives_do_not_count() {
     assert_eq!(code, Some(255));
     assert!(t < Duration::from_millis(3000), "inactivity after {t:?}");
     let s = ended(&gw, "db2");
-    assert_eq!(s["end_reason"], "terminated by policy: inactivity timeout", "{s}");
+    assert_eq!(
+        s["end_reason"], "terminated by policy: inactivity timeout",
+        "{s}"
+    );
     assert!(s["bytes_server_to_client"].as_u64().unwrap() > 20, "{s}");
 }
 
@@ -129,7 +146,8 @@ fn the_preconnect_check_refuses_without_contacting_the_target() {
             sshd.host_pub
         )
     };
-    let extra = fake("checked", "pre") + &fake("unchecked", "nopre")
+    let extra = fake("checked", "pre")
+        + &fake("unchecked", "nopre")
         + "\n[channel_policies.nothing]\nallow = []\n\
            \n[settings_policies.pre]\npreconnect_channel_check = true\n\
            \n[settings_policies.nopre]\npreconnect_channel_check = false\n";
@@ -144,7 +162,10 @@ fn the_preconnect_check_refuses_without_contacting_the_target() {
     let o = run("checked");
     assert_eq!(o.status.code(), Some(255));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("refused before connecting") && err.contains("permits no channel"), "{err}");
+    assert!(
+        err.contains("refused before connecting") && err.contains("permits no channel"),
+        "{err}"
+    );
     let s = ended(&gw, "checked");
     assert_eq!(s["verdict"], "deny", "{s}");
     assert_eq!(hits.load(Ordering::SeqCst), 0, "the target was contacted");
@@ -176,10 +197,16 @@ fn policies_through_the_api_reach_the_next_session_persist_and_are_audited() {
         .output()
         .unwrap();
     assert!(check.status.success());
-    assert!(String::from_utf8_lossy(&check.stderr).contains("\"later\""), "{check:?}");
+    assert!(
+        String::from_utf8_lossy(&check.stderr).contains("\"later\""),
+        "{check:?}"
+    );
     let o = gw.exec("echo hello");
     assert_eq!(o.status.code(), Some(255));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("does not exist"), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("does not exist"),
+        "{o:?}"
+    );
     assert_eq!(ended(&gw, "db1")["verdict"], "deny");
 
     let body = json!({"name": "later", "timeout": 1, "inactivity_timeout": {"enabled": false}});
@@ -197,30 +224,65 @@ fn policies_through_the_api_reach_the_next_session_persist_and_are_audited() {
     let (code, list) = call(&gw, "GET", SSH_POLICIES, AUDITOR, None);
     assert_eq!(code, 200);
     let items = list["items"].as_array().unwrap();
-    let src = |k: &str| items.iter().find(|i| i["key"] == k).map(|i| i["source"].clone());
+    let src = |k: &str| {
+        items
+            .iter()
+            .find(|i| i["key"] == k)
+            .map(|i| i["source"].clone())
+    };
     assert_eq!(src("filepol"), Some(json!("config")));
     assert_eq!(src("later"), Some(json!("api")));
     // The new policy governs the next session: it ends on its 1 s idle timeout.
     let o = gw.exec("echo hello; sleep 20");
     assert_eq!(String::from_utf8_lossy(&o.stdout), "hello\n");
-    assert!(String::from_utf8_lossy(&o.stderr).contains("idle timeout"), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("idle timeout"),
+        "{o:?}"
+    );
 
     // Validation names the field; the file's policies are read-only; a used policy stays.
     let bad = json!({"timeout": 600, "inactivity_timeout": {"enabled": true, "value": 60}});
     let (code, v) = call(&gw, "PUT", &path, ADMIN, Some(bad));
     assert_eq!(code, 400, "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("inactivity_timeout.value"), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("inactivity_timeout.value"),
+        "{v}"
+    );
     let bad = json!({"client_tls_security_settings": {"cipher_strength": {"selection": "custom", "custom_cipher": "RC4-MD5"}}});
     let (code, v) = call(&gw, "PUT", &path, ADMIN, Some(bad));
     assert_eq!(code, 400, "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("TLS_AES_128_GCM_SHA256"), "{v}");
-    let (code, v) = call(&gw, "PUT", &format!("{SSH_POLICIES}/filepol"), ADMIN, Some(json!({})));
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("TLS_AES_128_GCM_SHA256"),
+        "{v}"
+    );
+    let (code, v) = call(
+        &gw,
+        "PUT",
+        &format!("{SSH_POLICIES}/filepol"),
+        ADMIN,
+        Some(json!({})),
+    );
     assert_eq!(code, 409, "{v}");
     let (code, v) = call(&gw, "DELETE", &path, ADMIN, None);
     assert_eq!(code, 409, "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("db1"), "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("db1"),
+        "{v}"
+    );
     // POST makes a key; DELETE removes an unused policy.
-    let (code, v) = call(&gw, "POST", SSH_POLICIES, ADMIN, Some(json!({"timeout": 30})));
+    let (code, v) = call(
+        &gw,
+        "POST",
+        SSH_POLICIES,
+        ADMIN,
+        Some(json!({"timeout": 30})),
+    );
     assert_eq!(code, 201, "{v}");
     let made = v["key"].as_str().unwrap().to_string();
     let made_path = format!("{SSH_POLICIES}/{made}");
@@ -229,13 +291,38 @@ fn policies_through_the_api_reach_the_next_session_persist_and_are_audited() {
     assert_eq!(call(&gw, "DELETE", &made_path, ADMIN, None).0, 200);
     assert_eq!(call(&gw, "GET", &made_path, ADMIN, None).0, 404);
     // The VNC policies are another collection.
-    assert_eq!(call(&gw, "GET", "/api/v1/configuration/vnc/settings_policies/later", ADMIN, None).0, 404);
-    assert_eq!(call(&gw, "GET", "/api/v1/configuration/rdp/settings_policies", ADMIN, None).0, 404);
+    assert_eq!(
+        call(
+            &gw,
+            "GET",
+            "/api/v1/configuration/vnc/settings_policies/later",
+            ADMIN,
+            None
+        )
+        .0,
+        404
+    );
+    assert_eq!(
+        call(
+            &gw,
+            "GET",
+            "/api/v1/configuration/rdp/settings_policies",
+            ADMIN,
+            None
+        )
+        .0,
+        404
+    );
 
     // Every change is audited: who, what, before and after.
     let (code, ch) = call(&gw, "GET", "/api/v1/configuration/changes", AUDITOR, None);
     assert_eq!(code, 200);
-    let actions: Vec<&str> = ch["items"].as_array().unwrap().iter().map(|c| c["action"].as_str().unwrap()).collect();
+    let actions: Vec<&str> = ch["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["action"].as_str().unwrap())
+        .collect();
     assert_eq!(actions, ["delete", "create", "replace", "create"], "{ch}");
     let first = &ch["items"][3];
     assert_eq!(first["by"], "admin-tok");
@@ -248,7 +335,10 @@ fn policies_through_the_api_reach_the_next_session_persist_and_are_audited() {
     assert_eq!(code, 200, "{v}");
     assert_eq!(v["source"], "api");
     let o = gw.exec("echo again; sleep 20");
-    assert!(String::from_utf8_lossy(&o.stderr).contains("idle timeout"), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("idle timeout"),
+        "{o:?}"
+    );
 }
 
 #[test]
@@ -264,7 +354,9 @@ fn sighup_reloads_a_valid_file_and_keeps_the_old_one_when_the_new_one_is_bad() {
     };
     let changes = |action: &str| -> usize {
         let (_, ch) = call(&gw, "GET", "/api/v1/configuration/changes", ADMIN, None);
-        ch["items"].as_array().map_or(0, |v| v.iter().filter(|c| c["action"] == action).count())
+        ch["items"]
+            .as_array()
+            .map_or(0, |v| v.iter().filter(|c| c["action"] == action).count())
     };
     let original = std::fs::read_to_string(&gw.config).unwrap();
     // A valid file: a new token and a policy on db1 apply without a restart.
@@ -276,28 +368,60 @@ fn sighup_reloads_a_valid_file_and_keeps_the_old_one_when_the_new_one_is_bad() {
     ) + &format!(
         "\n[[api_tokens]]\nname = \"new-tok\"\ntoken_sha256 = \"{new_token_sha}\"\nrole = \"auditor\"\n\n[settings_policies.hup]\ntimeout = 1\n"
     );
-    assert_eq!(gw.api_call("GET", "/api/v1/sessions", Some(secret), None).0, 401);
+    assert_eq!(
+        gw.api_call("GET", "/api/v1/sessions", Some(secret), None).0,
+        401
+    );
     std::fs::write(&gw.config, text).unwrap();
     hup();
-    wait_until("reload audited", 20, || (changes("reload") == 1).then_some(()));
-    assert_eq!(gw.api_call("GET", "/api/v1/sessions", Some(secret), None).0, 200);
+    wait_until("reload audited", 20, || {
+        (changes("reload") == 1).then_some(())
+    });
+    assert_eq!(
+        gw.api_call("GET", "/api/v1/sessions", Some(secret), None).0,
+        200
+    );
     let o = gw.exec("echo hi; sleep 20");
     assert_eq!(String::from_utf8_lossy(&o.stdout), "hi\n");
-    assert!(String::from_utf8_lossy(&o.stderr).contains("idle timeout"), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("idle timeout"),
+        "{o:?}"
+    );
 
     // A broken file is refused; the gateway keeps running on the previous one.
     std::fs::write(&gw.config, original.replace("[ssh]", "[ssh\n")).unwrap();
     hup();
-    wait_until("refused reload audited", 20, || (changes("reload-refused") == 1).then_some(()));
-    assert!(gw.log().contains("configuration reload refused"), "{}", gw.log());
-    assert_eq!(gw.api_call("GET", "/api/v1/sessions", Some(secret), None).0, 200);
+    wait_until("refused reload audited", 20, || {
+        (changes("reload-refused") == 1).then_some(())
+    });
+    assert!(
+        gw.log().contains("configuration reload refused"),
+        "{}",
+        gw.log()
+    );
+    assert_eq!(
+        gw.api_call("GET", "/api/v1/sessions", Some(secret), None).0,
+        200
+    );
     let o = gw.exec("echo still-here");
     assert_eq!(o.stdout, b"still-here\n", "{o:?}");
     // A file that parses but does not validate is refused the same way.
-    std::fs::write(&gw.config, original.replace("allow_users = [\"alice\"]", "allow_users = [\"nobody\"]")).unwrap();
+    std::fs::write(
+        &gw.config,
+        original.replace("allow_users = [\"alice\"]", "allow_users = [\"nobody\"]"),
+    )
+    .unwrap();
     hup();
-    wait_until("second refused reload", 20, || (changes("reload-refused") == 2).then_some(()));
+    wait_until("second refused reload", 20, || {
+        (changes("reload-refused") == 2).then_some(())
+    });
     let (_, ch) = call(&gw, "GET", "/api/v1/configuration/changes", ADMIN, None);
-    assert!(ch["items"][0]["detail"].as_str().unwrap().contains("allow_users"), "{ch}");
+    assert!(
+        ch["items"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("allow_users"),
+        "{ch}"
+    );
     assert_eq!(gw.exec("echo alive").stdout, b"alive\n");
 }

@@ -41,9 +41,21 @@ fn snapshot_cli(trail: &str, at: Option<f64>, out: &Path) -> Vec<u8> {
 
 /// Connects as `login`, paints the target, waits to see it, types and points, and leaves.
 /// Returns the viewer's last framebuffer (RGB) for comparison with the trail.
-fn desktop_round_trip(gw: &Gateway, certs: &Certs, login: &str, x: &Xvnc, mode: Mode) -> (Viewer, Vec<u8>) {
-    let mut v = Viewer::connect(gw.vnc.expect("vnc"), &certs.path("ca.pem"), login, ALICE_PASSWORD, mode)
-        .unwrap_or_else(|e| panic!("connect as {login}: {e:?}\n{}", gw.log()));
+fn desktop_round_trip(
+    gw: &Gateway,
+    certs: &Certs,
+    login: &str,
+    x: &Xvnc,
+    mode: Mode,
+) -> (Viewer, Vec<u8>) {
+    let mut v = Viewer::connect(
+        gw.vnc.expect("vnc"),
+        &certs.path("ca.pem"),
+        login,
+        ALICE_PASSWORD,
+        mode,
+    )
+    .unwrap_or_else(|e| panic!("connect as {login}: {e:?}\n{}", gw.log()));
     assert_eq!(v.init.name, format!("testdesk{}", x.display));
     assert_eq!((v.init.width, v.init.height), (320, 240));
     v.setup_default();
@@ -68,9 +80,19 @@ fn check_recorded(gw: &Gateway, name: &str, viewer_fb: &[u8], security: &str) ->
     assert_eq!(s["verdict"], "accept", "{s}");
     assert_eq!(s["trail"]["integrity"], "sealed", "{s}");
     assert_eq!(s["vnc"]["target"]["security"], security, "{s}");
-    assert_eq!(s["vnc"]["client"]["security"].as_str().map(|x| x.starts_with("vencrypt-")), Some(true));
+    assert_eq!(
+        s["vnc"]["client"]["security"]
+            .as_str()
+            .map(|x| x.starts_with("vencrypt-")),
+        Some(true)
+    );
     assert_eq!(s["vnc"]["client"]["tls_version"], "TLSv1_3", "{s}");
-    assert!(s["vnc"]["client"]["tls_cipher"].as_str().is_some_and(|c| c.starts_with("TLS_")), "{s}");
+    assert!(
+        s["vnc"]["client"]["tls_cipher"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("TLS_")),
+        "{s}"
+    );
     assert_eq!(s["vnc"]["width"], 320);
     let trail = s["trail"]["path"].as_str().expect("trail path").to_string();
     let (rc, out) = trail_verify(Path::new(&trail));
@@ -79,7 +101,10 @@ fn check_recorded(gw: &Gateway, name: &str, viewer_fb: &[u8], security: &str) ->
     let png = snapshot_cli(&trail, None, &gw.dir.path().join(format!("{name}.png")));
     let (w, h, rgb) = png_rgb(&png);
     assert_eq!((w, h), (320, 240));
-    assert!(rgb == viewer_fb, "snapshot of {name} differs from the viewer's screen");
+    assert!(
+        rgb == viewer_fb,
+        "snapshot of {name} differs from the viewer's screen"
+    );
     let info = trail_info(Path::new(&trail));
     assert_eq!(info["vnc"]["key_events"], 6, "{info}");
     assert_eq!(info["vnc"]["pointer_events"], 3, "{info}");
@@ -128,12 +153,27 @@ fn each_target_security_type_relays_and_records_the_desktop() {
     // The API serves the same picture as the CLI.
     let s = ended_session(&gw, "d-x509plain");
     let id = s["id"].as_str().expect("id");
-    let (code, png) = gw.api_call("GET", &format!("/api/v1/sessions/{id}/snapshot"), Some(ADMIN), None);
+    let (code, png) = gw.api_call(
+        "GET",
+        &format!("/api/v1/sessions/{id}/snapshot"),
+        Some(ADMIN),
+        None,
+    );
     assert_eq!(code, 200);
-    let cli = snapshot_cli(s["trail"]["path"].as_str().expect("path"), None, &gw.dir.path().join("api.png"));
+    let cli = snapshot_cli(
+        s["trail"]["path"].as_str().expect("path"),
+        None,
+        &gw.dir.path().join("api.png"),
+    );
     assert_eq!(png_rgb(&png).2, png_rgb(&cli).2);
     let text = gw.metrics_text(ADMIN);
-    assert!(metric_value(&text, "trailgate_relayed_bytes_total{protocol=\"vnc\",direction=\"s2c\"}") > 0.0, "{text}");
+    assert!(
+        metric_value(
+            &text,
+            "trailgate_relayed_bytes_total{protocol=\"vnc\",direction=\"s2c\"}"
+        ) > 0.0,
+        "{text}"
+    );
 }
 
 #[test]
@@ -145,7 +185,10 @@ fn tls_first_on_both_legs_with_x11vnc() {
     let (gw, certs) = start(&target(
         "desk1",
         x11.port,
-        &format!("tls = \"tls-first\"\nca_file = \"{}\"\npassword = \"{VNC_PASSWORD}\"", tc.path("ca.pem").display()),
+        &format!(
+            "tls = \"tls-first\"\nca_file = \"{}\"\npassword = \"{VNC_PASSWORD}\"",
+            tc.path("ca.pem").display()
+        ),
     ));
     // `alice` alone: she may use exactly one VNC target.
     let (v, fb) = desktop_round_trip(&gw, &certs, "alice", &x, Mode::TlsFirst);
@@ -163,16 +206,45 @@ fn refusals_say_why_and_are_recorded() {
     let other = Certs::make(&tmp.path().join("othercerts"));
     let x = Xvnc::start(tmp.path(), "X509Vnc", &tc, Some(VNC_PASSWORD)).expect("xvnc");
     let targets = [
-        target("good", x.port, &format!("ca_file = \"{}\"\npassword = \"{VNC_PASSWORD}\"\nallow_users = [\"alice\"]", tc.path("ca.pem").display())),
-        target("wrongca", x.port, &format!("ca_file = \"{}\"\npassword = \"{VNC_PASSWORD}\"", other.path("ca.pem").display())),
-        target("wrongpin", x.port, &format!("tls_fingerprint = \"{}\"\npassword = \"{VNC_PASSWORD}\"", other.target_fingerprint)),
-        target("badpw", x.port, &format!("ca_file = \"{}\"\npassword = \"not-it\"", tc.path("ca.pem").display())),
+        target(
+            "good",
+            x.port,
+            &format!(
+                "ca_file = \"{}\"\npassword = \"{VNC_PASSWORD}\"\nallow_users = [\"alice\"]",
+                tc.path("ca.pem").display()
+            ),
+        ),
+        target(
+            "wrongca",
+            x.port,
+            &format!(
+                "ca_file = \"{}\"\npassword = \"{VNC_PASSWORD}\"",
+                other.path("ca.pem").display()
+            ),
+        ),
+        target(
+            "wrongpin",
+            x.port,
+            &format!(
+                "tls_fingerprint = \"{}\"\npassword = \"{VNC_PASSWORD}\"",
+                other.target_fingerprint
+            ),
+        ),
+        target(
+            "badpw",
+            x.port,
+            &format!(
+                "ca_file = \"{}\"\npassword = \"not-it\"",
+                tc.path("ca.pem").display()
+            ),
+        ),
     ]
     .concat();
     let (gw, certs) = start(&targets);
     let addr = gw.vnc.expect("vnc");
     let ca = certs.path("ca.pem");
-    let reason = |login: &str, pw: &str| match Viewer::connect(addr, &ca, login, pw, Mode::Vencrypt) {
+    let reason = |login: &str, pw: &str| match Viewer::connect(addr, &ca, login, pw, Mode::Vencrypt)
+    {
         Err(Refused::Reason(r)) => r,
         Err(e) => panic!("{login}: no reason: {e:?}"),
         Ok(_) => panic!("{login}: accepted"),
@@ -200,7 +272,8 @@ fn refusals_say_why_and_are_recorded() {
     use std::io::{Read, Write};
     for (version, head) in [("RFB 003.003\n", 4usize), ("RFB 003.007\n", 1)] {
         let mut t = std::net::TcpStream::connect(addr).expect("connect");
-        t.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        t.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
         let mut line = [0u8; 12];
         t.read_exact(&mut line).expect("version");
         t.write_all(version.as_bytes()).expect("write");
@@ -211,7 +284,10 @@ fn refusals_say_why_and_are_recorded() {
         t.read_exact(&mut len).expect("len");
         let mut why = vec![0u8; u32::from_be_bytes(len) as usize];
         t.read_exact(&mut why).expect("reason");
-        assert!(String::from_utf8_lossy(&why).contains("RFB 3.8"), "{version}");
+        assert!(
+            String::from_utf8_lossy(&why).contains("RFB 3.8"),
+            "{version}"
+        );
     }
 }
 
@@ -220,10 +296,16 @@ fn kill_slow_reader_and_malformed_messages_end_only_their_session() {
     let tmp = tempfile::tempdir().expect("tmp");
     let tc = Certs::make(&tmp.path().join("targetcerts"));
     let x = Xvnc::start(tmp.path(), "VncAuth", &tc, Some(VNC_PASSWORD)).expect("xvnc");
-    let (gw, certs) = start(&target("desk", x.port, &format!("tls = \"none\"\npassword = \"{VNC_PASSWORD}\"")));
+    let (gw, certs) = start(&target(
+        "desk",
+        x.port,
+        &format!("tls = \"none\"\npassword = \"{VNC_PASSWORD}\""),
+    ));
     let addr = gw.vnc.expect("vnc");
     let ca = certs.path("ca.pem");
-    let connect = || Viewer::connect(addr, &ca, "alice@desk", ALICE_PASSWORD, Mode::Vencrypt).expect("connect");
+    let connect = || {
+        Viewer::connect(addr, &ca, "alice@desk", ALICE_PASSWORD, Mode::Vencrypt).expect("connect")
+    };
 
     // A viewer that asks for full raw frames and never reads: the gateway's memory stays flat.
     let mut slow = connect();
@@ -243,12 +325,18 @@ fn kill_slow_reader_and_malformed_messages_end_only_their_session() {
     x.solid("#ffff00");
     watcher.until_pixel(5, 5, [255, 255, 0]);
     let grew = gw.rss_kib().saturating_sub(before);
-    assert!(grew < 24 * 1024, "gateway grew by {grew} KiB behind a viewer that does not read");
+    assert!(
+        grew < 24 * 1024,
+        "gateway grew by {grew} KiB behind a viewer that does not read"
+    );
 
     // Malformed input ends that session only.
     let mut bad = connect();
     bad.send_raw(&[200, 1, 2, 3]).expect("send");
-    assert!(bad.wait_closed(Duration::from_secs(10)).is_some(), "malformed session not closed");
+    assert!(
+        bad.wait_closed(Duration::from_secs(10)).is_some(),
+        "malformed session not closed"
+    );
     x.solid("#00ffff");
     watcher.until_pixel(5, 5, [0, 255, 255]);
 
@@ -261,17 +349,41 @@ fn kill_slow_reader_and_malformed_messages_end_only_their_session() {
         .max()
         .expect("id");
     let t = std::time::Instant::now();
-    let (code, _) = gw.api_call("POST", &format!("/api/v1/sessions/{watcher_id}/kill"), Some(ADMIN), Some(r#"{"reason":"test kill"}"#));
+    let (code, _) = gw.api_call(
+        "POST",
+        &format!("/api/v1/sessions/{watcher_id}/kill"),
+        Some(ADMIN),
+        Some(r#"{"reason":"test kill"}"#),
+    );
     assert_eq!(code, 200);
-    let closed = watcher.wait_closed(Duration::from_secs(5)).expect("killed viewer not closed");
-    eprintln!("kill: viewer closed {:?} after the request (API answered at {:?})", closed, t.elapsed());
+    let closed = watcher
+        .wait_closed(Duration::from_secs(5))
+        .expect("killed viewer not closed");
+    eprintln!(
+        "kill: viewer closed {:?} after the request (API answered at {:?})",
+        closed,
+        t.elapsed()
+    );
     let (_, items) = (0, gw.sessions("", ADMIN).0);
-    let killed = items.iter().find(|s| s["id"] == watcher_id.as_str()).expect("record");
+    let killed = items
+        .iter()
+        .find(|s| s["id"] == watcher_id.as_str())
+        .expect("record");
     assert_eq!(killed["status"], "terminated", "{killed}");
-    assert!(killed["end_reason"].as_str().unwrap_or_default().contains("test kill"));
+    assert!(
+        killed["end_reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("test kill")
+    );
     let malformed = items
         .iter()
-        .find(|s| s["end_reason"].as_str().unwrap_or_default().contains("malformed client message"))
+        .find(|s| {
+            s["end_reason"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("malformed client message")
+        })
         .expect("malformed session record");
     assert_eq!(malformed["trail"]["integrity"], "sealed");
     slow.close();
@@ -302,12 +414,21 @@ fn fbs_export_replays_to_the_recorded_final_frame() {
     assert!(file.starts_with(b"FBS 001.000\n"));
     let blocks = trailgate_rfb::fbs::read_blocks(&file).expect("blocks");
     assert!(blocks.len() > 3);
-    assert!(blocks.windows(2).all(|w| w[0].0 <= w[1].0), "timestamps go forward");
+    assert!(
+        blocks.windows(2).all(|w| w[0].0 <= w[1].0),
+        "timestamps go forward"
+    );
     let replayed = trailgate_rfb::fbs::replay(&file).expect("replay");
-    assert!(replayed.framebuffer().pixels() == &fb[..], "FBS replay differs from the viewer's last frame");
+    assert!(
+        replayed.framebuffer().pixels() == &fb[..],
+        "FBS replay differs from the viewer's last frame"
+    );
     // A snapshot at a moment in the middle shows the colour of that moment.
     let start_us = s["start_unix_us"].as_i64().expect("start");
-    let seen_us = blue_seen.duration_since(std::time::UNIX_EPOCH).expect("clock").as_micros() as i64;
+    let seen_us = blue_seen
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_micros() as i64;
     let at = (seen_us - start_us) as f64 / 1e6;
     let png = snapshot_cli(trail, Some(at), &gw.dir.path().join("mid.png"));
     let (w, _, rgb) = png_rgb(&png);
@@ -320,32 +441,63 @@ fn inactivity_counts_keys_and_pointer_only_idle_counts_any_traffic() {
     let tmp = tempfile::tempdir().expect("tmp");
     let tc = Certs::make(&tmp.path().join("targetcerts"));
     let x = Xvnc::start(tmp.path(), "None", &tc, None).expect("xvnc");
-    let targets = target("desk", x.port, "tls = \"none\"\nsettings_policy = \"short\"")
-        + "\n[settings_policies.short]\ninactivity_timeout = \"1500ms\"\n";
+    let targets = target(
+        "desk",
+        x.port,
+        "tls = \"none\"\nsettings_policy = \"short\"",
+    ) + "\n[settings_policies.short]\ninactivity_timeout = \"1500ms\"\n";
     let (gw, certs) = start(&targets);
     let addr = gw.vnc.expect("vnc");
-    let mut v = Viewer::connect(addr, &certs.path("ca.pem"), "alice@desk", ALICE_PASSWORD, Mode::Vencrypt)
-        .expect("connect");
+    let mut v = Viewer::connect(
+        addr,
+        &certs.path("ca.pem"),
+        "alice@desk",
+        ALICE_PASSWORD,
+        Mode::Vencrypt,
+    )
+    .expect("connect");
     v.setup_default();
     // Update requests and the updates they bring are traffic, not input: the session ends.
     let t = std::time::Instant::now();
     let mut i = 0u32;
     let closed = loop {
-        x.solid(if i % 2 == 0 { "#101010" } else { "#202020" });
+        x.solid(if i.is_multiple_of(2) {
+            "#101010"
+        } else {
+            "#202020"
+        });
         v.request(true);
         if v.wait_update().is_err() {
             break t.elapsed();
         }
         i += 1;
-        assert!(t.elapsed() < Duration::from_secs(10), "not ended for inactivity");
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "not ended for inactivity"
+        );
     };
-    assert!(closed >= Duration::from_millis(1400), "ended after {closed:?}");
+    assert!(
+        closed >= Duration::from_millis(1400),
+        "ended after {closed:?}"
+    );
     let s = ended_session(&gw, "desk");
-    assert!(s["end_reason"].as_str().unwrap_or_default().contains("inactivity timeout"), "{s}");
+    assert!(
+        s["end_reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("inactivity timeout"),
+        "{s}"
+    );
 
     // Keys keep it alive past the timeout.
-    let mut v = Viewer::connect(addr, &certs.path("ca.pem"), "alice@desk", ALICE_PASSWORD, Mode::Vencrypt)
-        .expect("connect");
+    let mut v = Viewer::connect(
+        addr,
+        &certs.path("ca.pem"),
+        "alice@desk",
+        ALICE_PASSWORD,
+        Mode::Vencrypt,
+    )
+    .expect("connect");
     v.setup_default();
     let t = std::time::Instant::now();
     let mut i = 0;

@@ -9,7 +9,9 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::vnc::{Certs, Mode, Refused, Viewer, Xvnc, ended_session, start, target, tls_client_limited};
+use common::vnc::{
+    Certs, Mode, Refused, Viewer, Xvnc, ended_session, start, target, tls_client_limited,
+};
 use common::*;
 use rustls::CipherSuite;
 use rustls::version::{TLS12, TLS13};
@@ -38,24 +40,46 @@ fn the_client_leg_is_held_to_the_listeners_tls_settings_in_the_handshake() {
     let ca = certs.path("ca.pem");
     // TLS 1.2 only, over VeNCrypt and TLS-first: refused in the handshake.
     for mode in [Mode::Vencrypt, Mode::TlsFirst] {
-        let r = Viewer::connect_tls(addr, tls_client_limited(&ca, &[&TLS12], None), "alice@desk", ALICE_PASSWORD, mode);
+        let r = Viewer::connect_tls(
+            addr,
+            tls_client_limited(&ca, &[&TLS12], None),
+            "alice@desk",
+            ALICE_PASSWORD,
+            mode,
+        );
         assert!(matches!(r, Err(Refused::Io(_))), "{:?}", r.err());
     }
     // TLS 1.3 with a suite outside the custom list.
     let only128 = [CipherSuite::TLS13_AES_128_GCM_SHA256];
-    let r = Viewer::connect_tls(addr, tls_client_limited(&ca, &[&TLS13], Some(&only128)), "alice@desk", ALICE_PASSWORD, Mode::Vencrypt);
+    let r = Viewer::connect_tls(
+        addr,
+        tls_client_limited(&ca, &[&TLS13], Some(&only128)),
+        "alice@desk",
+        ALICE_PASSWORD,
+        Mode::Vencrypt,
+    );
     assert!(matches!(r, Err(Refused::Io(_))), "{:?}", r.err());
     let d = denied(&gw, 3);
     for s in &d {
-        assert!(s["end_reason"].as_str().unwrap().contains("outside the gateway's policy"), "{s}");
+        assert!(
+            s["end_reason"]
+                .as_str()
+                .unwrap()
+                .contains("outside the gateway's policy"),
+            "{s}"
+        );
         assert!(s["user"]["name"].is_null(), "no credentials crossed: {s}");
     }
     // Inside the policy: the gateway's suite order wins.
-    let v = Viewer::connect(addr, &ca, "alice@desk", ALICE_PASSWORD, Mode::Vencrypt).expect("allowed");
+    let v =
+        Viewer::connect(addr, &ca, "alice@desk", ALICE_PASSWORD, Mode::Vencrypt).expect("allowed");
     drop(v);
     let s = ended_session(&gw, "desk");
     assert_eq!(s["vnc"]["client"]["tls_version"], "TLSv1_3", "{s}");
-    assert_eq!(s["vnc"]["client"]["tls_cipher"], "TLS_AES_256_GCM_SHA384", "{s}");
+    assert_eq!(
+        s["vnc"]["client"]["tls_cipher"], "TLS_AES_256_GCM_SHA384",
+        "{s}"
+    );
     assert_eq!(s["vnc"]["client"]["tls_minimum"], "TLSv1_3", "{s}");
 }
 
@@ -64,14 +88,29 @@ fn target_policies_govern_the_target_leg_and_check_the_client_leg_after_login() 
     let tmp = tempfile::tempdir().expect("tmp");
     let tc = Certs::make(&tmp.path().join("targetcerts"));
     // A target that speaks TLS 1.2 and nothing newer.
-    let old = Xvnc::start_args(tmp.path(), "X509None", &tc, None, &["-GnuTLSPriority", "NORMAL:-VERS-ALL:+VERS-TLS1.2"])
-        .expect("xvnc");
+    let old = Xvnc::start_args(
+        tmp.path(),
+        "X509None",
+        &tc,
+        None,
+        &["-GnuTLSPriority", "NORMAL:-VERS-ALL:+VERS-TLS1.2"],
+    )
+    .expect("xvnc");
     let plain = Xvnc::start(tmp.path(), "None", &tc, None).expect("xvnc");
     let ca = format!("ca_file = \"{}\"", tc.path("ca.pem").display());
-    let targets = target("old13", old.port, &format!("{ca}\nsettings_policy = \"strict-server\""))
-        + &target("old12", old.port, &format!("{ca}\nsettings_policy = \"legacy\""))
-        + &target("desk13", plain.port, "tls = \"none\"\nsettings_policy = \"strict-client\"")
-        + "\n[settings_policies.strict-server.server_tls_security_settings]\nminimum_tls_version = \"TLSv1_3\"\n\
+    let targets = target(
+        "old13",
+        old.port,
+        &format!("{ca}\nsettings_policy = \"strict-server\""),
+    ) + &target(
+        "old12",
+        old.port,
+        &format!("{ca}\nsettings_policy = \"legacy\""),
+    ) + &target(
+        "desk13",
+        plain.port,
+        "tls = \"none\"\nsettings_policy = \"strict-client\"",
+    ) + "\n[settings_policies.strict-server.server_tls_security_settings]\nminimum_tls_version = \"TLSv1_3\"\n\
            \n[settings_policies.legacy.server_tls_security_settings]\nminimum_tls_version = \"TLSv1_0\"\n\
            \n[settings_policies.strict-client.client_tls_security_settings]\nminimum_tls_version = \"TLSv1_3\"\n";
     let (gw, certs) = start(&targets);
@@ -85,18 +124,40 @@ fn target_policies_govern_the_target_leg_and_check_the_client_leg_after_login() 
     }
     let s = ended_session(&gw, "old13");
     assert_eq!(s["verdict"], "fail", "{s}");
-    assert!(s["end_reason"].as_str().unwrap().contains("settings policy allows TLSv1_3"), "{s}");
+    assert!(
+        s["end_reason"]
+            .as_str()
+            .unwrap()
+            .contains("settings policy allows TLSv1_3"),
+        "{s}"
+    );
 
-    let v = Viewer::connect(addr, &gw_ca, "alice@old12", ALICE_PASSWORD, Mode::Vencrypt).expect("old12");
+    let v = Viewer::connect(addr, &gw_ca, "alice@old12", ALICE_PASSWORD, Mode::Vencrypt)
+        .expect("old12");
     drop(v);
     let s = ended_session(&gw, "old12");
     assert_eq!(s["vnc"]["target"]["tls_version"], "TLSv1_2", "{s}");
-    assert_eq!(s["vnc"]["target"]["tls_minimum"], "TLSv1_2", "effective minimum: {s}");
-    assert!(s["policies"].as_array().unwrap().contains(&json!("settings:legacy")), "{s}");
+    assert_eq!(
+        s["vnc"]["target"]["tls_minimum"], "TLSv1_2",
+        "effective minimum: {s}"
+    );
+    assert!(
+        s["policies"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("settings:legacy")),
+        "{s}"
+    );
 
     // The listener allows TLS 1.2; the target's policy does not: refused after login, before
     // the target is contacted.
-    let r = Viewer::connect_tls(addr, tls_client_limited(&gw_ca, &[&TLS12], None), "alice@desk13", ALICE_PASSWORD, Mode::Vencrypt);
+    let r = Viewer::connect_tls(
+        addr,
+        tls_client_limited(&gw_ca, &[&TLS12], None),
+        "alice@desk13",
+        ALICE_PASSWORD,
+        Mode::Vencrypt,
+    );
     match r {
         Err(Refused::Reason(r)) => assert!(r.contains("below the policy's minimum TLSv1_3"), "{r}"),
         other => panic!("desk13: {:?}", other.err()),
@@ -136,11 +197,15 @@ fn idle_timeout_and_the_global_vnc_options() {
     let ca = certs.path("ca.pem");
 
     // Idle: nothing asked, nothing sent; the session ends two seconds later.
-    let mut v = Viewer::connect(addr, &ca, "alice@desk", ALICE_PASSWORD, Mode::Vencrypt).expect("connect");
+    let mut v =
+        Viewer::connect(addr, &ca, "alice@desk", ALICE_PASSWORD, Mode::Vencrypt).expect("connect");
     let t0 = Instant::now();
     assert!(v.wait_update().is_err(), "the session should end");
     let t = t0.elapsed();
-    assert!(t >= Duration::from_millis(1900) && t < Duration::from_millis(3000), "idle after {t:?}");
+    assert!(
+        t >= Duration::from_millis(1900) && t < Duration::from_millis(3000),
+        "idle after {t:?}"
+    );
     let s = ended_session(&gw, "desk");
     assert_eq!(s["end_reason"], "terminated by policy: idle timeout", "{s}");
 
@@ -152,22 +217,38 @@ fn idle_timeout_and_the_global_vnc_options() {
     assert_eq!(o["body"]["service"]["enabled"], true, "{o}");
     assert_eq!(o["key"], "options");
     let off = json!({"service": {"enabled": false, "log_level": 4}, "channel_database_cleanup": {"enabled": true, "days": 30}});
-    assert_eq!(gw.api_call("PUT", path, Some(AUDITOR), Some(&off.to_string())).0, 403);
+    assert_eq!(
+        gw.api_call("PUT", path, Some(AUDITOR), Some(&off.to_string()))
+            .0,
+        403
+    );
     let bad = json!({"service": {"enabled": true, "log_level": 9}});
     let (code, body) = gw.api_call("PUT", path, Some(ADMIN_SECRET), Some(&bad.to_string()));
     assert_eq!(code, 400);
     assert!(String::from_utf8_lossy(&body).contains("service.log_level"));
-    assert_eq!(gw.api_call("PUT", path, Some(ADMIN_SECRET), Some(&off.to_string())).0, 200);
+    assert_eq!(
+        gw.api_call("PUT", path, Some(ADMIN_SECRET), Some(&off.to_string()))
+            .0,
+        200
+    );
     // Switched off: new connections hear why; the cleanup kept recent sessions.
     assert!(rfb_refusal(addr).contains("switched off"));
     assert_eq!(gw.sessions("target=desk", ADMIN_SECRET).1, 1);
     let on = json!({"service": {"enabled": true}});
-    assert_eq!(gw.api_call("PUT", path, Some(ADMIN_SECRET), Some(&on.to_string())).0, 200);
-    let v = Viewer::connect(addr, &ca, "alice@desk", ALICE_PASSWORD, Mode::Vencrypt).expect("on again");
+    assert_eq!(
+        gw.api_call("PUT", path, Some(ADMIN_SECRET), Some(&on.to_string()))
+            .0,
+        200
+    );
+    let v =
+        Viewer::connect(addr, &ca, "alice@desk", ALICE_PASSWORD, Mode::Vencrypt).expect("on again");
     drop(v);
     let (_, body) = gw.api_call("GET", "/api/v1/configuration/changes", Some(AUDITOR), None);
     let ch: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(ch["meta"]["total"], 2, "{ch}");
     assert_eq!(ch["items"][1]["after"]["service"]["enabled"], false, "{ch}");
-    assert_eq!(ch["items"][0]["before"]["service"]["enabled"], false, "{ch}");
+    assert_eq!(
+        ch["items"][0]["before"]["service"]["enabled"], false,
+        "{ch}"
+    );
 }

@@ -30,7 +30,9 @@ fn protocol(p: &str) -> Result<Protocol, ApiError> {
     Protocol::ALL
         .into_iter()
         .find(|x| x.as_str() == p)
-        .ok_or_else(|| ApiError::NotFound(format!("no configuration for protocol {p:?} (ssh, vnc)")))
+        .ok_or_else(|| {
+            ApiError::NotFound(format!("no configuration for protocol {p:?} (ssh, vnc)"))
+        })
 }
 
 fn base(p: Protocol) -> String {
@@ -138,7 +140,11 @@ pub async fn put_policy(
     let policy = body_of(body.0)?;
     let existed = st.runtime.resolve(&st.runtime.config(), p, &key).is_some();
     let r = store_policy(&st, &caller, p, &key, policy).await?;
-    let status = if existed { StatusCode::OK } else { StatusCode::CREATED };
+    let status = if existed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
     Ok((status, Json(object(p, &r))))
 }
 
@@ -160,13 +166,26 @@ async fn store_policy(
         n: 0,
         time: now(),
         by: caller.name.clone(),
-        action: if before.is_some() { "replace" } else { "create" }.into(),
+        action: if before.is_some() {
+            "replace"
+        } else {
+            "create"
+        }
+        .into(),
         object: format!("{}/{key}", base(p)),
         before,
         after: Some(after.clone()),
         detail: None,
     };
-    persist(&st.catalog, POLICY_KIND, p.as_str(), key, Some(after), change).await?;
+    persist(
+        &st.catalog,
+        POLICY_KIND,
+        p.as_str(),
+        key,
+        Some(after),
+        change,
+    )
+    .await?;
     st.runtime.put(p, key, policy.clone());
     tracing::info!(by = %caller.name, protocol = p.as_str(), %key, "settings policy stored");
     Ok(Resolved {
@@ -201,7 +220,9 @@ pub async fn delete_policy(
     persist(&st.catalog, POLICY_KIND, p.as_str(), &key, None, change).await?;
     st.runtime.delete(p, &key);
     tracing::info!(by = %caller.name, protocol = p.as_str(), %key, "settings policy deleted");
-    Ok(Json(json!({"key": key, "meta": {"href": format!("{}/{key}", base(p)), "parent": base(p)}})))
+    Ok(Json(
+        json!({"key": key, "meta": {"href": format!("{}/{key}", base(p)), "parent": base(p)}}),
+    ))
 }
 
 async fn persist(
@@ -251,7 +272,8 @@ pub async fn put_vnc_options(
     };
     let o: VncOptions =
         serde_json::from_value(v).map_err(|e| ApiError::BadRequest(format!("body: {e}")))?;
-    o.validate().map_err(|m| ApiError::BadRequest(format!("body.{m}")))?;
+    o.validate()
+        .map_err(|m| ApiError::BadRequest(format!("body.{m}")))?;
     let _one_at_a_time = st.config_lock.lock().await;
     let before = st.runtime.vnc_options();
     let after = serde_json::to_value(&o).map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -265,7 +287,15 @@ pub async fn put_vnc_options(
         after: Some(after.clone()),
         detail: None,
     };
-    persist(&st.catalog, OPTIONS_KIND, "vnc", "options", Some(after), change).await?;
+    persist(
+        &st.catalog,
+        OPTIONS_KIND,
+        "vnc",
+        "options",
+        Some(after),
+        change,
+    )
+    .await?;
     st.runtime.set_vnc_options(o.clone());
     if let Some(hook) = &st.on_vnc_options {
         hook(&o);
@@ -301,7 +331,10 @@ pub async fn changes(
     let next = (offset + u64::from(limit) < total)
         .then(|| format!("{href}?limit={limit}&offset={}", offset + u64::from(limit)));
     let previous = (offset > 0).then(|| {
-        format!("{href}?limit={limit}&offset={}", offset.saturating_sub(u64::from(limit)))
+        format!(
+            "{href}?limit={limit}&offset={}",
+            offset.saturating_sub(u64::from(limit))
+        )
     });
     Ok(Json(json!({
         "items": items,

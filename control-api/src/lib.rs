@@ -32,6 +32,9 @@ use trailgate_recorder::catalog::Catalog;
 pub use auth::{Role, Token};
 pub use error::ApiError;
 
+/// Called with the VNC options after they change.
+pub type OptionsHook = Box<dyn Fn(&trailgate_proxy::policy::VncOptions) + Send + Sync>;
+
 /// What the handlers share.
 pub struct ApiState {
     pub catalog: Arc<Catalog>,
@@ -42,7 +45,7 @@ pub struct ApiState {
     /// Configuration writes one at a time (check, persist, apply).
     pub config_lock: tokio::sync::Mutex<()>,
     /// Called after the VNC options change (the binary applies the log level).
-    pub on_vnc_options: Option<Box<dyn Fn(&trailgate_proxy::policy::VncOptions) + Send + Sync>>,
+    pub on_vnc_options: Option<OptionsHook>,
     pub data_dir: PathBuf,
     pub metrics: Arc<trailgate_proxy::metrics::Metrics>,
     pub health: HealthProbe,

@@ -146,7 +146,11 @@ impl Runtime {
     }
 
     /// Checks that the API may delete policy `key`: it exists there and no target names it.
-    pub fn check_delete(&self, protocol: Protocol, key: &str) -> Result<SettingsPolicy, ProxyError> {
+    pub fn check_delete(
+        &self,
+        protocol: Protocol,
+        key: &str,
+    ) -> Result<SettingsPolicy, ProxyError> {
         if self.config().settings_policies.contains_key(key) {
             return Err(ProxyError::Conflict(format!(
                 "settings policy {key:?} is defined in the configuration file (read-only here)"
@@ -212,19 +216,39 @@ timeout = 60
     #[test]
     fn file_policies_are_read_only_and_used_ones_cannot_go() {
         let rt = Runtime::new(cfg());
-        assert!(rt.config().warnings().iter().any(|w| w.contains("\"later\"")));
+        assert!(
+            rt.config()
+                .warnings()
+                .iter()
+                .any(|w| w.contains("\"later\""))
+        );
         let p = SettingsPolicy::default();
-        assert!(matches!(rt.check_put("file", &p), Err(ProxyError::Conflict(_))));
-        assert!(matches!(rt.check_put("bad key", &p), Err(ProxyError::Invalid(_))));
+        assert!(matches!(
+            rt.check_put("file", &p),
+            Err(ProxyError::Conflict(_))
+        ));
+        assert!(matches!(
+            rt.check_put("bad key", &p),
+            Err(ProxyError::Invalid(_))
+        ));
         let c = rt.config();
         assert!(rt.resolve(&c, Protocol::Ssh, "later").is_none());
         rt.check_put("later", &p).unwrap();
         rt.put(Protocol::Ssh, "later", p.clone());
-        assert_eq!(rt.resolve(&c, Protocol::Ssh, "later").unwrap().source, Source::Api);
+        assert_eq!(
+            rt.resolve(&c, Protocol::Ssh, "later").unwrap().source,
+            Source::Api
+        );
         // Another protocol's policies are its own.
         assert!(rt.resolve(&c, Protocol::Vnc, "later").is_none());
-        assert!(matches!(rt.check_delete(Protocol::Ssh, "later"), Err(ProxyError::Conflict(_))));
-        assert!(matches!(rt.check_delete(Protocol::Ssh, "nope"), Err(ProxyError::NotFound(_))));
+        assert!(matches!(
+            rt.check_delete(Protocol::Ssh, "later"),
+            Err(ProxyError::Conflict(_))
+        ));
+        assert!(matches!(
+            rt.check_delete(Protocol::Ssh, "nope"),
+            Err(ProxyError::NotFound(_))
+        ));
         let keys: Vec<_> = rt.list(Protocol::Ssh).into_iter().map(|r| r.key).collect();
         assert_eq!(keys, ["file", "later"]);
     }

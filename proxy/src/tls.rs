@@ -87,7 +87,11 @@ pub fn server_config(
         let rsa = signer.algorithm() == rustls::SignatureAlgorithm::RSA;
         let fits = suites.iter().any(|s| {
             let n = format!("{s:?}");
-            if rsa { n.contains("_RSA_") } else { n.contains("_ECDSA_") }
+            if rsa {
+                n.contains("_RSA_")
+            } else {
+                n.contains("_ECDSA_")
+            }
         });
         if !fits {
             return Err(ProxyError::Config(format!(
@@ -261,9 +265,15 @@ mod tests {
     #[test]
     fn fingerprints_parse_in_both_spellings() {
         let hexs = "ab".repeat(32);
-        assert_eq!(parse_fingerprint(&format!("sha256:{hexs}")).unwrap(), [0xab; 32]);
+        assert_eq!(
+            parse_fingerprint(&format!("sha256:{hexs}")).unwrap(),
+            [0xab; 32]
+        );
         let colons = vec!["AB"; 32].join(":");
-        assert_eq!(parse_fingerprint(&format!("SHA256:{colons}")).unwrap(), [0xab; 32]);
+        assert_eq!(
+            parse_fingerprint(&format!("SHA256:{colons}")).unwrap(),
+            [0xab; 32]
+        );
         assert!(parse_fingerprint(&hexs).is_err());
         assert!(parse_fingerprint("sha256:abcd").is_err());
     }

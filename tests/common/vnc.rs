@@ -77,7 +77,9 @@ pub fn start(targets: &str) -> (Gateway, Certs) {
 }
 
 pub fn target(name: &str, port: u16, body: &str) -> String {
-    format!("\n[[targets]]\nname = \"{name}\"\nprotocol = \"vnc\"\naddress = \"127.0.0.1:{port}\"\n{body}\n")
+    format!(
+        "\n[[targets]]\nname = \"{name}\"\nprotocol = \"vnc\"\naddress = \"127.0.0.1:{port}\"\n{body}\n"
+    )
 }
 
 /// The session record of the only session to `target` once it has ended.
@@ -101,7 +103,11 @@ impl Certs {
             .arg(dir)
             .output()
             .expect("trailgate certs dev");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let text = String::from_utf8_lossy(&out.stdout);
         let fp = text
             .lines()
@@ -109,7 +115,10 @@ impl Certs {
             .and_then(|l| l.split('"').nth(1))
             .expect("target fingerprint line")
             .to_string();
-        Certs { dir: dir.to_path_buf(), target_fingerprint: fp }
+        Certs {
+            dir: dir.to_path_buf(),
+            target_fingerprint: fp,
+        }
     }
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
@@ -117,7 +126,12 @@ impl Certs {
 }
 
 pub fn have_vnc_peers() -> bool {
-    Command::new("Xvnc").arg("-version").stderr(Stdio::null()).stdout(Stdio::null()).status().is_ok()
+    Command::new("Xvnc")
+        .arg("-version")
+        .stderr(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .is_ok()
 }
 
 /// A TigerVNC server (its own X display) on a free port.
@@ -130,7 +144,12 @@ pub struct Xvnc {
 
 impl Xvnc {
     /// `security`: Xvnc's `-SecurityTypes`; `password`: VNC password (for VncAuth/X509Vnc).
-    pub fn start(dir: &Path, security: &str, certs: &Certs, password: Option<&str>) -> Result<Xvnc> {
+    pub fn start(
+        dir: &Path,
+        security: &str,
+        certs: &Certs,
+        password: Option<&str>,
+    ) -> Result<Xvnc> {
         Self::start_args(dir, security, certs, password, &[])
     }
 
@@ -149,7 +168,10 @@ impl Xvnc {
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .spawn()?;
-            c.stdin.take().context("stdin")?.write_all(format!("{pw}\n{pw}\n").as_bytes())?;
+            c.stdin
+                .take()
+                .context("stdin")?
+                .write_all(format!("{pw}\n{pw}\n").as_bytes())?;
             let out = c.wait_with_output()?;
             std::fs::write(&passwd, out.stdout)?;
         }
@@ -162,12 +184,25 @@ impl Xvnc {
             let log = dir.join(format!("xvnc-{display}.log"));
             let mut cmd = Command::new("Xvnc");
             cmd.arg(format!(":{display}"))
-                .args(["-rfbport", &port.to_string(), "-localhost", "-nolisten", "tcp"])
+                .args([
+                    "-rfbport",
+                    &port.to_string(),
+                    "-localhost",
+                    "-nolisten",
+                    "tcp",
+                ])
                 .args(["-geometry", "320x240", "-depth", "24", "-UseBlacklist=0"])
                 .args(["-SecurityTypes", security])
-                .arg("-X509Cert").arg(certs.path("target.pem"))
-                .arg("-X509Key").arg(certs.path("target.key"))
-                .args(["-PlainUsers", PLAIN_USER, "-desktop", &format!("testdesk{display}")]);
+                .arg("-X509Cert")
+                .arg(certs.path("target.pem"))
+                .arg("-X509Key")
+                .arg(certs.path("target.key"))
+                .args([
+                    "-PlainUsers",
+                    PLAIN_USER,
+                    "-desktop",
+                    &format!("testdesk{display}"),
+                ]);
             if password.is_some() {
                 cmd.arg("-rfbauth").arg(&passwd);
             }
@@ -178,8 +213,14 @@ impl Xvnc {
                 .stderr(std::fs::File::create(&log)?)
                 .spawn()
                 .context("Xvnc")?;
-            if wait_listening(SocketAddr::from(([127, 0, 0, 1], port)), &mut child, "Xvnc").is_ok() {
-                return Ok(Xvnc { child, display, port, log });
+            if wait_listening(SocketAddr::from(([127, 0, 0, 1], port)), &mut child, "Xvnc").is_ok()
+            {
+                return Ok(Xvnc {
+                    child,
+                    display,
+                    port,
+                    log,
+                });
             }
             let _ = child.kill();
             let _ = child.wait();
@@ -220,9 +261,27 @@ impl X11vnc {
         let port = free_port();
         let log = dir.join(format!("x11vnc-{port}.log"));
         let mut child = Command::new("x11vnc")
-            .args(["-display", &format!(":{display}"), "-rfbport", &port.to_string()])
-            .args(["-localhost", "-forever", "-shared", "-nopw", "-quiet", "-noxdamage"])
-            .args(["-passwd", password, "-desktop", &format!("testdesk{display}"), "-ssl"])
+            .args([
+                "-display",
+                &format!(":{display}"),
+                "-rfbport",
+                &port.to_string(),
+            ])
+            .args([
+                "-localhost",
+                "-forever",
+                "-shared",
+                "-nopw",
+                "-quiet",
+                "-noxdamage",
+            ])
+            .args([
+                "-passwd",
+                password,
+                "-desktop",
+                &format!("testdesk{display}"),
+                "-ssl",
+            ])
             .arg(certs.path("target-combined.pem"))
             .arg("-sslonly")
             .stdin(Stdio::null())
@@ -230,7 +289,11 @@ impl X11vnc {
             .stderr(std::fs::File::create(&log)?)
             .spawn()
             .context("x11vnc")?;
-        wait_listening(SocketAddr::from(([127, 0, 0, 1], port)), &mut child, "x11vnc")?;
+        wait_listening(
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            &mut child,
+            "x11vnc",
+        )?;
         Ok(X11vnc { child, port })
     }
 }
@@ -263,7 +326,11 @@ pub struct Viewer {
 }
 
 fn tls_client(ca: &Path) -> Arc<rustls::ClientConfig> {
-    tls_client_limited(ca, &[&rustls::version::TLS13, &rustls::version::TLS12], None)
+    tls_client_limited(
+        ca,
+        &[&rustls::version::TLS13, &rustls::version::TLS12],
+        None,
+    )
 }
 
 /// A viewer's TLS limited to some versions and, optionally, suites (policy tests).
@@ -316,7 +383,13 @@ impl From<std::io::Error> for Refused {
 }
 
 impl Viewer {
-    pub fn connect(addr: SocketAddr, ca: &Path, login: &str, password: &str, mode: Mode) -> Result<Viewer, Refused> {
+    pub fn connect(
+        addr: SocketAddr,
+        ca: &Path,
+        login: &str,
+        password: &str,
+        mode: Mode,
+    ) -> Result<Viewer, Refused> {
         Self::connect_tls(addr, tls_client(ca), login, password, mode)
     }
 
@@ -333,7 +406,8 @@ impl Viewer {
         tcp.set_read_timeout(Some(Duration::from_secs(15)))?;
         let server_name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
         let tls = |t: TcpStream| -> Box<dyn Rw> {
-            let conn = rustls::ClientConnection::new(tls_cfg.clone(), server_name.clone()).expect("tls");
+            let conn =
+                rustls::ClientConnection::new(tls_cfg.clone(), server_name.clone()).expect("tls");
             Box::new(rustls::StreamOwned::new(conn, t))
         };
         let mut s: Box<dyn Rw> = match mode {
@@ -362,7 +436,9 @@ impl Viewer {
         if mode == Mode::Vencrypt {
             s = tls(tcp.try_clone()?);
         }
-        s.write_all(&trailgate_rfb::handshake::plain_credentials(login, password))?;
+        s.write_all(&trailgate_rfb::handshake::plain_credentials(
+            login, password,
+        ))?;
         if read_u32(&mut *s)? != 0 {
             let len = read_u32(&mut *s)? as usize;
             let why = read_n(&mut *s, len)?;
@@ -372,10 +448,15 @@ impl Viewer {
         let mut raw = read_n(&mut *s, 24)?;
         let name_len = u32::from_be_bytes([raw[20], raw[21], raw[22], raw[23]]) as usize;
         raw.extend(read_n(&mut *s, name_len)?);
-        let (init, _) = ServerInit::parse(&raw).ok().flatten().ok_or(Refused::Io("ServerInit".into()))?;
+        let (init, _) = ServerInit::parse(&raw)
+            .ok()
+            .flatten()
+            .ok_or(Refused::Io("ServerInit".into()))?;
         let mut dec = Decoder::new();
-        dec.feed_client(&[1]).map_err(|e| Refused::Io(e.to_string()))?;
-        dec.feed_server(&raw).map_err(|e| Refused::Io(e.to_string()))?;
+        dec.feed_client(&[1])
+            .map_err(|e| Refused::Io(e.to_string()))?;
+        dec.feed_server(&raw)
+            .map_err(|e| Refused::Io(e.to_string()))?;
         Ok(Viewer { s, tcp, init, dec })
     }
 
@@ -398,7 +479,12 @@ impl Viewer {
     }
 
     pub fn setup_default(&mut self) {
-        self.setup(&[encoding::ZRLE, encoding::HEXTILE, encoding::RAW, encoding::COPY_RECT]);
+        self.setup(&[
+            encoding::ZRLE,
+            encoding::HEXTILE,
+            encoding::RAW,
+            encoding::COPY_RECT,
+        ]);
     }
 
     pub fn request(&mut self, incremental: bool) {
@@ -433,7 +519,11 @@ impl Viewer {
             if self.pixel(x, y) == Some(rgb) {
                 return;
             }
-            assert!(Instant::now() < deadline, "pixel ({x},{y}) is {:?}, not {rgb:?}", self.pixel(x, y));
+            assert!(
+                Instant::now() < deadline,
+                "pixel ({x},{y}) is {:?}, not {rgb:?}",
+                self.pixel(x, y)
+            );
             incremental = true;
         }
     }
@@ -460,7 +550,12 @@ impl Viewer {
             match self.s.read(&mut buf) {
                 Ok(0) => return Some(t.elapsed()),
                 Ok(_) => {}
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
                     return None;
                 }
                 Err(_) => return Some(t.elapsed()),

@@ -124,7 +124,8 @@ async fn open(addr: &str, ca: &str, creds: Option<(&str, &str)>) -> Res<Conn> {
             }
             s.write_all(&256u32.to_be_bytes()).await?;
             s.read_u8().await?;
-            s.write_all(&trailgate_rfb::handshake::plain_credentials(user, pw)).await?;
+            s.write_all(&trailgate_rfb::handshake::plain_credentials(user, pw))
+                .await?;
         }
         None => {
             if !types.contains(&1) {
@@ -147,7 +148,13 @@ async fn open(addr: &str, ca: &str, creds: Option<(&str, &str)>) -> Res<Conn> {
     let mut dec = Decoder::framing_only();
     dec.feed_client(&[1])?;
     dec.feed_server(&raw)?;
-    let mut c = Conn { s, init, dec, buf: vec![0u8; 256 * 1024], missed: 0 };
+    let mut c = Conn {
+        s,
+        init,
+        dec,
+        buf: vec![0u8; 256 * 1024],
+        missed: 0,
+    };
     c.send(&msg::set_pixel_format(&PixelFormat::RGB888)).await?;
     c.send(&msg::set_encodings(&[0])).await?;
     Ok(c)
@@ -237,7 +244,9 @@ async fn main() -> Res<()> {
     let (mut ratios, mut added) = (Vec::new(), Vec::new());
     let mut mbps_all = [Vec::new(), Vec::new(), Vec::new()];
     let mut p50_all = [Vec::new(), Vec::new(), Vec::new()];
-    println!("round  MB/s gateway  relay  direct  ratio gw/relay | key->echo p50 gateway  relay  direct  added gw-direct");
+    println!(
+        "round  MB/s gateway  relay  direct  ratio gw/relay | key->echo p50 gateway  relay  direct  added gw-direct"
+    );
     for r in 0..a.rounds {
         // Rotate which path goes first.
         let mut order = [Path::Gateway, Path::Relay, Path::Direct];

@@ -496,10 +496,16 @@ impl Config {
             w.extend(p.warnings(&format!("settings_policies.{name}")));
         }
         if let Some(v) = &self.vnc {
-            w.extend(v.client_tls_security_settings.warnings("vnc.client_tls_security_settings"));
+            w.extend(
+                v.client_tls_security_settings
+                    .warnings("vnc.client_tls_security_settings"),
+            );
         }
         if let Some(api) = &self.api {
-            w.extend(api.client_tls_security_settings.warnings("api.client_tls_security_settings"));
+            w.extend(
+                api.client_tls_security_settings
+                    .warnings("api.client_tls_security_settings"),
+            );
         }
         w
     }

@@ -80,4 +80,3 @@ fn default_protocol() -> Protocol {
 fn default_policy_name() -> String {
     "default".into()
 }
-

@@ -93,14 +93,19 @@ pub(super) fn validate_target(at: &str, t: &TargetConfig) -> Result<(), String> 
         ("host_key", t.host_key.is_some()),
         ("known_hosts", t.known_hosts.is_some()),
         ("private_key", t.private_key.is_some()),
-        ("insecure_skip_host_key_check", t.insecure_skip_host_key_check),
+        (
+            "insecure_skip_host_key_check",
+            t.insecure_skip_host_key_check,
+        ),
     ];
     let (wrong, proto) = match t.protocol {
         Protocol::Ssh => (vnc_keys, "vnc"),
         Protocol::Vnc => (ssh_keys, "ssh"),
     };
     if let Some((k, _)) = wrong.iter().find(|(_, set)| *set) {
-        return Err(format!("{at}.{k}: applies to protocol = \"{proto}\" targets only"));
+        return Err(format!(
+            "{at}.{k}: applies to protocol = \"{proto}\" targets only"
+        ));
     }
     if t.protocol == Protocol::Ssh {
         if t.user.is_empty() {
@@ -131,7 +136,9 @@ pub(super) fn validate_target(at: &str, t: &TargetConfig) -> Result<(), String> 
         (_, Some(_), None) => {}
     }
     if !t.user.is_empty() && t.password.is_none() {
-        return Err(format!("{at}.user: needs password (Plain authentication sends both)"));
+        return Err(format!(
+            "{at}.user: needs password (Plain authentication sends both)"
+        ));
     }
     Ok(())
 }

@@ -3,22 +3,13 @@
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VncOptions {
     #[serde(default)]
     pub service: Service,
     #[serde(default)]
     pub channel_database_cleanup: Cleanup,
-}
-
-impl Default for VncOptions {
-    fn default() -> Self {
-        VncOptions {
-            service: Service::default(),
-            channel_database_cleanup: Cleanup::default(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]

@@ -45,7 +45,10 @@ pub struct SettingsPolicy {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Inactivity {
     pub enabled: bool,
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "secs::serialize")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "secs::serialize"
+    )]
     #[schema(value_type = Option<f64>)]
     pub value: Option<Duration>,
 }
@@ -110,7 +113,9 @@ impl SettingsPolicy {
         if let Some(n) = &self.name
             && (n.is_empty() || n.chars().any(char::is_whitespace))
         {
-            return Err(format!("{at}.name: must be non-empty and contain no whitespace"));
+            return Err(format!(
+                "{at}.name: must be non-empty and contain no whitespace"
+            ));
         }
         let inact = &self.inactivity_timeout;
         if inact.enabled {
@@ -167,7 +172,7 @@ pub(crate) mod secs {
             match self {
                 Value::Int(0) => Ok(None),
                 Value::Int(n) => Ok(Some(Duration::from_secs(n))),
-                Value::Float(f) if f.is_finite() && f >= 0.0 && f < 1e12 => {
+                Value::Float(f) if (0.0..1e12).contains(&f) => {
                     Ok(Some(Duration::from_secs_f64(f)).filter(|d| !d.is_zero()))
                 }
                 Value::Float(f) => Err(format!("{f} is not a duration in seconds")),
@@ -254,7 +259,10 @@ mod tests {
         assert_eq!(p.idle(), Some(Duration::from_secs(1)));
         assert_eq!(p.inactivity(), Some(Duration::from_millis(1500)));
         assert_eq!(p.max_session(), Some(Duration::from_secs(8 * 3600)));
-        assert_eq!(serde_json::to_value(&p).unwrap()["inactivity_timeout"]["value"], 1.5);
+        assert_eq!(
+            serde_json::to_value(&p).unwrap()["inactivity_timeout"]["value"],
+            1.5
+        );
         let e = toml::from_str::<SettingsPolicy>("timeout = \"soon\"").unwrap_err();
         assert!(e.to_string().contains("soon"), "{e}");
         let e = toml::from_str::<SettingsPolicy>("tiemout = 3").unwrap_err();

@@ -18,7 +18,17 @@ pub struct TlsSecuritySettings {
 }
 
 #[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
 )]
 pub enum TlsVersion {
     #[serde(rename = "TLSv1_0")]
@@ -99,8 +109,16 @@ fn de_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Er
 
 /// Every suite this build can use: (IANA name, OpenSSL name, rustls suite).
 const SUITES: &[(&str, &str, CipherSuite)] = &[
-    ("TLS_AES_256_GCM_SHA384", "TLS_AES_256_GCM_SHA384", CipherSuite::TLS13_AES_256_GCM_SHA384),
-    ("TLS_AES_128_GCM_SHA256", "TLS_AES_128_GCM_SHA256", CipherSuite::TLS13_AES_128_GCM_SHA256),
+    (
+        "TLS_AES_256_GCM_SHA384",
+        "TLS_AES_256_GCM_SHA384",
+        CipherSuite::TLS13_AES_256_GCM_SHA384,
+    ),
+    (
+        "TLS_AES_128_GCM_SHA256",
+        "TLS_AES_128_GCM_SHA256",
+        CipherSuite::TLS13_AES_128_GCM_SHA256,
+    ),
     (
         "TLS_CHACHA20_POLY1305_SHA256",
         "TLS_CHACHA20_POLY1305_SHA256",
@@ -208,7 +226,10 @@ impl TlsSecuritySettings {
     /// is supported.
     pub fn compile(&self, at: &str) -> Result<TlsPolicy, String> {
         let minimum = self.minimum_tls_version.effective();
-        let suites = match (self.cipher_strength.selection, &self.cipher_strength.custom_cipher) {
+        let suites = match (
+            self.cipher_strength.selection,
+            &self.cipher_strength.custom_cipher,
+        ) {
             (Selection::Recommended, None) => None,
             (Selection::Recommended, Some(_)) => {
                 return Err(format!(
@@ -243,8 +264,12 @@ impl TlsSecuritySettings {
                 Some(out)
             }
         };
-        let has13 = suites.as_ref().is_none_or(|l| l.iter().any(|s| is_tls13(*s)));
-        let has12 = suites.as_ref().is_none_or(|l| l.iter().any(|s| !is_tls13(*s)));
+        let has13 = suites
+            .as_ref()
+            .is_none_or(|l| l.iter().any(|s| is_tls13(*s)));
+        let has12 = suites
+            .as_ref()
+            .is_none_or(|l| l.iter().any(|s| !is_tls13(*s)));
         let mut versions: Vec<&'static SupportedProtocolVersion> = Vec::new();
         if has13 {
             versions.push(&rustls::version::TLS13);
@@ -322,9 +347,12 @@ mod tests {
         assert_eq!(p.versions.len(), 2);
         assert_eq!(p.minimum, TlsVersion::Tls12);
         assert!(settings("TLSv1_0", None).warnings("x")[0].contains("means TLSv1_2"));
-        let p = settings("TLSv1_2", Some("ECDHE-RSA-AES128-GCM-SHA256:TLS13_AES_128_GCM_SHA256"))
-            .compile("x")
-            .unwrap();
+        let p = settings(
+            "TLSv1_2",
+            Some("ECDHE-RSA-AES128-GCM-SHA256:TLS13_AES_128_GCM_SHA256"),
+        )
+        .compile("x")
+        .unwrap();
         assert_eq!(
             p.suites.unwrap(),
             vec![
@@ -335,14 +363,23 @@ mod tests {
         // Only 1.3 suites: 1.3 only, and said so.
         let s = settings("TLSv1_2", Some("TLS_AES_128_GCM_SHA256"));
         assert_eq!(s.compile("x").unwrap().minimum, TlsVersion::Tls13);
-        assert!(s.warnings("x").iter().any(|w| w.contains("only TLS 1.3 suites")));
+        assert!(
+            s.warnings("x")
+                .iter()
+                .any(|w| w.contains("only TLS 1.3 suites"))
+        );
     }
 
     #[test]
     fn bad_names_are_refused_with_the_supported_list() {
-        let e = settings("TLSv1_2", Some("ALL:!aNULL")).compile("p.client").unwrap_err();
+        let e = settings("TLSv1_2", Some("ALL:!aNULL"))
+            .compile("p.client")
+            .unwrap_err();
         assert!(e.contains("p.client.cipher_strength.custom_cipher"), "{e}");
-        assert!(e.contains("\"ALL\"") && e.contains("ECDHE-RSA-AES128-GCM-SHA256"), "{e}");
+        assert!(
+            e.contains("\"ALL\"") && e.contains("ECDHE-RSA-AES128-GCM-SHA256"),
+            "{e}"
+        );
         let e = settings("TLSv1_3", Some("ECDHE-RSA-AES128-GCM-SHA256"))
             .compile("p")
             .unwrap_err();
@@ -357,13 +394,30 @@ mod tests {
     #[test]
     fn admits_checks_version_and_suite() {
         let p = settings("TLSv1_3", None).compile("x").unwrap();
-        assert!(p.admits(Some("TLSv1_3"), Some("TLS_AES_256_GCM_SHA384")).is_ok());
-        assert!(p.admits(Some("TLSv1_2"), Some("TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256")).is_err());
-        let p = settings("TLSv1_2", Some("TLS_AES_128_GCM_SHA256:ECDHE-ECDSA-AES128-GCM-SHA256"))
-            .compile("x")
-            .unwrap();
-        assert!(p.admits(Some("TLSv1_3"), Some("TLS_AES_128_GCM_SHA256")).is_ok());
-        let e = p.admits(Some("TLSv1_3"), Some("TLS_AES_256_GCM_SHA384")).unwrap_err();
+        assert!(
+            p.admits(Some("TLSv1_3"), Some("TLS_AES_256_GCM_SHA384"))
+                .is_ok()
+        );
+        assert!(
+            p.admits(
+                Some("TLSv1_2"),
+                Some("TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256")
+            )
+            .is_err()
+        );
+        let p = settings(
+            "TLSv1_2",
+            Some("TLS_AES_128_GCM_SHA256:ECDHE-ECDSA-AES128-GCM-SHA256"),
+        )
+        .compile("x")
+        .unwrap();
+        assert!(
+            p.admits(Some("TLSv1_3"), Some("TLS_AES_128_GCM_SHA256"))
+                .is_ok()
+        );
+        let e = p
+            .admits(Some("TLSv1_3"), Some("TLS_AES_256_GCM_SHA384"))
+            .unwrap_err();
         assert!(e.contains("custom_cipher"), "{e}");
     }
 }

@@ -17,8 +17,8 @@ use trailgate_recorder::{Event, SessionEnd, TrailWriter};
 use super::ChannelState;
 use crate::admission::PreAuth;
 use crate::config::{Config, OnFailure, Protocol};
-use crate::runtime::Resolved;
 use crate::registry::{KillReason, LiveSession};
+use crate::runtime::Resolved;
 use crate::services::Services;
 use crate::session::*;
 

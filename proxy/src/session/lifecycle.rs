@@ -23,7 +23,8 @@ pub fn begin(gw: &Arc<Services>, protocol: Protocol, peer: SocketAddr) -> Option
         }
     };
     let id = SessionId::new();
-    let span = tracing::info_span!("session", id = %id, protocol = protocol.as_str(), client = %peer);
+    let span =
+        tracing::info_span!("session", id = %id, protocol = protocol.as_str(), client = %peer);
     gw.metrics.connection_opened();
     let sh = Session::new(gw.clone(), protocol, id, span, peer, preauth);
     gw.registry.insert(sh.live.clone());

@@ -56,10 +56,7 @@ impl Session {
     /// Checks a gateway password. argon2 is deliberately slow and big (~19 MiB a check): a
     /// bounded number run at once, off the runtime's workers; waiting attempts hold a few bytes.
     pub async fn check_password(&self, user: &str, password: &str) -> bool {
-        let hash = self
-            .cfg
-            .user(user)
-            .and_then(|u| u.password_hash.clone());
+        let hash = self.cfg.user(user).and_then(|u| u.password_hash.clone());
         let password = password.to_string();
         let Some(_slot) = self.gw.admission.password_check().await else {
             return false;

@@ -100,7 +100,12 @@ impl Session {
     /// `preconnect_channel_check`, a session that could not use anything (`usable` is false:
     /// its channel policy permits nothing) is refused here. `Err` is the message for the
     /// client; the session has ended with verdict `deny`.
-    pub fn preconnect(&self, user: &str, target: &str, usable: Result<(), String>) -> Result<(), String> {
+    pub fn preconnect(
+        &self,
+        user: &str,
+        target: &str,
+        usable: Result<(), String>,
+    ) -> Result<(), String> {
         let check = self
             .settings
             .get()

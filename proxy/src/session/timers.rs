@@ -34,7 +34,11 @@ pub async fn policy_timers(sh: Arc<Session>, login: Duration) {
             let checks = [
                 (p.idle(), idle, "idle timeout"),
                 (p.inactivity(), inactive, "inactivity timeout"),
-                (p.max_session(), sh.start.elapsed(), "maximum session length"),
+                (
+                    p.max_session(),
+                    sh.start.elapsed(),
+                    "maximum session length",
+                ),
             ];
             for (limit, spent, reason) in checks {
                 if let Some(limit) = limit {

@@ -160,7 +160,8 @@ async fn vencrypt_offer<S: io::Stream + ?Sized>(s: &mut S, subtype: u32) -> Resu
     s.write_all(&[1, security::VENCRYPT]).await?;
     let chosen = io::read_u8(s).await?;
     if chosen != security::VENCRYPT {
-        let why = format!("security type {chosen} was not offered; this gateway requires VeNCrypt (TLS)");
+        let why =
+            format!("security type {chosen} was not offered; this gateway requires VeNCrypt (TLS)");
         io::security_failed(s, &why).await?;
         return Err(FrontError::Refused(why));
     }

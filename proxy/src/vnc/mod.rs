@@ -33,8 +33,8 @@ use front::FrontError;
 use io::Io;
 use relay::PumpEnd;
 
-pub use service::{VncService, VncState};
 use crate::policy::TlsPolicy;
+pub use service::{VncService, VncState};
 
 /// How long the other pump gets to finish once one direction has ended (the target closes
 /// after the client's side is shut, and its last bytes are still recorded).
@@ -94,7 +94,12 @@ async fn run(vnc: &VncState, sh: &Arc<Session>, tcp: TcpStream) {
             return;
         }
     };
-    let front::Front { mut io, login, password, leg: client_leg } = front;
+    let front::Front {
+        mut io,
+        login,
+        password,
+        leg: client_leg,
+    } = front;
     sh.update(|r| r.auth_method = Some("password".into()));
     if sh.login_refused_early(&login, "password") {
         refuse(&mut io, &sh.kill_reason().reason).await;
@@ -104,7 +109,11 @@ async fn run(vnc: &VncState, sh: &Arc<Session>, tcp: TcpStream) {
     let wanted = wanted.filter(|w| !w.is_empty());
     if !sh.check_password(user, &password).await {
         sh.login_failed(&login, "password");
-        sh.end_with(Status::Rejected, Some(Verdict::GwAuthFail), "gateway authentication failed");
+        sh.end_with(
+            Status::Rejected,
+            Some(Verdict::GwAuthFail),
+            "gateway authentication failed",
+        );
         refuse(&mut io, "authentication failed").await;
         return;
     }
@@ -135,9 +144,10 @@ async fn run(vnc: &VncState, sh: &Arc<Session>, tcp: TcpStream) {
             return;
         }
     };
-    if let Err(why) =
-        client_tls.admits(client_leg.tls_version.as_deref(), client_leg.tls_cipher.as_deref())
-    {
+    if let Err(why) = client_tls.admits(
+        client_leg.tls_version.as_deref(),
+        client_leg.tls_cipher.as_deref(),
+    ) {
         let msg = format!("client TLS refused by the settings policy: {why}");
         sh.deny(user, Some(&target.name), &msg);
         refuse(&mut io, &msg).await;
@@ -160,7 +170,11 @@ async fn run(vnc: &VncState, sh: &Arc<Session>, tcp: TcpStream) {
                     "{} (the settings policy allows {} and up{})",
                     f.message,
                     server_tls.minimum.as_str(),
-                    if server_tls.suites.is_some() { ", custom suites" } else { "" }
+                    if server_tls.suites.is_some() {
+                        ", custom suites"
+                    } else {
+                        ""
+                    }
                 );
             }
             tracing::warn!(target = %target.name, verdict = f.verdict.as_str(), "{}", f.message);
@@ -207,14 +221,21 @@ fn tls_policies(sh: &Session) -> Result<(TlsPolicy, TlsPolicy), String> {
     };
     let at = format!("settings policy {}", r.key);
     Ok((
-        r.policy.client_tls_security_settings.compile(&format!("{at}: client_tls_security_settings"))?,
-        r.policy.server_tls_security_settings.compile(&format!("{at}: server_tls_security_settings"))?,
+        r.policy
+            .client_tls_security_settings
+            .compile(&format!("{at}: client_tls_security_settings"))?,
+        r.policy
+            .server_tls_security_settings
+            .compile(&format!("{at}: server_tls_security_settings"))?,
     ))
 }
 
 /// After both SecurityResults: the client's ClientInit goes to the target, the target's
 /// ServerInit to the client. Returns both as they crossed.
-async fn initialise(client: &mut Io, target: &mut Io) -> std::io::Result<(u8, ServerInit, Vec<u8>)> {
+async fn initialise(
+    client: &mut Io,
+    target: &mut Io,
+) -> std::io::Result<(u8, ServerInit, Vec<u8>)> {
     client.write_all(&0u32.to_be_bytes()).await?;
     client.flush().await?;
     let shared = io::read_u8(client).await?;
@@ -273,7 +294,12 @@ async fn record_start(
     let c2s = bytes::Bytes::copy_from_slice(&[*shared]);
     sh.rec_data(id, Direction::ClientToServer, &c2s).await;
     ch.count(Direction::ClientToServer, 1);
-    sh.rec_data(id, Direction::ServerToClient, &bytes::Bytes::copy_from_slice(raw)).await;
+    sh.rec_data(
+        id,
+        Direction::ServerToClient,
+        &bytes::Bytes::copy_from_slice(raw),
+    )
+    .await;
     ch.count(Direction::ServerToClient, raw.len());
     sh.traffic(true, 1, false);
     sh.traffic(false, raw.len(), false);

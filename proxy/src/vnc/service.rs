@@ -61,15 +61,18 @@ impl VncState {
                         .map_err(|m| ProxyError::Config(format!("{at}.tls_fingerprint: {m}")))?,
                 ),
                 (None, None) => {
-                    return Err(ProxyError::Config(format!("{at}: set ca_file or tls_fingerprint")));
+                    return Err(ProxyError::Config(format!(
+                        "{at}: set ca_file or tls_fingerprint"
+                    )));
                 }
             };
             let host = t.tls_server_name.clone().unwrap_or_else(|| {
-                crate::util::split_host_port(&t.address).map(|(h, _)| h).unwrap_or_default()
+                crate::util::split_host_port(&t.address)
+                    .map(|(h, _)| h)
+                    .unwrap_or_default()
             });
-            let name = ServerName::try_from(host.clone()).map_err(|e| {
-                ProxyError::Config(format!("{at}.tls_server_name: {host:?}: {e}"))
-            })?;
+            let name = ServerName::try_from(host.clone())
+                .map_err(|e| ProxyError::Config(format!("{at}.tls_server_name: {host:?}: {e}")))?;
             // Built once here so a configuration rustls refuses fails at load, not at login.
             client_config(&trust, &at, &crate::tls::default_policy())?;
             targets.insert(t.name.clone(), TargetTls { trust, name, at });

@@ -56,7 +56,10 @@ pub async fn connect(
         Ok(r) => r,
         Err(_) => Err(fail(
             Verdict::Fail,
-            format!("target {} did not complete the handshake within {timeout:?}", target.name),
+            format!(
+                "target {} did not complete the handshake within {timeout:?}",
+                target.name
+            ),
         )),
     }
 }
@@ -67,7 +70,10 @@ async fn tls_connect(
     target: &TargetConfig,
 ) -> Result<(Io, Option<String>, Option<String>), UpFailure> {
     let Some((cfg, name)) = &rt.tls else {
-        return Err(fail(Verdict::Fail, "no TLS configuration for the target".into()));
+        return Err(fail(
+            Verdict::Fail,
+            "no TLS configuration for the target".into(),
+        ));
     };
     let tls = TlsConnector::from(cfg.clone())
         .connect(name.clone(), tcp)
@@ -77,15 +83,24 @@ async fn tls_connect(
                 .get_ref()
                 .and_then(|i| i.downcast_ref::<rustls::Error>())
                 .is_some_and(|e| {
-                    matches!(e, rustls::Error::InvalidCertificate(_) | rustls::Error::General(_))
+                    matches!(
+                        e,
+                        rustls::Error::InvalidCertificate(_) | rustls::Error::General(_)
+                    )
                 });
             if certificate {
                 fail(
                     Verdict::KeyError,
-                    format!("target {} presented a certificate that is not trusted: {e}", target.name),
+                    format!(
+                        "target {} presented a certificate that is not trusted: {e}",
+                        target.name
+                    ),
                 )
             } else {
-                fail(Verdict::Fail, format!("TLS to target {} failed: {e}", target.name))
+                fail(
+                    Verdict::Fail,
+                    format!("TLS to target {} failed: {e}", target.name),
+                )
             }
         })?;
     let (v, c) = crate::tls::negotiated(tls.get_ref().1);
@@ -94,7 +109,13 @@ async fn tls_connect(
 
 async fn connect_inner(target: &TargetConfig, rt: &VncTarget) -> Result<Upstream, UpFailure> {
     let tcp = TcpStream::connect(&target.address).await.map_err(|e| {
-        fail(Verdict::Fail, format!("cannot reach target {} ({}): {e}", target.name, target.address))
+        fail(
+            Verdict::Fail,
+            format!(
+                "cannot reach target {} ({}): {e}",
+                target.name, target.address
+            ),
+        )
     })?;
     let _ = tcp.set_nodelay(true);
     let mode = target.vnc_tls();
@@ -129,14 +150,20 @@ async fn connect_inner(target: &TargetConfig, rt: &VncTarget) -> Result<Upstream
         let t = io::read_u32(s!()).await?;
         if t == 0 {
             let why = io::read_reason(s!()).await?;
-            return Err(fail(Verdict::Fail, format!("target {} refused the connection: {why}", target.name)));
+            return Err(fail(
+                Verdict::Fail,
+                format!("target {} refused the connection: {why}", target.name),
+            ));
         }
         vec![u8::try_from(t).unwrap_or(u8::MAX)]
     } else {
         let n = io::read_u8(s!()).await?;
         if n == 0 {
             let why = io::read_reason(s!()).await?;
-            return Err(fail(Verdict::Fail, format!("target {} refused the connection: {why}", target.name)));
+            return Err(fail(
+                Verdict::Fail,
+                format!("target {} refused the connection: {why}", target.name),
+            ));
         }
         let mut v = vec![0u8; usize::from(n)];
         s!().read_exact(&mut v).await?;
@@ -172,7 +199,11 @@ async fn connect_inner(target: &TargetConfig, rt: &VncTarget) -> Result<Upstream
                  allows (tls = \"{}\", {})",
                 target.name,
                 mode.as_str(),
-                if has_pw { "password set" } else { "no password" }
+                if has_pw {
+                    "password set"
+                } else {
+                    "no password"
+                }
             ),
         ));
     };
@@ -186,7 +217,10 @@ async fn connect_inner(target: &TargetConfig, rt: &VncTarget) -> Result<Upstream
         _ => {
             let picked = vencrypt(s!(), target, mode).await?;
             sub = Some(picked);
-            if matches!(picked, security::X509_NONE | security::X509_VNC | security::X509_PLAIN) {
+            if matches!(
+                picked,
+                security::X509_NONE | security::X509_VNC | security::X509_PLAIN
+            ) {
                 let (s, v, c) = tls_connect(leg_io.tcp()?, rt, target).await?;
                 (leg.tls_version, leg.tls_cipher) = (v, c);
                 leg_io = Leg::Tls(s);
@@ -213,8 +247,15 @@ async fn connect_inner(target: &TargetConfig, rt: &VncTarget) -> Result<Upstream
             };
             return Err(fail(
                 Verdict::AuthFail,
-                format!("target {} refused the gateway's credentials: {}", target.name,
-                    if why.is_empty() { "authentication failed" } else { &why }),
+                format!(
+                    "target {} refused the gateway's credentials: {}",
+                    target.name,
+                    if why.is_empty() {
+                        "authentication failed"
+                    } else {
+                        &why
+                    }
+                ),
             ));
         }
     }
@@ -270,11 +311,20 @@ async fn vencrypt(
     let mut v = [0u8; 2];
     s.read_exact(&mut v).await?;
     if v < [0, 2] {
-        return Err(fail(Verdict::Fail, format!("target {} speaks VeNCrypt {}.{} (0.2 needed)", target.name, v[0], v[1])));
+        return Err(fail(
+            Verdict::Fail,
+            format!(
+                "target {} speaks VeNCrypt {}.{} (0.2 needed)",
+                target.name, v[0], v[1]
+            ),
+        ));
     }
     s.write_all(&[0, 2]).await?;
     if io::read_u8(s).await? != 0 {
-        return Err(fail(Verdict::Fail, format!("target {} refused VeNCrypt 0.2", target.name)));
+        return Err(fail(
+            Verdict::Fail,
+            format!("target {} refused VeNCrypt 0.2", target.name),
+        ));
     }
     let n = io::read_u8(s).await?;
     let mut subs = Vec::with_capacity(usize::from(n));
@@ -298,7 +348,10 @@ async fn vencrypt(
         wanted.push(security::X509_NONE);
     }
     let Some(picked) = wanted.iter().copied().find(|w| subs.contains(w)) else {
-        let names: Vec<String> = subs.iter().map(|s| security::name(security::VENCRYPT, Some(*s))).collect();
+        let names: Vec<String> = subs
+            .iter()
+            .map(|s| security::name(security::VENCRYPT, Some(*s)))
+            .collect();
         return Err(fail(
             Verdict::Fail,
             format!(
@@ -311,7 +364,10 @@ async fn vencrypt(
     };
     s.write_all(&picked.to_be_bytes()).await?;
     if io::read_u8(s).await? != 1 {
-        return Err(fail(Verdict::Fail, format!("target {} refused VeNCrypt subtype {picked}", target.name)));
+        return Err(fail(
+            Verdict::Fail,
+            format!("target {} refused VeNCrypt subtype {picked}", target.name),
+        ));
     }
     Ok(picked)
 }

@@ -89,7 +89,12 @@ impl Catalog {
         })
     }
 
-    pub fn config_object(&self, kind: &str, scope: &str, key: &str) -> Result<Option<serde_json::Value>> {
+    pub fn config_object(
+        &self,
+        kind: &str,
+        scope: &str,
+        key: &str,
+    ) -> Result<Option<serde_json::Value>> {
         self.with_reader(|c| {
             let body: Option<String> = c
                 .query_row(
@@ -258,10 +263,12 @@ mod tests {
             detail: None,
         };
         let body = serde_json::json!({"timeout": 1});
-        c.put_config_object("k", "ssh", "a", Some(&body), &change("create")).unwrap();
+        c.put_config_object("k", "ssh", "a", Some(&body), &change("create"))
+            .unwrap();
         assert_eq!(c.config_object("k", "ssh", "a").unwrap(), Some(body));
         assert_eq!(c.config_objects("k").unwrap().len(), 1);
-        c.put_config_object("k", "ssh", "a", None, &change("delete")).unwrap();
+        c.put_config_object("k", "ssh", "a", None, &change("delete"))
+            .unwrap();
         assert!(c.config_object("k", "ssh", "a").unwrap().is_none());
         let (items, total) = c.config_changes(10, 0).unwrap();
         assert_eq!(total, 2);

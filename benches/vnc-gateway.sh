@@ -24,7 +24,7 @@ for b in "$TG" $REL/vnc-bench $REL/tls-relay; do
 done
 tmp=$(mktemp -d)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$tmp"; }
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; [ -z "${KEEP_LOG:-}" ] || cp "$tmp/gw.log" "$KEEP_LOG"; rm -rf "$tmp"; }
 trap cleanup EXIT
 cp "$TG" "$tmp/trailgate"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

@@ -191,7 +191,10 @@ impl Conn {
         let mut bytes = 0;
         for _ in 0..frames {
             self.send(&msg::update_request(false, 0, 0, w, h)).await?;
-            bytes += self.update().await?;
+            // A stalled frame fails the attempt (the caller reconnects) instead of hanging.
+            bytes += tokio::time::timeout(Duration::from_secs(10), self.update())
+                .await
+                .map_err(|_| "no update within 10 s")??;
         }
         Ok(bytes as f64 / t.elapsed().as_secs_f64() / 1e6)
     }
@@ -254,16 +257,29 @@ async fn main() -> Res<()> {
         let mut mbps = [0.0; 3];
         let mut p50 = [0.0; 3];
         for p in order {
-            let mut c = match p {
-                Path::Gateway => open(&a.gateway, &a.ca, Some(creds)).await?,
-                Path::Relay => open(&a.relay, &a.ca, None).await?,
-                Path::Direct => open(&a.direct, "", None).await?,
-            };
             let trace = std::env::var_os("VNC_BENCH_TRACE").is_some();
-            if trace {
-                eprintln!("{p:?}: connected, {}x{}", c.init.width, c.init.height);
-            }
-            mbps[p as usize] = c.throughput(a.frames).await?;
+            let mut attempt = 0;
+            let mut c = loop {
+                let mut c = match p {
+                    Path::Gateway => open(&a.gateway, &a.ca, Some(creds)).await?,
+                    Path::Relay => open(&a.relay, &a.ca, None).await?,
+                    Path::Direct => open(&a.direct, "", None).await?,
+                };
+                if trace {
+                    eprintln!("{p:?}: connected, {}x{}", c.init.width, c.init.height);
+                }
+                match c.throughput(a.frames).await {
+                    Ok(m) => {
+                        mbps[p as usize] = m;
+                        break c;
+                    }
+                    Err(e) if attempt < 6 => {
+                        eprintln!("{p:?}: throughput attempt failed ({e}); reconnecting");
+                        attempt += 1;
+                    }
+                    Err(e) => return Err(e),
+                }
+            };
             if trace {
                 eprintln!("{p:?}: throughput done ({:.0} MB/s)", mbps[p as usize]);
             }

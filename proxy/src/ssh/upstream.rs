@@ -1,7 +1,6 @@
 //! The gateway's SSH client toward the target: host-key verification, credential injection, and
 //! the channels the target opens back (remote forwards, X11, agent).
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use russh::client::{self, Msg};
@@ -44,8 +43,69 @@ pub struct UpClient {
     pinned: Option<PublicKey>,
     known_hosts: Option<std::path::PathBuf>,
     insecure: bool,
-    key_mismatch: Arc<AtomicBool>,
-    seen_key: Arc<OnceLock<String>>,
+    /// Why the target's host key was not accepted (the message for the client and the record).
+    key_problem: Arc<OnceLock<String>>,
+}
+
+impl UpClient {
+    /// Checks the target's host key against the pinned key, the known_hosts file, or nothing
+    /// (`insecure_skip_host_key_check`). The error says what is wrong and shows the offered key
+    /// as the line `host_key` takes, so an administrator can compare and pin it.
+    fn host_key_verdict(&self, key: &PublicKey) -> Result<(), String> {
+        let offered = || {
+            key.to_openssh()
+                .map(|l| format!("`{l}`"))
+                .unwrap_or_else(|_| key.fingerprint(HashAlg::Sha256).to_string())
+        };
+        let t = &self.target;
+        if let Some(p) = &self.pinned {
+            if crate::auth::same_key(p, key) {
+                return Ok(());
+            }
+            return Err(format!(
+                "host key of target {t} does not match the configured host_key; it offered {}",
+                offered()
+            ));
+        }
+        if let Some(path) = &self.known_hosts {
+            let (host, port) = (&self.addr.0, self.addr.1);
+            if !path.exists() {
+                return Err(format!(
+                    "target {t}: known_hosts file {} does not exist",
+                    path.display()
+                ));
+            }
+            let listed = russh::keys::known_hosts::known_host_keys_path(host, port, path).map_err(|e| {
+                format!("target {t}: known_hosts file {} cannot be read: {e}", path.display())
+            })?;
+            if listed.is_empty() {
+                return Err(format!(
+                    "target {t}: known_hosts file {} does not list {} (add the target's key; it offered {})",
+                    path.display(),
+                    if port == 22 { host.clone() } else { format!("[{host}]:{port}") },
+                    offered()
+                ));
+            }
+            if listed.iter().any(|(_, k)| crate::auth::same_key(k, key)) {
+                return Ok(());
+            }
+            let lines = listed
+                .iter()
+                .map(|(n, _)| n.to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(format!(
+                "host key of target {t} does not match known_hosts file {} (line {lines}); it offered {}",
+                path.display(),
+                offered()
+            ));
+        }
+        if self.insecure {
+            tracing::warn!(target = %t, fingerprint = %key.fingerprint(HashAlg::Sha256), "upstream host key NOT verified (insecure_skip_host_key_check)");
+            return Ok(());
+        }
+        Err(format!("target {t} has no host key configured (host_key or known_hosts)"))
+    }
 }
 
 impl client::Handler for UpClient {
@@ -56,30 +116,13 @@ impl client::Handler for UpClient {
         key: &russh::keys::PublicKeyOrCertificate,
     ) -> Result<bool, Self::Error> {
         let key = key.public_key();
-        let _ = self
-            .seen_key
-            .set(key.fingerprint(HashAlg::Sha256).to_string());
-        if let Some(p) = &self.pinned {
-            let ok = crate::auth::same_key(p, &key);
-            self.key_mismatch.store(!ok, Ordering::Relaxed);
-            return Ok(ok);
+        match self.host_key_verdict(&key) {
+            Ok(()) => Ok(true),
+            Err(why) => {
+                let _ = self.key_problem.set(why);
+                Ok(false)
+            }
         }
-        if let Some(path) = &self.known_hosts {
-            return match russh::keys::check_known_hosts_path(&self.addr.0, self.addr.1, &key, path)
-            {
-                Ok(true) => Ok(true),
-                Ok(false) | Err(_) => {
-                    self.key_mismatch.store(true, Ordering::Relaxed);
-                    Ok(false)
-                }
-            };
-        }
-        if self.insecure {
-            tracing::warn!(target = %self.target, fingerprint = %key.fingerprint(HashAlg::Sha256), "upstream host key NOT verified (insecure_skip_host_key_check)");
-            return Ok(true);
-        }
-        self.key_mismatch.store(true, Ordering::Relaxed);
-        Ok(false)
     }
 
     async fn server_channel_open_forwarded_tcpip(
@@ -296,8 +339,7 @@ pub async fn connect(
             format!("target {} has an invalid address", target.name),
         )
     })?;
-    let key_mismatch = Arc::new(AtomicBool::new(false));
-    let seen_key = Arc::new(OnceLock::new());
+    let key_problem = Arc::new(OnceLock::new());
     let handler = UpClient {
         sh: links.session,
         down: links.down,
@@ -307,8 +349,7 @@ pub async fn connect(
         pinned,
         known_hosts: target.known_hosts.clone(),
         insecure: target.insecure_skip_host_key_check,
-        key_mismatch: key_mismatch.clone(),
-        seen_key: seen_key.clone(),
+        key_problem: key_problem.clone(),
     };
     let work = async {
         let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
@@ -324,15 +365,8 @@ pub async fn connect(
             })?;
         let _ = tcp.set_nodelay(true);
         let mut h = client::connect_stream(cfg, super::read_buffered(tcp), handler).await.map_err(|e| {
-            if key_mismatch.load(Ordering::Relaxed) {
-                fail(
-                    Verdict::KeyError,
-                    format!(
-                        "host key of target {} does not match the configured key (it offered {})",
-                        target.name,
-                        seen_key.get().map(String::as_str).unwrap_or("an unknown key")
-                    ),
-                )
+            if let Some(why) = key_problem.get() {
+                fail(Verdict::KeyError, why.clone())
             } else {
                 fail(Verdict::Fail, format!("target {}: ssh handshake failed: {e}", target.name))
             }

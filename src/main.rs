@@ -1,7 +1,8 @@
 //! `trailgate`: the gateway binary. Argument parsing and wiring only; the work lives in the
-//! `trailgate-proxy`, `trailgate-recorder` and `trailgate-control-api` crates.
+//! `trailgate-proxy`, `trailgate-recorder`, `trailgate-control-api` and `trailgate-demo` crates.
 
 mod certs;
+mod demo;
 mod reload;
 mod serve;
 mod trail_cmd;
@@ -28,6 +29,19 @@ enum Cmd {
     Trail {
         #[command(subcommand)]
         cmd: trail_cmd::TrailCmd,
+    },
+    /// Try Trailgate: a gateway with a generated configuration and a built-in SSH target
+    /// (loopback only), printing the ssh command, its password and an API token.
+    Demo {
+        /// Where to write the configuration, keys and trails (default: a new temp directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The gateway's SSH port on 127.0.0.1 (0: any free port).
+        #[arg(long, default_value_t = 2222)]
+        ssh_port: u16,
+        /// The control API's port on 127.0.0.1 (0: any free port).
+        #[arg(long, default_value_t = 8022)]
+        api_port: u16,
     },
     /// Run the gateway.
     Serve {
@@ -86,6 +100,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let res = match cli.cmd {
         Cmd::Trail { cmd } => trail_cmd::run(cmd),
+        Cmd::Demo {
+            dir,
+            ssh_port,
+            api_port,
+        } => demo::run(demo::DemoArgs {
+            dir,
+            ssh_port,
+            api_port,
+        }),
         Cmd::Serve { config } => serve::run(&config),
         Cmd::CheckConfig { config } => serve::check(&config),
         Cmd::HashPassword => serve::hash_password(),

@@ -11,7 +11,14 @@ use trailgate_control_api::ApiState;
 use trailgate_proxy::{Config, Services, SshService, VncService};
 use trailgate_recorder::catalog::Catalog;
 
+/// Called once the listeners accept connections: the SSH and API addresses.
+pub type OnReady = Box<dyn FnOnce(std::net::SocketAddr, Option<std::net::SocketAddr>) + Send>;
+
 pub fn run(config: &Path) -> Result<ExitCode> {
+    run_with(config, None)
+}
+
+pub fn run_with(config: &Path, on_ready: Option<OnReady>) -> Result<ExitCode> {
     let cfg = Config::load(config)?;
     init_tracing();
     for w in cfg.warnings() {
@@ -114,7 +121,19 @@ pub fn run(config: &Path) -> Result<ExitCode> {
         if let Some((a, _)) = &api {
             println!("trailgate: api listening on {a}");
         }
+        // So users can check what their client shows on first connect.
+        for fp in ssh.host_key_fingerprints() {
+            println!("trailgate: ssh host key {fp}");
+        }
+        if let Some((v, _, _)) = &vnc
+            && let Some(fp) = v.certificate_fingerprint()
+        {
+            println!("trailgate: vnc certificate {fp}");
+        }
         std::io::stdout().flush().ok();
+        if let Some(f) = on_ready {
+            f(addr, api.as_ref().map(|(a, _)| *a));
+        }
         let serve = tokio::spawn(ssh.clone().serve(listener));
         let vnc_service = vnc.as_ref().map(|(v, _, _)| v.clone());
         let serve_vnc = vnc.map(|(v, l, _)| tokio::spawn(v.serve(l)));

@@ -173,6 +173,21 @@ impl SshService {
         .await
     }
 
+    /// `SHA256:... (ssh-ed25519)` of each host key, as OpenSSH clients show them.
+    pub fn host_key_fingerprints(&self) -> Vec<String> {
+        self.ssh_config
+            .keys
+            .iter()
+            .map(|k| {
+                format!(
+                    "{} ({})",
+                    k.public_key().fingerprint(russh::keys::HashAlg::Sha256),
+                    k.algorithm().as_str()
+                )
+            })
+            .collect()
+    }
+
     pub fn listen_addr(&self) -> SocketAddr {
         self.svc.cfg().ssh.listen
     }

@@ -75,14 +75,22 @@ impl UpClient {
                     path.display()
                 ));
             }
-            let listed = russh::keys::known_hosts::known_host_keys_path(host, port, path).map_err(|e| {
-                format!("target {t}: known_hosts file {} cannot be read: {e}", path.display())
-            })?;
+            let listed =
+                russh::keys::known_hosts::known_host_keys_path(host, port, path).map_err(|e| {
+                    format!(
+                        "target {t}: known_hosts file {} cannot be read: {e}",
+                        path.display()
+                    )
+                })?;
             if listed.is_empty() {
                 return Err(format!(
                     "target {t}: known_hosts file {} does not list {} (add the target's key; it offered {})",
                     path.display(),
-                    if port == 22 { host.clone() } else { format!("[{host}]:{port}") },
+                    if port == 22 {
+                        host.clone()
+                    } else {
+                        format!("[{host}]:{port}")
+                    },
                     offered()
                 ));
             }
@@ -104,7 +112,9 @@ impl UpClient {
             tracing::warn!(target = %t, fingerprint = %key.fingerprint(HashAlg::Sha256), "upstream host key NOT verified (insecure_skip_host_key_check)");
             return Ok(());
         }
-        Err(format!("target {t} has no host key configured (host_key or known_hosts)"))
+        Err(format!(
+            "target {t} has no host key configured (host_key or known_hosts)"
+        ))
     }
 }
 
@@ -364,13 +374,18 @@ pub async fn connect(
                 )
             })?;
         let _ = tcp.set_nodelay(true);
-        let mut h = client::connect_stream(cfg, super::read_buffered(tcp), handler).await.map_err(|e| {
-            if let Some(why) = key_problem.get() {
-                fail(Verdict::KeyError, why.clone())
-            } else {
-                fail(Verdict::Fail, format!("target {}: ssh handshake failed: {e}", target.name))
-            }
-        })?;
+        let mut h = client::connect_stream(cfg, super::read_buffered(tcp), handler)
+            .await
+            .map_err(|e| {
+                if let Some(why) = key_problem.get() {
+                    fail(Verdict::KeyError, why.clone())
+                } else {
+                    fail(
+                        Verdict::Fail,
+                        format!("target {}: ssh handshake failed: {e}", target.name),
+                    )
+                }
+            })?;
         let authed = if let Some(k) = key {
             let hash = h.best_supported_rsa_hash().await.ok().flatten().flatten();
             h.authenticate_publickey(&target.user, PrivateKeyWithHashAlg::new(k, hash))

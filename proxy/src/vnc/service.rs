@@ -147,6 +147,15 @@ impl VncService {
         .await
     }
 
+    /// `sha256:...` of the gateway's VNC certificate (what viewers are asked to trust).
+    pub fn certificate_fingerprint(&self) -> Option<String> {
+        let st = self.state();
+        crate::tls::load_certs(&st.cfg.tls_cert, "vnc.tls_cert")
+            .ok()?
+            .first()
+            .map(|c| crate::tls::fingerprint(c.as_ref()))
+    }
+
     pub fn listen_addr(&self) -> SocketAddr {
         self.listen
     }

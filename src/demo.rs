@@ -1,0 +1,164 @@
+//! `trailgate demo`: a recording gateway in one command. It generates a configuration in a
+//! directory (a new one under the system's temp directory unless `--dir` names one), starts the
+//! embedded demo target (an SSH server inside this process, loopback only, that runs shells as
+//! the account that started the demo), serves the gateway and the control API on loopback, and
+//! prints exactly what to type. Nothing of it listens beyond 127.0.0.1.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use russh::keys::ssh_key::LineEnding;
+use russh::keys::{Algorithm, PrivateKey};
+
+pub struct DemoArgs {
+    pub dir: Option<PathBuf>,
+    pub ssh_port: u16,
+    pub api_port: u16,
+}
+
+fn random_hex(bytes: usize) -> Result<String> {
+    let mut b = vec![0u8; bytes];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
+        .context("reading /dev/urandom")?;
+    Ok(hex::encode(b))
+}
+
+fn os_user() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| {
+            // SAFETY: getuid cannot fail; getpwuid returns a pointer into static storage or null.
+            unsafe {
+                let pw = libc::getpwuid(libc::getuid());
+                if pw.is_null() {
+                    return "root".into();
+                }
+                std::ffi::CStr::from_ptr((*pw).pw_name)
+                    .to_string_lossy()
+                    .into_owned()
+            }
+        })
+}
+
+pub fn run(a: DemoArgs) -> Result<ExitCode> {
+    let dir = match a.dir.clone() {
+        Some(d) => d,
+        None => std::env::temp_dir().join(format!("trailgate-demo-{}", random_hex(4)?)),
+    };
+    std::fs::create_dir_all(dir.join("keys"))
+        .with_context(|| format!("creating {}", dir.display()))?;
+    let dir = dir.canonicalize()?;
+    let rng = &mut russh::keys::key::safe_rng();
+    let target_host_key = PrivateKey::random(rng, Algorithm::Ed25519)?;
+    let client_key = PrivateKey::random(rng, Algorithm::Ed25519)?;
+    let client_key_path = dir.join("keys/demo-target-client");
+    client_key.write_openssh_file(&client_key_path, LineEnding::LF)?;
+    let password = random_hex(8)?;
+    let token = random_hex(32)?;
+    let token_sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(token.as_bytes()));
+    let hash = trailgate_proxy::auth::hash_password(&password).map_err(anyhow::Error::msg)?;
+
+    // The demo target runs on its own runtime beside the gateway's.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let target = rt.block_on(trailgate_demo::start(
+        target_host_key.clone(),
+        client_key.public_key().clone(),
+        stop.clone(),
+    ))?;
+    let config = dir.join("trailgate.toml");
+    std::fs::write(
+        &config,
+        config_text(
+            &dir,
+            &a,
+            &hash,
+            &token_sha,
+            &target.addr.to_string(),
+            &target_host_key,
+            &client_key_path,
+        )?,
+    )?;
+    let info = dir.join("README.txt");
+    let (dir2, pw2, tok2) = (dir.clone(), password.clone(), token.clone());
+    let ready = move |ssh: std::net::SocketAddr, api: Option<std::net::SocketAddr>| {
+        let api = api.map(|a| a.to_string()).unwrap_or_default();
+        let text = format!(
+            "\nTrailgate demo: every session through it is recorded.\n\n\
+             \x20 ssh -p {port} demo@{host}          password: {pw2}\n\
+             \x20 (target \"demo\" is a shell as {user} on this machine, reached through the gateway)\n\n\
+             \x20 API token (admin): {tok2}\n\
+             \x20 curl -H 'Authorization: Bearer {tok2}' http://{api}/api/v1/sessions\n\
+             \x20 trails:  {trails}\n\
+             \x20 config:  {cfg}\n\
+             \x20 replay:  trailgate trail play {trails}/YYYY/MM/DD/ID.trail\n\n\
+             Stop with Ctrl-C (sessions are ended and their trails sealed).\n",
+            port = ssh.port(),
+            host = ssh.ip(),
+            user = os_user(),
+            trails = dir2.join("data/trails").display(),
+            cfg = dir2.join("trailgate.toml").display(),
+        );
+        println!("{text}");
+        let _ = std::io::stdout().flush();
+        let _ = std::fs::write(&info, text);
+    };
+    let code = crate::serve::run_with(&config, Some(Box::new(ready)));
+    stop.cancel();
+    rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    code
+}
+
+fn config_text(
+    dir: &Path,
+    a: &DemoArgs,
+    hash: &str,
+    token_sha: &str,
+    target_addr: &str,
+    target_host_key: &PrivateKey,
+    client_key: &Path,
+) -> Result<String> {
+    let host_key = target_host_key.public_key().to_openssh()?;
+    Ok(format!(
+        r#"# Generated by `trailgate demo`: loopback only, for trying Trailgate out.
+data_dir = "{data}"
+node_id = "demo"
+
+[ssh]
+listen = "127.0.0.1:{ssh}"
+
+[recording]
+flush_interval = "1s"
+
+[[users]]
+name = "demo"
+password_hash = "{hash}"
+
+[[targets]]
+name = "demo"
+address = "{target_addr}"
+host_key = "{host_key}"
+user = "{user}"
+private_key = "{client}"
+
+[api]
+listen = "127.0.0.1:{api}"
+
+[[api_tokens]]
+name = "demo-admin"
+token_sha256 = "{token_sha}"
+role = "admin"
+"#,
+        data = dir.join("data").display(),
+        ssh = a.ssh_port,
+        api = a.api_port,
+        user = os_user(),
+        client = client_key.display(),
+    ))
+}

@@ -230,10 +230,24 @@ fn set_vnc_log_level(o: &trailgate_proxy::policy::VncOptions) {
     }
 }
 
+/// Everything `serve` loads before it listens, without listening or writing: the file, host
+/// keys, the SSH targets' keys and host keys, the VNC certificate and CA files, the API's TLS.
 pub fn check(config: &Path) -> Result<ExitCode> {
     let cfg = Config::load(config)?;
     for w in cfg.warnings() {
         eprintln!("warning: {w}");
+    }
+    SshService::check_host_keys(&cfg)?;
+    SshService::load_targets(&cfg)?;
+    trailgate_proxy::vnc::VncState::load(&cfg)?;
+    if let Some(api) = &cfg.api
+        && let (Some(cert), Some(key)) = (&api.tls_cert, &api.tls_key)
+    {
+        let policy = api
+            .client_tls_security_settings
+            .compile("api.client_tls_security_settings")
+            .map_err(anyhow::Error::msg)?;
+        trailgate_proxy::tls::server_config(cert, key, "api", &[b"http/1.1"], &policy)?;
     }
     println!(
         "{}: ok ({} users, {} targets)",

@@ -132,3 +132,112 @@ fn the_readme_first_command_records_a_session_typed_as_printed() {
     let out = trail_cat(&files[0], 1, Some("s2c"));
     assert!(String::from_utf8_lossy(&out).contains("first-day-42"));
 }
+
+#[test]
+fn check_config_loads_what_serve_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("t.toml");
+    let base = "data_dir = \"data\"\n[ssh]\nlisten = \"127.0.0.1:0\"\n\
+                [[targets]]\nname = \"t\"\naddress = \"127.0.0.1:1\"\nuser = \"u\"\n\
+                insecure_skip_host_key_check = true\n";
+    let run = |cmd: &str, text: &str| {
+        std::fs::write(&cfg, text).unwrap();
+        let o = Command::new(bin())
+            .args([cmd, "--config"])
+            .arg(&cfg)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let cases = [
+        (
+            format!("{base}private_key = \"missing-key\"\n"),
+            "private_key",
+        ),
+        (
+            format!("{base}password = \"p\"\n")
+                .replace("[ssh]\n", "[ssh]\nhost_keys = [\"nope\"]\n"),
+            "ssh.host_keys",
+        ),
+        (
+            format!("{base}password = \"p\"\n[vnc]\ntls_cert = \"no.pem\"\ntls_key = \"no.key\"\n"),
+            "vnc.tls_cert",
+        ),
+    ];
+    for (text, key) in cases {
+        let (code, err) = run("check-config", &text);
+        assert_eq!(code, Some(1), "{err}");
+        assert!(err.contains(key), "check-config: {err}");
+        let (code, err) = run("serve", &text);
+        assert_eq!(code, Some(1), "{err}");
+        assert!(err.contains(key), "serve: {err}");
+    }
+    let (code, err) = run("check-config", &format!("{base}password = \"p\"\n"));
+    assert_eq!(code, Some(0), "{err}");
+}
+
+#[test]
+fn known_hosts_problems_are_named_and_show_the_offered_key() {
+    let sshd = Sshd::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let other = keygen(&dir.path().join("other"));
+    let other_line = other
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let listed_elsewhere = dir.path().join("kh-elsewhere");
+    std::fs::write(&listed_elsewhere, format!("[10.9.9.9]:22 {other_line}\n")).unwrap();
+    let mismatch = dir.path().join("kh-mismatch");
+    std::fs::write(
+        &mismatch,
+        format!("[127.0.0.1]:{} {other_line}\n", sshd.port),
+    )
+    .unwrap();
+    let offered: String = sshd
+        .host_pub
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ");
+    for (file, want) in [
+        (dir.path().join("kh-missing"), "does not exist".to_string()),
+        (
+            listed_elsewhere,
+            format!("does not list [127.0.0.1]:{}", sshd.port),
+        ),
+        (mismatch, "does not match known_hosts file".to_string()),
+    ] {
+        let f = file.display().to_string();
+        let gw = Gateway::start_custom(
+            &sshd,
+            FULL_POLICY,
+            |t| {
+                let line = t
+                    .lines()
+                    .find(|l| l.starts_with("host_key = "))
+                    .unwrap()
+                    .to_string();
+                t.replace(&line, &format!("known_hosts = \"{f}\""))
+            },
+            None,
+        )
+        .unwrap();
+        let o = gw.exec("true");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(255));
+        assert!(err.contains(&want), "{err}");
+        if !want.contains("does not exist") {
+            assert!(
+                err.contains(&offered),
+                "the offered key as a host_key line: {err}"
+            );
+        }
+    }
+}

@@ -97,6 +97,15 @@ impl SshService {
         }))
     }
 
+    /// Loads the configured host keys without generating any (`check-config`).
+    pub fn check_host_keys(cfg: &Config) -> Result<usize, ProxyError> {
+        for p in &cfg.ssh.host_keys {
+            russh::keys::load_secret_key(p, None)
+                .map_err(|e| ProxyError::Config(format!("ssh.host_keys: {}: {e}", p.display())))?;
+        }
+        Ok(cfg.ssh.host_keys.len())
+    }
+
     /// Loads every SSH target's upstream credentials, host-key expectation and channel policy
     /// (at start-up, and for a reload before anything is replaced).
     pub fn load_targets(cfg: &Config) -> Result<HashMap<String, Arc<TargetRuntime>>, ProxyError> {

@@ -33,6 +33,11 @@ struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProtocolLabels {
+    protocol: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ChannelLabels {
     r#type: &'static str,
     verdict: &'static str,
@@ -51,6 +56,7 @@ pub struct Metrics {
     recording_fast_frames: Counter,
     unauthenticated: Gauge,
     preauth_refused: Family<ReasonLabels, Counter>,
+    probes: Family<ProtocolLabels, Counter>,
     login_failures: Counter,
     auth_throttled: Counter,
     catalog_write_failures: Counter,
@@ -141,6 +147,12 @@ impl Metrics {
             "Connections refused at accept, by the limit that refused them (max_unauthenticated, max_unauthenticated_per_source, failed_login_throttle)",
             preauth_refused.clone(),
         );
+        let probes = Family::<ProtocolLabels, Counter>::default();
+        registry.register(
+            "probe_connections",
+            "Connections closed without a byte from the client (health checks, port scans): counted here, not stored as sessions",
+            probes.clone(),
+        );
         let login_failures = Counter::default();
         registry.register(
             "login_failures",
@@ -163,6 +175,7 @@ impl Metrics {
             registry,
             unauthenticated,
             preauth_refused,
+            probes,
             login_failures,
             auth_throttled,
             catalog_write_failures,
@@ -179,6 +192,16 @@ impl Metrics {
 
     pub fn connection_opened(&self) {
         self.connections_active.inc();
+    }
+
+    /// A connection ended without a byte from its client (instead of `connection_ended`).
+    pub fn probe(&self, protocol: Protocol) {
+        self.connections_active.dec();
+        self.probes
+            .get_or_create(&ProtocolLabels {
+                protocol: protocol.as_str(),
+            })
+            .inc();
     }
 
     /// One call per connection, when its final record is known.

@@ -16,6 +16,8 @@ pub struct Closable<S> {
     inner: S,
     token: CancellationToken,
     closed: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// Called once, at the first byte the peer sends.
+    first_read: Option<Box<dyn FnOnce() + Send + Sync>>,
 }
 
 impl<S> Closable<S> {
@@ -24,7 +26,15 @@ impl<S> Closable<S> {
             inner,
             closed: Box::pin(token.clone().cancelled_owned()),
             token,
+            first_read: None,
         }
+    }
+
+    /// Calls `f` when the first byte arrives from the peer (a connection that never sends one
+    /// is a probe, not a session).
+    pub fn on_first_read(mut self, f: impl FnOnce() + Send + Sync + 'static) -> Self {
+        self.first_read = Some(Box::new(f));
+        self
     }
 
     fn aborted() -> io::Error {
@@ -41,7 +51,14 @@ impl<S: AsyncRead + Unpin> AsyncRead for Closable<S> {
         if self.token.is_cancelled() {
             return Poll::Ready(Err(Self::aborted()));
         }
+        let before = buf.filled().len();
         match Pin::new(&mut self.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) if buf.filled().len() > before => {
+                if let Some(f) = self.first_read.take() {
+                    f();
+                }
+                Poll::Ready(Ok(()))
+            }
             Poll::Pending => {
                 // Only a read that waits needs to be woken by the token.
                 if self.closed.as_mut().poll(cx).is_ready() {

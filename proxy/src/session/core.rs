@@ -63,9 +63,23 @@ pub struct Session {
     /// Authentication attempts that failed, and whether any was made.
     pub auth_failures: AtomicU32,
     pub auth_tried: AtomicBool,
+    /// The client has sent at least one byte (see [`Session::heard`]).
+    heard: AtomicBool,
 }
 
 impl Session {
+    /// The client sent its first byte: from now on this connection is a session, and its
+    /// record is published (before, it may be a health check or a port scan).
+    pub fn heard(&self) {
+        if !self.heard.swap(true, Ordering::AcqRel) {
+            self.publish();
+        }
+    }
+
+    pub fn was_heard(&self) -> bool {
+        self.heard.load(Ordering::Acquire)
+    }
+
     pub fn new(
         gw: Arc<Services>,
         protocol: Protocol,
@@ -136,6 +150,7 @@ impl Session {
             preauth,
             auth_failures: AtomicU32::new(0),
             auth_tried: AtomicBool::new(false),
+            heard: AtomicBool::new(false),
         });
         let weak = Arc::downgrade(&sh);
         sh.live
@@ -184,10 +199,13 @@ impl Session {
         rec
     }
 
+    /// Shows the record live and, once the client has been heard, in the catalog.
     pub fn publish(&self) -> SessionRecord {
         let rec = self.snapshot();
         self.live.set_snapshot(&rec);
-        self.gw.observer.session_changed(&rec);
+        if self.was_heard() {
+            self.gw.observer.session_changed(&rec);
+        }
         rec
     }
 

@@ -11,8 +11,10 @@ use crate::config::Protocol;
 use crate::services::Services;
 
 /// Admits a new connection (pre-authentication limits) and opens its session: id, tracing
-/// span, record (published), registry entry. `None`: refused at accept, before any work or
-/// record, so a flood costs an accept and a close.
+/// span, record, registry entry. The record is published once the client has sent its first
+/// byte ([`Session::heard`]): connections that never send one (load-balancer health checks,
+/// port scans) are counted, not stored. `None`: refused at accept, before any work or record,
+/// so a flood costs an accept and a close.
 pub fn begin(gw: &Arc<Services>, protocol: Protocol, peer: SocketAddr) -> Option<Arc<Session>> {
     let preauth = match gw.admission.admit(peer.ip()) {
         Ok(p) => p,
@@ -28,13 +30,18 @@ pub fn begin(gw: &Arc<Services>, protocol: Protocol, peer: SocketAddr) -> Option
     gw.metrics.connection_opened();
     let sh = Session::new(gw.clone(), protocol, id, span, peer, preauth);
     gw.registry.insert(sh.live.clone());
-    sh.publish();
     Some(sh)
 }
 
 /// Seals the trail, publishes the final record, leaves the registry, and logs the session's
 /// end. Call once the client and target legs are closed and every pump has finished.
 pub async fn conclude(sh: &Arc<Session>) {
+    if !sh.was_heard() {
+        sh.gw.registry.remove(&sh.id);
+        sh.gw.metrics.probe(sh.protocol);
+        tracing::debug!("connection closed without a byte from the client (probe): not a session");
+        return;
+    }
     sh.finish_trail().await;
     let waited = sh.trail.get().map(|t| t.backpressure()).unwrap_or_default();
     sh.gw.metrics.recording_paced(&waited);

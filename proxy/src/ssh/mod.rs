@@ -66,7 +66,9 @@ pub async fn serve_connection(ssh: Arc<SshService>, tcp: TcpStream, peer: Socket
         // The login timeout runs from accept, so a client that never speaks is closed too.
         let timers = tokio::spawn(session::policy_timers(sh.clone(), sh.cfg.ssh.login_timeout));
         let handler = handler::SshHandler::new(sh.clone(), ssh.clone(), legs.clone());
-        let stream = Closable::new(read_buffered(tcp), sh.conn.clone());
+        let heard = sh.clone();
+        let stream =
+            Closable::new(read_buffered(tcp), sh.conn.clone()).on_first_read(move || heard.heard());
         let banner = sh.cfg.ssh.banner_timeout;
         let handshake = tokio::time::timeout(
             banner,

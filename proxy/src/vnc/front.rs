@@ -52,14 +52,16 @@ pub async fn handshake(
     tcp: TcpStream,
     tls: Arc<rustls::ServerConfig>,
     detect: Duration,
+    heard: &(dyn Fn() + Sync),
 ) -> Result<Front, FrontError> {
     let acceptor = TlsAcceptor::from(tls);
     // TLS clients speak first; RFB clients wait for the server's version line.
     let mut first = [0u8; 1];
-    let tls_first = matches!(
-        tokio::time::timeout(detect, tcp.peek(&mut first)).await,
-        Ok(Ok(1)) if first[0] == TLS_HANDSHAKE_BYTE
-    );
+    let peeked = tokio::time::timeout(detect, tcp.peek(&mut first)).await;
+    if matches!(peeked, Ok(Ok(1))) {
+        heard();
+    }
+    let tls_first = matches!(peeked, Ok(Ok(1)) if first[0] == TLS_HANDSHAKE_BYTE);
     let (mut io, (tls_version, tls_cipher), subtype, mode) = if tls_first {
         let (mut io, negotiated) = accept(&acceptor, tcp).await?;
         rfb_version(&mut io).await?;
@@ -67,7 +69,13 @@ pub async fn handshake(
         (io, negotiated, security::PLAIN, "tls-first")
     } else {
         let mut tcp = tcp;
-        rfb_version(&mut tcp).await?;
+        // RFB viewers speak after the server: the first byte is heard with their version.
+        let mut one = [0u8; 1];
+        tcp.write_all(&Version::V3_8.line()).await?;
+        if tcp.peek(&mut one).await? == 1 {
+            heard();
+        }
+        rfb_version_reply(&mut tcp).await?;
         vencrypt_offer(&mut tcp, security::X509_PLAIN).await?;
         let (io, negotiated) = accept(&acceptor, tcp).await?;
         (io, negotiated, security::X509_PLAIN, "vencrypt")
@@ -134,6 +142,11 @@ pub async fn refuse_early(mut tcp: TcpStream, why: &str, detect: Duration) {
 /// version understands (3.7: an empty type list and a reason; 3.3: type 0 and a reason).
 async fn rfb_version<S: io::Stream + ?Sized>(s: &mut S) -> Result<(), FrontError> {
     s.write_all(&Version::V3_8.line()).await?;
+    rfb_version_reply(s).await
+}
+
+/// The client's version line, after the gateway's.
+async fn rfb_version_reply<S: io::Stream + ?Sized>(s: &mut S) -> Result<(), FrontError> {
     let mut line = [0u8; 12];
     s.read_exact(&mut line).await?;
     let v = Version::parse(&line).map_err(|e| FrontError::Protocol(e.to_string()))?;

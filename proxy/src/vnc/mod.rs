@@ -72,28 +72,31 @@ async fn refuse(io: &mut Io, why: &str) {
 async fn run(vnc: &VncState, sh: &Arc<Session>, tcp: TcpStream) {
     if !sh.gw.runtime.vnc_options().service.enabled {
         let why = "the VNC service is switched off on this gateway";
+        sh.heard();
         front::refuse_early(tcp, why, vnc.cfg.tls_detect_timeout).await;
         sh.end_with(Status::Rejected, Some(Verdict::Deny), why);
         return;
     }
-    let front = match front::handshake(tcp, vnc.tls.clone(), vnc.cfg.tls_detect_timeout).await {
-        Ok(f) => f,
-        Err(FrontError::Refused(why)) => {
-            tracing::info!(reason = %why, "client refused");
-            sh.end_with(Status::Rejected, Some(Verdict::ProtocolError), &why);
-            return;
-        }
-        Err(FrontError::TlsPolicy(why)) => {
-            tracing::info!(reason = %why, "client refused");
-            sh.end_with(Status::Rejected, Some(Verdict::Deny), &why);
-            return;
-        }
-        Err(FrontError::Protocol(e)) => {
-            tracing::info!(error = %e, "client handshake failed");
-            sh.note_end(&format!("vnc handshake failed: {e}"), true, 0);
-            return;
-        }
-    };
+    let heard = || sh.heard();
+    let front =
+        match front::handshake(tcp, vnc.tls.clone(), vnc.cfg.tls_detect_timeout, &heard).await {
+            Ok(f) => f,
+            Err(FrontError::Refused(why)) => {
+                tracing::info!(reason = %why, "client refused");
+                sh.end_with(Status::Rejected, Some(Verdict::ProtocolError), &why);
+                return;
+            }
+            Err(FrontError::TlsPolicy(why)) => {
+                tracing::info!(reason = %why, "client refused");
+                sh.end_with(Status::Rejected, Some(Verdict::Deny), &why);
+                return;
+            }
+            Err(FrontError::Protocol(e)) => {
+                tracing::info!(error = %e, "client handshake failed");
+                sh.note_end(&format!("vnc handshake failed: {e}"), true, 0);
+                return;
+            }
+        };
     let front::Front {
         mut io,
         login,

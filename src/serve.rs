@@ -179,17 +179,24 @@ async fn wait_for_signal() {
     }
 }
 
-/// Hourly, and when the options change: VNC session metadata past its retention goes.
+/// At start-up and every `retention.interval` (re-read each time, so a reload applies):
+/// `[retention]` and the VNC options' metadata cleanup.
 async fn metadata_cleanup(catalog: Arc<Catalog>, gw: Arc<Services>) {
     loop {
-        let (c, rt) = (catalog.clone(), gw.runtime.clone());
+        let (c, g) = (catalog.clone(), gw.clone());
+        let interval = gw.cfg().retention.interval;
         let _ = tokio::task::spawn_blocking(move || {
-            trailgate_control_api::configuration::cleanup(&c, &rt)
+            trailgate_control_api::configuration::cleanup(&c, &g.runtime);
+            let r = g.cfg().retention.clone();
+            match c.apply_retention(r.trails, r.metadata) {
+                Ok(d) => g.metrics.retention_deleted(d.trails, d.records),
+                Err(e) => tracing::error!(error = %e, "retention pass failed"),
+            }
         })
         .await;
         tokio::select! {
             _ = gw.shutdown.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+            _ = tokio::time::sleep(interval) => {}
         }
     }
 }

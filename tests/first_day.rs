@@ -241,3 +241,60 @@ fn known_hosts_problems_are_named_and_show_the_offered_key() {
         }
     }
 }
+
+#[test]
+fn retention_deletes_old_trails_then_records_but_never_an_active_sessions() {
+    let sshd = Sshd::start().unwrap();
+    let gw = Gateway::start_with(
+        &sshd,
+        "\n[retention]\ntrails = \"2s\"\nmetadata = \"5s\"\ninterval = \"300ms\"\n",
+        FULL_POLICY,
+    )
+    .unwrap();
+    const ADMIN: &str = "admin-secret";
+    // A long session, active throughout.
+    let mut long = gw
+        .ssh()
+        .arg(gw.dest())
+        .arg("echo long-one; sleep 9")
+        .spawn()
+        .unwrap();
+    let o = gw.exec("echo short-one");
+    assert_eq!(o.stdout, b"short-one\n");
+    let short = wait_until("the short session ended", 10, || {
+        let (items, _) = gw.sessions("active=false", ADMIN);
+        items.into_iter().next()
+    });
+    let id = short["id"].as_str().unwrap().to_string();
+    let path = short["trail"]["path"].as_str().unwrap().to_string();
+    assert!(std::path::Path::new(&path).exists());
+    let marked = wait_until("the short trail deleted", 10, || {
+        let (_, v) = gw.api_json("GET", &format!("/api/v1/sessions/{id}"), ADMIN);
+        (v["trail"]["integrity"] == "deleted").then_some(v)
+    });
+    assert!(!std::path::Path::new(&path).exists(), "{marked}");
+    let (active, _) = gw.sessions("active=true", ADMIN);
+    assert_eq!(active.len(), 1);
+    let long_trail = active[0]["trail"]["path"].as_str().unwrap().to_string();
+    assert!(
+        std::path::Path::new(&long_trail).exists(),
+        "the active session's trail stays"
+    );
+    wait_until("the short record deleted", 15, || {
+        (gw.api_json("GET", &format!("/api/v1/sessions/{id}"), ADMIN)
+            .0
+            == 404)
+            .then_some(())
+    });
+    let m = gw.metrics_text(ADMIN);
+    assert!(
+        metric_value(&m, "trailgate_retention_deleted_total{what=\"trail\"}") >= 1.0,
+        "{m}"
+    );
+    assert!(
+        metric_value(&m, "trailgate_retention_deleted_total{what=\"record\"}") >= 1.0,
+        "{m}"
+    );
+    assert!(long.wait().unwrap().success());
+    assert!(gw.log().contains("retention: trail deleted"));
+}

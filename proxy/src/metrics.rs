@@ -33,6 +33,11 @@ struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WhatLabels {
+    what: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProtocolLabels {
     protocol: &'static str,
 }
@@ -57,6 +62,7 @@ pub struct Metrics {
     unauthenticated: Gauge,
     preauth_refused: Family<ReasonLabels, Counter>,
     probes: Family<ProtocolLabels, Counter>,
+    retention: Family<WhatLabels, Counter>,
     login_failures: Counter,
     auth_throttled: Counter,
     catalog_write_failures: Counter,
@@ -153,6 +159,12 @@ impl Metrics {
             "Connections closed without a byte from the client (health checks, port scans): counted here, not stored as sessions",
             probes.clone(),
         );
+        let retention = Family::<WhatLabels, Counter>::default();
+        registry.register(
+            "retention_deleted",
+            "Trails and session records deleted by [retention] (what: trail, record)",
+            retention.clone(),
+        );
         let login_failures = Counter::default();
         registry.register(
             "login_failures",
@@ -176,6 +188,7 @@ impl Metrics {
             unauthenticated,
             preauth_refused,
             probes,
+            retention,
             login_failures,
             auth_throttled,
             catalog_write_failures,
@@ -192,6 +205,16 @@ impl Metrics {
 
     pub fn connection_opened(&self) {
         self.connections_active.inc();
+    }
+
+    /// Deletions by retention.
+    pub fn retention_deleted(&self, trails: usize, records: usize) {
+        self.retention
+            .get_or_create(&WhatLabels { what: "trail" })
+            .inc_by(trails as u64);
+        self.retention
+            .get_or_create(&WhatLabels { what: "record" })
+            .inc_by(records as u64);
     }
 
     /// A connection ended without a byte from its client (instead of `connection_ended`).

@@ -13,10 +13,12 @@ use crate::policy::{SettingsPolicy, TlsSecuritySettings};
 
 mod limits;
 mod redact;
+mod retention;
 mod targets;
 mod vnc;
 
 pub use limits::{LimitsConfig, MAX_LOGIN_NAME};
+pub use retention::RetentionConfig;
 pub use targets::{Protocol, TargetConfig};
 pub use vnc::{VncConfig, VncTls};
 
@@ -38,6 +40,8 @@ pub struct Config {
     pub recording: RecordingConfig,
     #[serde(default)]
     pub limits: LimitsConfig,
+    #[serde(default)]
+    pub retention: RetentionConfig,
     #[serde(default)]
     pub users: Vec<UserConfig>,
     #[serde(default)]
@@ -439,6 +443,7 @@ impl Config {
             p.validate(&format!("settings_policies.{name}"))
                 .map_err(ProxyError::Config)?;
         }
+        self.retention.validate().map_err(ProxyError::Config)?;
         if let Some(v) = &self.vnc {
             v.client_tls_security_settings
                 .compile("vnc.client_tls_security_settings")

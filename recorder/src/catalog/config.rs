@@ -189,16 +189,57 @@ impl Catalog {
         })
     }
 
-    /// Deletes the records of `protocol` sessions that ended before `cutoff_us` (unix
-    /// microseconds); active sessions are never touched. Returns how many went.
-    pub fn delete_ended_before(&self, protocol: &str, cutoff_us: i64) -> Result<usize> {
+    /// Deletes the records of sessions (of `protocol`, or all) that ended before `cutoff_us`
+    /// (unix microseconds); active sessions are never touched. Returns the trail paths of the
+    /// deleted records (for the caller to delete) and how many went.
+    pub fn delete_ended_before(
+        &self,
+        protocol: Option<&str>,
+        cutoff_us: i64,
+    ) -> Result<(Vec<String>, usize)> {
         self.with_reader(|c| {
-            c.execute(
-                "DELETE FROM sessions WHERE protocol = ?1 AND active = 0
-                 AND CAST(json_extract(record, '$.end_unix_us') AS INTEGER) < ?2",
-                params![protocol, cutoff_us],
-            )
-            .map_err(db_err)
+            let tx = c.unchecked_transaction().map_err(db_err)?;
+            let cond = "active = 0 AND (?1 IS NULL OR protocol = ?1)
+                 AND CAST(json_extract(record, '$.end_unix_us') AS INTEGER) < ?2";
+            let mut paths = Vec::new();
+            {
+                let mut stmt = tx
+                    .prepare(&format!(
+                        "SELECT trail_path FROM sessions WHERE {cond} AND trail_path IS NOT NULL"
+                    ))
+                    .map_err(db_err)?;
+                let rows = stmt
+                    .query_map(params![protocol, cutoff_us], |r| r.get::<_, String>(0))
+                    .map_err(db_err)?;
+                for r in rows {
+                    paths.push(r.map_err(db_err)?);
+                }
+            }
+            let n = tx
+                .execute(
+                    &format!("DELETE FROM sessions WHERE {cond}"),
+                    params![protocol, cutoff_us],
+                )
+                .map_err(db_err)?;
+            tx.commit().map_err(db_err)?;
+            Ok((paths, n))
+        })
+    }
+
+    /// Sessions that ended before `cutoff_us` and still have a trail file: (id, path), at most
+    /// `limit`.
+    pub fn trails_ended_before(&self, cutoff_us: i64, limit: u32) -> Result<Vec<(String, String)>> {
+        self.with_reader(|c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT id, trail_path FROM sessions WHERE active = 0 AND trail_path IS NOT NULL
+                     AND CAST(json_extract(record, '$.end_unix_us') AS INTEGER) < ?1 LIMIT ?2",
+                )
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map(params![cutoff_us, limit], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(db_err)?;
+            rows.map(|r| r.map_err(db_err)).collect()
         })
     }
 }
@@ -241,7 +282,7 @@ mod tests {
             rec("old-ssh", "ssh", false, Some(100)),
         ])
         .unwrap();
-        assert_eq!(c.delete_ended_before("vnc", 5_000).unwrap(), 1);
+        assert_eq!(c.delete_ended_before(Some("vnc"), 5_000).unwrap().1, 1);
         assert!(c.get("old-vnc").unwrap().is_none());
         for id in ["new-vnc", "active-vnc", "old-ssh"] {
             assert!(c.get(id).unwrap().is_some(), "{id}");

@@ -10,7 +10,7 @@
 //! stays bounded the same way. [`Catalog::health`] says whether writes are failing now. Reads use
 //! a small pool of read connections. The database files are created owner-only (0600).
 //! Configuration objects managed through the control API and the audit of configuration changes
-//! live here too (`config`).
+//! live here too (`config`), as does retention (`retention`: trails and records past their age).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -23,8 +23,10 @@ use crate::error::{RecorderError, Result};
 use crate::record::*;
 
 mod config;
+mod retention;
 mod writer;
 pub use config::{ConfigChange, StoredObject};
+pub use retention::Deleted;
 use writer::writer_loop;
 
 fn db_err(e: rusqlite::Error) -> RecorderError {

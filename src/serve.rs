@@ -173,9 +173,21 @@ async fn wait_for_signal() {
             return;
         }
     };
+    // SIGQUIT too: every signal that stops the gateway ends sessions with a reason and seals
+    // their trails.
+    let quit = signal(SignalKind::quit()).ok();
+    let quit = async {
+        match quit {
+            Some(mut q) => {
+                q.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+        _ = quit => {}
     }
 }
 
@@ -265,13 +277,49 @@ pub fn check(config: &Path) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Turns the terminal's echo off until dropped (a password typed at `hash-password`).
+struct NoEcho(Option<libc::termios>);
+
+impl NoEcho {
+    fn new() -> NoEcho {
+        // SAFETY: tcgetattr/tcsetattr on stdin with a termios we own.
+        unsafe {
+            let mut t: libc::termios = std::mem::zeroed();
+            if libc::tcgetattr(0, &mut t) != 0 {
+                return NoEcho(None);
+            }
+            let saved = t;
+            t.c_lflag &= !libc::ECHO;
+            t.c_lflag |= libc::ECHONL;
+            if libc::tcsetattr(0, libc::TCSANOW, &t) != 0 {
+                return NoEcho(None);
+            }
+            NoEcho(Some(saved))
+        }
+    }
+}
+
+impl Drop for NoEcho {
+    fn drop(&mut self) {
+        if let Some(t) = &self.0 {
+            // SAFETY: restores the settings read in `new`.
+            unsafe {
+                libc::tcsetattr(0, libc::TCSANOW, t);
+            }
+        }
+    }
+}
+
 pub fn hash_password() -> Result<ExitCode> {
     let stdin = std::io::stdin();
+    let mut line = String::new();
     if stdin.is_terminal() {
         eprint!("password: ");
+        let _quiet = NoEcho::new();
+        stdin.lock().read_line(&mut line)?;
+    } else {
+        stdin.lock().read_line(&mut line)?;
     }
-    let mut line = String::new();
-    stdin.lock().read_line(&mut line)?;
     let pw = line.trim_end_matches(['\n', '\r']);
     if pw.is_empty() {
         anyhow::bail!("empty password");

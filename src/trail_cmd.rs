@@ -192,7 +192,7 @@ pub fn run(cmd: TrailCmd) -> Result<ExitCode> {
 }
 
 fn info(file: &Path, json: bool) -> Result<ExitCode> {
-    let i = export::info(file).with_context(|| format!("reading {}", file.display()))?;
+    let i = export::info(file)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&i)?);
         return Ok(ExitCode::SUCCESS);
@@ -282,7 +282,7 @@ fn snapshot(file: &Path, at: Option<f64>, out: &Path) -> Result<ExitCode> {
         },
         None => None,
     };
-    let f = vnc::frame(file, at).with_context(|| format!("reading {}", file.display()))?;
+    let f = vnc::frame(file, at)?;
     let png = f.to_png()?;
     std::fs::write(out, &png).with_context(|| format!("writing {}", out.display()))?;
     if let Some(e) = &f.decode_error {

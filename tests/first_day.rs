@@ -298,3 +298,53 @@ fn retention_deletes_old_trails_then_records_but_never_an_active_sessions() {
     assert!(long.wait().unwrap().success());
     assert!(gw.log().contains("retention: trail deleted"));
 }
+
+#[test]
+fn trail_commands_name_the_channels_and_print_errors_once() {
+    let sshd = Sshd::start().unwrap();
+    let gw = Gateway::start(&sshd).unwrap();
+    assert_eq!(gw.exec("echo cli-check").stdout, b"cli-check\n");
+    let trail = gw.sealed_trail_with("echo cli-check");
+    for args in [
+        vec!["trail", "cat", "--channel", "99"],
+        vec![
+            "trail",
+            "export",
+            "--format",
+            "asciicast",
+            "--channel",
+            "99",
+        ],
+        vec!["trail", "play", "--channel", "99"],
+    ] {
+        let o = Command::new(bin())
+            .args(&args[..2])
+            .arg(&trail)
+            .args(&args[2..])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("no channel 99 in this trail; its channels: 1 (session exec)"),
+            "{args:?}: {err}"
+        );
+    }
+    let (code, body) = gw.api_call(
+        "GET",
+        &format!(
+            "/api/v1/sessions/{}/trail?format=asciicast&channel=99",
+            trail_info(&trail)["session_id"].as_str().unwrap()
+        ),
+        Some("admin-secret"),
+        None,
+    );
+    assert_eq!(code, 404);
+    assert!(String::from_utf8_lossy(&body).contains("its channels: 1 (session exec)"));
+    let o = Command::new(bin())
+        .args(["trail", "info", "/nonexistent.trail"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+}

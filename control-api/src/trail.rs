@@ -166,16 +166,21 @@ impl Write for ChannelWriter {
 }
 
 async fn asciicast(path: PathBuf, channel: Option<u32>) -> Result<Response, ApiError> {
-    // Fail before streaming if there is no terminal channel to export.
-    if channel.is_none() {
-        let p = path.clone();
-        tokio::task::spawn_blocking(move || {
-            trailgate_recorder::export::default_terminal_channel(&p)
-        })
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(|_| ApiError::NotFound("this trail has no terminal channel".into()))?;
-    }
+    // Fail before streaming if there is no such channel, or no terminal channel to export.
+    let p = path.clone();
+    tokio::task::spawn_blocking(move || match channel {
+        Some(c) => trailgate_recorder::export::require_channel(&p, c).map(|_| c),
+        None => trailgate_recorder::export::default_terminal_channel(&p),
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
+    .map_err(|e| match e {
+        trailgate_recorder::RecorderError::NoSuchChannel { .. } => {
+            ApiError::NotFound(format!("channel={}: {e}", channel.unwrap_or_default()))
+        }
+        _ if channel.is_none() => ApiError::NotFound("this trail has no terminal channel".into()),
+        other => ApiError::from(other),
+    })?;
     let (tx, rx) = mpsc::channel(8);
     tokio::task::spawn_blocking(move || {
         let mut w = ChannelWriter {

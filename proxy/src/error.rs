@@ -3,11 +3,11 @@
 pub enum ProxyError {
     #[error("config: {0}")]
     Config(String),
-    #[error("i/o on {what}: {source}")]
+    #[error("i/o on {what}: {err}")]
     Io {
         what: String,
-        #[source]
-        source: std::io::Error,
+        // Shown in the message and not a `source`: error chains would print it twice.
+        err: std::io::Error,
     },
     #[error("ssh: {0}")]
     Ssh(#[from] russh::Error),
@@ -35,7 +35,7 @@ impl ProxyError {
     pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
         ProxyError::Io {
             what: what.into(),
-            source,
+            err: source,
         }
     }
 }

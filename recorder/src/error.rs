@@ -4,11 +4,11 @@ use std::path::PathBuf;
 /// session; the recorder never swallows one.
 #[derive(Debug, thiserror::Error)]
 pub enum RecorderError {
-    #[error("i/o on {path}: {source}")]
+    #[error("i/o on {path}: {err}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        // Shown in the message and not a `source`: error chains would print it twice.
+        err: std::io::Error,
     },
     #[error("i/o: {0}")]
     RawIo(#[from] std::io::Error),
@@ -32,8 +32,11 @@ pub enum RecorderError {
     Closed,
     #[error("catalog: {0}")]
     Catalog(String),
-    #[error("no channel {0} in this trail")]
-    NoSuchChannel(u32),
+    #[error("no channel {channel} in this trail; its channels: {available}")]
+    NoSuchChannel { channel: u32, available: String },
+    /// The trail is damaged before the part asked for could be read.
+    #[error("the trail is corrupt at offset {offset}: {reason}")]
+    Corrupt { offset: u64, reason: String },
     /// A VNC tool on a trail with no VNC channel (an SSH session, for one).
     #[error("not a VNC trail: {0}")]
     NotVnc(String),
@@ -46,7 +49,7 @@ impl RecorderError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         RecorderError::Io {
             path: path.into(),
-            source,
+            err: source,
         }
     }
 }

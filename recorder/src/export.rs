@@ -43,9 +43,48 @@ pub fn cat(
     })?;
     out.flush()?;
     if !seen {
-        return Err(RecorderError::NoSuchChannel(channel));
+        return Err(missing_channel(path, channel));
     }
     Ok(integrity)
+}
+
+/// The error for a channel that is not in a trail: a corrupt trail says it is corrupt; an intact
+/// one lists the channels it has.
+pub fn missing_channel(path: &Path, channel: u32) -> RecorderError {
+    let i = match info(path) {
+        Ok(i) => i,
+        Err(e) => return e,
+    };
+    if i.integrity == "corrupt" {
+        let detail = i.integrity_detail.unwrap_or_default();
+        return RecorderError::Corrupt {
+            offset: 0,
+            reason: format!("{detail} (channel {channel} is not in the readable part)"),
+        };
+    }
+    let available = i
+        .channels
+        .iter()
+        .map(|c| format!("{} ({})", c.id, c.label))
+        .collect::<Vec<_>>()
+        .join(", ");
+    RecorderError::NoSuchChannel {
+        channel,
+        available: if available.is_empty() {
+            "none".into()
+        } else {
+            available
+        },
+    }
+}
+
+/// Checks that `channel` is in the trail (the error lists those that are).
+pub fn require_channel(path: &Path, channel: u32) -> Result<()> {
+    let i = info(path)?;
+    if i.channels.iter().any(|c| c.id == channel) {
+        return Ok(());
+    }
+    Err(missing_channel(path, channel))
 }
 
 /// Like [`cat`] but only extended data with the given code (stderr is 1).
@@ -222,7 +261,10 @@ pub fn asciicast(
     out: &mut dyn Write,
 ) -> Result<Integrity> {
     let channel = match channel {
-        Some(c) => c,
+        Some(c) => {
+            require_channel(path, c)?;
+            c
+        }
         None => default_terminal_channel(path)?,
     };
     let mut r = TrailReader::open(path)?;
@@ -272,7 +314,12 @@ pub fn asciicast(
                         },
                     ..
                 } if !header_written => {
-                    size = ((*cols).max(1), (*rows).max(1));
+                    // A pty of 0x0 (clients that do not know their size) plays as 80x24.
+                    size = if *cols == 0 || *rows == 0 {
+                        (80, 24)
+                    } else {
+                        (*cols, *rows)
+                    };
                     term = Some(t.clone());
                     None
                 }
@@ -322,7 +369,10 @@ pub fn play(
     sleep: &mut dyn FnMut(Duration),
 ) -> Result<Integrity> {
     let channel = match channel {
-        Some(c) => c,
+        Some(c) => {
+            require_channel(path, c)?;
+            c
+        }
         None => default_terminal_channel(path)?,
     };
     let speed = if speed.is_finite() && speed > 0.0 {

@@ -5,6 +5,7 @@ mod certs;
 mod demo;
 mod reload;
 mod serve;
+mod sessions_cmd;
 mod trail_cmd;
 
 use std::path::PathBuf;
@@ -42,6 +43,12 @@ enum Cmd {
         /// The control API's port on 127.0.0.1 (0: any free port).
         #[arg(long, default_value_t = 8022)]
         api_port: u16,
+    },
+    /// Sessions through the control API: list, show, kill, download (URL and token from
+    /// flags or TRAILGATE_URL / TRAILGATE_TOKEN).
+    Sessions {
+        #[command(subcommand)]
+        cmd: sessions_cmd::SessionsCmd,
     },
     /// Run the gateway.
     Serve {
@@ -109,6 +116,7 @@ fn main() -> ExitCode {
             ssh_port,
             api_port,
         }),
+        Cmd::Sessions { cmd } => sessions_cmd::run(cmd),
         Cmd::Serve { config } => serve::run(&config),
         Cmd::CheckConfig { config } => serve::check(&config),
         Cmd::HashPassword => serve::hash_password(),

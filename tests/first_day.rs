@@ -348,3 +348,78 @@ fn trail_commands_name_the_channels_and_print_errors_once() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
 }
+
+#[test]
+fn operators_list_show_download_and_kill_sessions_without_curl() {
+    let sshd = Sshd::start().unwrap();
+    let gw = Gateway::start(&sshd).unwrap();
+    assert_eq!(gw.exec("echo via-cli").stdout, b"via-cli\n");
+    let url = format!("http://{}", gw.api);
+    let cli = |args: &[&str], token: &str| {
+        let o = Command::new(bin())
+            .arg("sessions")
+            .args(args)
+            .env("TRAILGATE_URL", &url)
+            .env("TRAILGATE_TOKEN", token)
+            .current_dir(gw.dir.path())
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let id = wait_until("the session listed", 20, || {
+        let (code, out, _) = cli(&["list", "--active", "false", "--json"], "audit-secret");
+        let v: serde_json::Value = serde_json::from_str(&out).ok()?;
+        (code == Some(0) && v["meta"]["total"] == 1)
+            .then(|| v["items"][0]["id"].as_str().unwrap().to_string())
+    });
+    let (code, out, err) = cli(&["list"], "audit-secret");
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains(&id)
+            && out.contains("alice")
+            && out.contains("db1")
+            && out.contains("1 of 1 sessions"),
+        "{out}"
+    );
+    let (code, out, _) = cli(&["show", &id], "audit-secret");
+    assert_eq!(code, Some(0));
+    assert!(out.contains("session exec echo via-cli"), "{out}");
+    let (code, out, err) = cli(&["download", &id], "audit-secret");
+    assert_eq!(code, Some(0), "{err}");
+    let file = gw.dir.path().join(format!("{id}.trail"));
+    assert!(out.contains(&format!("{id}.trail")), "{out}");
+    assert_eq!(trail_verify(&file).0, 0);
+
+    // Kill: an auditor is refused with the API's reason; an admin ends the session.
+    let long = gw
+        .ssh()
+        .arg(gw.dest())
+        .arg("sleep 30")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let live = wait_until("the live session", 20, || {
+        let (items, _) = gw.sessions("active=true", "admin-secret");
+        items
+            .into_iter()
+            .find(|s| s["verdict"] == "accept")
+            .map(|s| s["id"].as_str().unwrap().to_string())
+    });
+    let (code, _, err) = cli(&["kill", &live], "audit-secret");
+    assert_eq!(code, Some(1));
+    assert!(err.contains("403") && err.contains("role"), "{err}");
+    let (code, out, err) = cli(&["kill", &live, "--reason", "maintenance"], "admin-secret");
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("maintenance"), "{out}");
+    let o = long.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(255));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("maintenance"));
+    // A wrong token says so.
+    let (code, _, err) = cli(&["list"], "wrong");
+    assert_eq!(code, Some(1));
+    assert!(err.contains("401"), "{err}");
+}

@@ -58,11 +58,13 @@ enum Cmd {
     },
     /// Check a configuration file and exit (0: valid).
     CheckConfig {
+        /// The TOML configuration file.
         #[arg(long, short)]
         config: PathBuf,
     },
     /// Rebuild the session catalog from the trail files.
     Reindex {
+        /// The TOML configuration file (its data_dir holds the trails and the catalog).
         #[arg(long, short)]
         config: PathBuf,
     },

@@ -13,6 +13,7 @@ use trailgate_recorder::{Direction, Integrity, export, keys, vnc};
 pub enum TrailCmd {
     /// Session metadata, channels with byte counts, duration, end reason, integrity.
     Info {
+        /// The trail file.
         file: PathBuf,
         /// Machine-readable output.
         #[arg(long)]
@@ -21,6 +22,7 @@ pub enum TrailCmd {
     /// Check the hash chain and seal. Exit 0: sealed and intact; 3: intact but incomplete;
     /// 1: tampered or corrupt.
     Verify {
+        /// The trail file.
         file: PathBuf,
         /// The gateway's trail-signing public key (PEM file, or base64 of the raw key): also proves
         /// which gateway sealed the trail.
@@ -29,6 +31,7 @@ pub enum TrailCmd {
     },
     /// The raw bytes of one channel's stream, exactly as they crossed the gateway.
     Cat {
+        /// The trail file.
         file: PathBuf,
         #[arg(long)]
         channel: u32,
@@ -42,6 +45,7 @@ pub enum TrailCmd {
     /// Convert a session to another format: a terminal channel to asciicast v2 (`asciicast`),
     /// a VNC session to FBS 001.000 (`fbs`, replayed by VNC players).
     Export {
+        /// The trail file.
         file: PathBuf,
         #[arg(long, default_value = "asciicast")]
         format: String,
@@ -57,6 +61,7 @@ pub enum TrailCmd {
     },
     /// The screen of a VNC session at some moment, as a PNG image.
     Snapshot {
+        /// The trail file.
         file: PathBuf,
         /// Seconds since the session start (default: the end of the session).
         #[arg(long)]
@@ -67,6 +72,7 @@ pub enum TrailCmd {
     },
     /// Replay a terminal channel in this terminal with its original timing.
     Play {
+        /// The trail file.
         file: PathBuf,
         #[arg(long)]
         channel: Option<u32>,

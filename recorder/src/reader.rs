@@ -265,15 +265,17 @@ impl TrailReader {
                     )
                 } else {
                     format!(
-                        "no seal: {} frames, {} records verified",
+                        "no seal yet (still being written, or its gateway stopped before sealing): {} frames, {} records verified",
                         self.frames_verified, self.records_verified
                     )
                 };
                 self.incomplete(reason)
             }
-            Read::Torn(Some(FrameKind::Data), bytes) if self.end_frame.is_none() => {
-                self.partial(at, &bytes, "torn data frame")
-            }
+            Read::Torn(Some(FrameKind::Data), bytes) if self.end_frame.is_none() => self.partial(
+                at,
+                &bytes,
+                "last frame still being written (or cut off by a crash)",
+            ),
             Read::Torn(kind, _) => {
                 let what = kind.map_or("frame".to_string(), |k| format!("{k:?} frame"));
                 self.incomplete(format!(

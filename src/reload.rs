@@ -104,11 +104,14 @@ fn restart_only(old: &Config, new: &Config) -> Vec<&'static str> {
     ) {
         out.push("[ssh] ciphers");
     }
-    if differs(
-        format!("{:?}", old.recording),
-        format!("{:?}", new.recording),
-    ) {
-        out.push("[recording]");
+    // The free-space floor is read per session; the rest of [recording] shapes the writers.
+    let rec = |c: &Config| {
+        let mut r = c.recording.clone();
+        r.min_free_space = None;
+        format!("{r:?}")
+    };
+    if differs(rec(old), rec(new)) {
+        out.push("[recording] (other than min_free_space)");
     }
     if differs(format!("{:?}", old.limits), format!("{:?}", new.limits)) {
         out.push("[limits]");

@@ -423,3 +423,63 @@ fn operators_list_show_download_and_kill_sessions_without_curl() {
     assert_eq!(code, Some(1));
     assert!(err.contains("401"), "{err}");
 }
+
+#[test]
+fn below_the_free_space_floor_sessions_are_refused_and_service_resumes_when_it_clears() {
+    let sshd = Sshd::start().unwrap();
+    let gw = Gateway::start_custom(
+        &sshd,
+        FULL_POLICY,
+        |t| {
+            t.replace(
+                "[recording]\n",
+                "[recording]\nmin_free_space = \"1000000TB\"\n",
+            )
+        },
+        None,
+    )
+    .unwrap();
+    let o = gw.exec("echo never");
+    assert_eq!(o.status.code(), Some(255));
+    assert!(o.stdout.is_empty());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("recording unavailable"),
+        "{o:?}"
+    );
+    let (items, _) = gw.sessions("verdict=fail", "admin-secret");
+    assert_eq!(items.len(), 1);
+    assert!(
+        items[0]["trail"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("min_free_space"),
+        "{}",
+        items[0]
+    );
+    let (code, body) = gw.api_call("GET", "/healthz", None, None);
+    assert_eq!(code, 503);
+    assert!(String::from_utf8_lossy(&body).contains("min_free_space"));
+    // The floor is met again (here: lowered by a reload): new sessions are recorded at once.
+    let text = std::fs::read_to_string(&gw.config).unwrap();
+    std::fs::write(
+        &gw.config,
+        text.replace(
+            "min_free_space = \"1000000TB\"\n",
+            "min_free_space = \"1MiB\"\n",
+        ),
+    )
+    .unwrap();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &gw.pid().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    wait_until("service resumed", 20, || {
+        (gw.exec("echo again").stdout == b"again\n").then_some(())
+    });
+    wait_until("healthy again", 10, || {
+        (gw.api_call("GET", "/healthz", None, None).0 == 200).then_some(())
+    });
+}

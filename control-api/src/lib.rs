@@ -80,7 +80,11 @@ pub struct HealthProbe {
 }
 
 impl HealthProbe {
-    pub async fn recording(&self, data_dir: &std::path::Path) -> Result<(), String> {
+    pub async fn recording(
+        &self,
+        data_dir: &std::path::Path,
+        floor: Option<u64>,
+    ) -> Result<(), String> {
         let mut last = self.last.lock().await;
         if let Some((at, r)) = last.as_ref()
             && at.elapsed() < std::time::Duration::from_secs(1)
@@ -88,11 +92,13 @@ impl HealthProbe {
             return r.clone();
         }
         let dir = data_dir.join("trails");
-        let r =
-            tokio::task::spawn_blocking(move || trailgate_recorder::fsutil::probe_writable(&dir))
-                .await
-                .unwrap_or_else(|e| Err(e.to_string()))
-                .map_err(|e| format!("trail storage: {e}"));
+        let r = tokio::task::spawn_blocking(move || {
+            trailgate_recorder::fsutil::probe_writable(&dir)
+                .map_err(|e| format!("trail storage: {e}"))?;
+            trailgate_recorder::fsutil::check_free_space(&dir, floor)
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
         *last = Some((std::time::Instant::now(), r.clone()));
         r
     }

@@ -91,7 +91,8 @@ async fn blocking<T: Send + 'static>(
 /// no paths. The disk probe runs at most once a second.
 pub async fn healthz(State(st): State<Arc<ApiState>>) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let probe = st.health.recording(&st.data_dir).await;
+    let floor = st.runtime.config().recording.min_free_space;
+    let probe = st.health.recording(&st.data_dir, floor).await;
     let catalog = st.catalog.health();
     let problems: Vec<String> = [probe.err(), catalog.err()].into_iter().flatten().collect();
     if problems.is_empty() {

@@ -51,6 +51,40 @@ pub fn probe_writable(dir: &Path) -> std::result::Result<(), String> {
     res
 }
 
+/// Bytes free for an unprivileged writer on the file system holding `dir` (the nearest
+/// existing ancestor when `dir` does not exist yet).
+pub fn free_space(dir: &Path) -> std::io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut p = dir;
+    while !p.exists() {
+        p = p.parent().unwrap_or(Path::new("/"));
+    }
+    let c = std::ffi::CString::new(p.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: statvfs fills the struct we pass for the NUL-terminated path.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+}
+
+/// `Err` with a reason when the trail storage has less free space than `floor` bytes.
+pub fn check_free_space(dir: &Path, floor: Option<u64>) -> std::result::Result<(), String> {
+    let Some(floor) = floor else {
+        return Ok(());
+    };
+    match free_space(dir) {
+        Ok(free) if free >= floor => Ok(()),
+        Ok(free) => Err(format!(
+            "trail storage: only {} MiB free, below recording.min_free_space ({} MiB)",
+            free >> 20,
+            floor >> 20
+        )),
+        Err(e) => Err(format!("trail storage: free space unknown: {}", e.kind())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use crate::error::ProxyError;
 use crate::policy::{SettingsPolicy, TlsSecuritySettings};
 
+mod bytes;
 mod limits;
 mod redact;
 mod retention;
@@ -157,6 +158,10 @@ pub struct RecordingConfig {
     /// fdatasync every finished frame and every seal.
     #[serde(default = "yes")]
     pub fsync: bool,
+    /// New sessions are refused (or, with `on_failure = "continue"`, go unrecorded) while the
+    /// trail storage has less free space than this (`"1GiB"`), before the disk is full.
+    #[serde(default, deserialize_with = "bytes::opt_size")]
+    pub min_free_space: Option<u64>,
 }
 
 fn default_flush() -> Duration {
@@ -184,6 +189,7 @@ impl Default for RecordingConfig {
             on_failure: default_on_failure(),
             signing_key: None,
             fsync: true,
+            min_free_space: None,
         }
     }
 }

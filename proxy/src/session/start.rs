@@ -158,14 +158,24 @@ impl Session {
             },
             start: self.start_wall,
         };
-        match TrailWriter::create(
-            &self.cfg.data_dir,
-            spec,
-            gw.signing_key.clone(),
-            gw.writer_cfg.clone(),
-        )
-        .await
-        {
+        let floor = trailgate_recorder::fsutil::check_free_space(
+            &self.cfg.data_dir.join("trails"),
+            self.cfg.recording.min_free_space,
+        );
+        let created = match floor {
+            // Below the floor: as if the disk were full, before it is.
+            Err(why) => Err(trailgate_recorder::RecorderError::WriterFailed(why)),
+            Ok(()) => {
+                TrailWriter::create(
+                    &self.cfg.data_dir,
+                    spec,
+                    gw.signing_key.clone(),
+                    gw.writer_cfg.clone(),
+                )
+                .await
+            }
+        };
+        match created {
             Ok(w) => {
                 let path = w.path().display().to_string();
                 self.live.set_trail(&w);

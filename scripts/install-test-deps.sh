@@ -21,6 +21,7 @@ command -v Xvnc >/dev/null 2>&1 || need+=(tigervnc-standalone-server)
 command -v vncpasswd >/dev/null 2>&1 || need+=(tigervnc-tools)
 command -v x11vnc >/dev/null 2>&1 || need+=(x11vnc)
 command -v xsetroot >/dev/null 2>&1 || need+=(x11-xserver-utils)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)   # checks deploy/trailgate.service
 python3 -m venv --help >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""

@@ -483,3 +483,50 @@ fn below_the_free_space_floor_sessions_are_refused_and_service_resumes_when_it_c
         (gw.api_call("GET", "/healthz", None, None).0 == 200).then_some(())
     });
 }
+
+#[test]
+fn the_shipped_unit_and_configurations_check_out() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for cfg in [
+        "deploy/examples/trailgate.toml",
+        "deploy/examples/container.toml",
+    ] {
+        let o = Command::new(bin())
+            .args(["check-config", "--config"])
+            .arg(root.join(cfg))
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{cfg}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let container = std::fs::read_to_string(root.join("deploy/examples/container.toml")).unwrap();
+    assert!(container.contains("data_dir = \"/var/lib/trailgate\""));
+    let file = std::fs::read_to_string(root.join("deploy/Containerfile")).unwrap();
+    assert!(file.contains("COPY deploy/examples/container.toml /etc/trailgate/trailgate.toml"));
+    assert!(file.contains("VOLUME [\"/var/lib/trailgate\"]"));
+    // systemd's own check of the unit, with the binary where the unit expects it.
+    let Ok(sa) = which("systemd-analyze") else {
+        panic!("systemd-analyze missing: run scripts/install-test-deps.sh");
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let unit = std::fs::read_to_string(root.join("deploy/trailgate.service"))
+        .unwrap()
+        .replace("/usr/local/bin/trailgate", &bin().display().to_string());
+    let path = dir.path().join("trailgate.service");
+    std::fs::write(&path, unit).unwrap();
+    let o = Command::new(sa).arg("verify").arg(&path).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && err.trim().is_empty(), "{err}");
+}
+
+fn which(name: &str) -> Result<std::path::PathBuf, ()> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .ok_or(())
+}

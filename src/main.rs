@@ -6,6 +6,7 @@ mod demo;
 mod reload;
 mod serve;
 mod sessions_cmd;
+mod setup;
 mod trail_cmd;
 
 use std::path::PathBuf;
@@ -50,6 +51,9 @@ enum Cmd {
         #[command(subcommand)]
         cmd: sessions_cmd::SessionsCmd,
     },
+    /// Write a configuration for this machine: data directory, first user and API token, first
+    /// target with its host key shown for confirmation.
+    Setup(setup::SetupArgs),
     /// Run the gateway.
     Serve {
         /// The TOML configuration file.
@@ -119,6 +123,7 @@ fn main() -> ExitCode {
             api_port,
         }),
         Cmd::Sessions { cmd } => sessions_cmd::run(cmd),
+        Cmd::Setup(a) => setup::run(a),
         Cmd::Serve { config } => serve::run(&config),
         Cmd::CheckConfig { config } => serve::check(&config),
         Cmd::HashPassword => serve::hash_password(),

@@ -278,10 +278,10 @@ pub fn check(config: &Path) -> Result<ExitCode> {
 }
 
 /// Turns the terminal's echo off until dropped (a password typed at `hash-password`).
-struct NoEcho(Option<libc::termios>);
+pub struct NoEcho(Option<libc::termios>);
 
 impl NoEcho {
-    fn new() -> NoEcho {
+    pub fn new() -> NoEcho {
         // SAFETY: tcgetattr/tcsetattr on stdin with a termios we own.
         unsafe {
             let mut t: libc::termios = std::mem::zeroed();

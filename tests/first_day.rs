@@ -530,3 +530,103 @@ fn which(name: &str) -> Result<std::path::PathBuf, ()> {
         .find(|p| p.is_file())
         .ok_or(())
 }
+
+#[test]
+fn setup_writes_a_working_configuration_and_never_trusts_a_host_key_silently() {
+    let sshd = Sshd::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("trailgate.toml");
+    let setup = |extra: &[&str]| {
+        let mut c = Command::new(bin());
+        c.args([
+            "setup",
+            "--user",
+            "alice",
+            "--password-stdin",
+            "--target-name",
+            "db1",
+        ])
+        .args(["--target-address", &format!("127.0.0.1:{}", sshd.port)])
+        .args([
+            "--target-user",
+            &whoami(),
+            "--listen",
+            "127.0.0.1:0",
+            "--api-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--target-key")
+        .arg(&sshd.gateway_key)
+        .arg("--out")
+        .arg(&out)
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{ALICE_PASSWORD}\n").as_bytes())
+            .unwrap();
+        let o = child.wait_with_output().unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    // Not confirmed: the key is shown, nothing is written.
+    let (code, _, err) = setup(&[]);
+    assert_eq!(code, Some(1), "{err}");
+    let fp = err
+        .split("offers host key ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .expect(&err)
+        .to_string();
+    assert!(fp.starts_with("SHA256:"), "{err}");
+    assert!(
+        err.contains(sshd.host_pub.split_whitespace().nth(1).unwrap()),
+        "the key line is shown: {err}"
+    );
+    assert!(!out.exists());
+    let (code, _, err) = setup(&["--accept-host-key", "SHA256:not-it"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("refusing to trust"), "{err}");
+    assert!(!out.exists());
+    // Confirmed by its fingerprint: a configuration that serves.
+    let (code, stdout, err) = setup(&["--accept-host-key", &fp]);
+    assert_eq!(code, Some(0), "{err}");
+    let token = stdout
+        .split("(shown once; only its SHA-256 is stored): ")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(stdout.contains("trailgate serve --config"), "{stdout}");
+    let check = Command::new(bin())
+        .args(["check-config", "--config"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let gw = Gateway::run(dir, out, String::new()).unwrap();
+    let o = gw.password_ssh(ALICE_PASSWORD, &[], "echo set-up");
+    assert_eq!(
+        o.stdout,
+        b"set-up\n",
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let (code, _) = gw.api_call("GET", "/api/v1/sessions", Some(&token), None);
+    assert_eq!(code, 200);
+}

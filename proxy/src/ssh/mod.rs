@@ -14,6 +14,7 @@
 
 pub mod ciphers;
 mod handler;
+pub mod hostkey;
 mod legs;
 mod login;
 mod relay;

@@ -111,6 +111,14 @@ enum KeygenCmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.cmd, Cmd::Serve { .. } | Cmd::Demo { .. }) {
+        // Command-line tools end quietly when their reader goes away (`trail cat F | head`),
+        // as other Unix tools do; the gateway itself keeps ignoring SIGPIPE.
+        // SAFETY: restores the default disposition of one signal before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let res = match cli.cmd {
         Cmd::Trail { cmd } => trail_cmd::run(cmd),
         Cmd::Demo {

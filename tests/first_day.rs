@@ -630,3 +630,21 @@ fn setup_writes_a_working_configuration_and_never_trusts_a_host_key_silently() {
     let (code, _) = gw.api_call("GET", "/api/v1/sessions", Some(&token), None);
     assert_eq!(code, 200);
 }
+
+#[test]
+fn a_closed_pipe_ends_the_cli_quietly() {
+    let sshd = Sshd::start().unwrap();
+    let gw = Gateway::start(&sshd).unwrap();
+    assert_eq!(gw.exec("seq 1 20000").status.code(), Some(0));
+    let trail = gw.sealed_trail_with("seq 1 20000");
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(format!("'{}' trail info '{}' | head -c 1 >/dev/null; '{}' trail cat '{}' --channel 1 | head -c 1", bin().display(), trail.display(), bin().display(), trail.display()))
+        .output()
+        .unwrap();
+    assert!(
+        o.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

@@ -87,7 +87,7 @@ fn ssh_timeouts_fire_on_time_with_their_reasons_and_keepalives_do_not_count() {
     let sshd = Sshd::start().unwrap();
     let extra = target(&sshd, "db2", "settings_policy = \"inactive\"")
         + "\n[settings_policies.idle]\ntimeout = 2\n\
-           \n[settings_policies.inactive]\ninactivity_timeout = { enabled = true, value = 2 }\n";
+           \n[settings_policies.inactive]\ninactivity_timeout = { enabled = true, value = 3 }\n";
     let gw = start(&sshd, "settings_policy = \"idle\"", &extra);
 
     // Idle: one line, then silence; keepalives every second cross both legs meanwhile.
@@ -112,7 +112,7 @@ fn ssh_timeouts_fire_on_time_with_their_reasons_and_keepalives_do_not_count() {
     let (t, code, err) = timed(&gw, "db2", "while :; do echo tick; sleep 0.2; done");
     assert!(err.contains("inactivity timeout"), "{err}");
     assert_eq!(code, Some(255));
-    assert!(t < Duration::from_millis(3000), "inactivity after {t:?}");
+    assert!(t < Duration::from_millis(3500), "inactivity after {t:?}");
     let s = ended(&gw, "db2");
     assert_eq!(
         s["end_reason"], "terminated by policy: inactivity timeout",
@@ -209,7 +209,7 @@ fn policies_through_the_api_reach_the_next_session_persist_and_are_audited() {
     );
     assert_eq!(ended(&gw, "db1")["verdict"], "deny");
 
-    let body = json!({"name": "later", "timeout": 1, "inactivity_timeout": {"enabled": false}});
+    let body = json!({"name": "later", "timeout": 3, "inactivity_timeout": {"enabled": false}});
     let path = format!("{SSH_POLICIES}/later");
     // Role matrix: auditors read, only admins write; no token, no answer.
     assert_eq!(call(&gw, "PUT", &path, AUDITOR, Some(body.clone())).0, 403);
@@ -218,7 +218,7 @@ fn policies_through_the_api_reach_the_next_session_persist_and_are_audited() {
     assert_eq!(code, 201, "{v}");
     assert_eq!(v["key"], "later");
     assert_eq!(v["meta"]["href"], path);
-    assert_eq!(v["body"]["timeout"], 1);
+    assert_eq!(v["body"]["timeout"], 3);
     // Idempotent replace.
     assert_eq!(call(&gw, "PUT", &path, ADMIN, Some(body.clone())).0, 200);
     let (code, list) = call(&gw, "GET", SSH_POLICIES, AUDITOR, None);
@@ -232,7 +232,7 @@ fn policies_through_the_api_reach_the_next_session_persist_and_are_audited() {
     };
     assert_eq!(src("filepol"), Some(json!("config")));
     assert_eq!(src("later"), Some(json!("api")));
-    // The new policy governs the next session: it ends on its 1 s idle timeout.
+    // The new policy governs the next session: it ends on its 3 s idle timeout.
     let o = gw.exec("echo hello; sleep 20");
     assert_eq!(String::from_utf8_lossy(&o.stdout), "hello\n");
     assert!(
@@ -327,7 +327,7 @@ fn policies_through_the_api_reach_the_next_session_persist_and_are_audited() {
     let first = &ch["items"][3];
     assert_eq!(first["by"], "admin-tok");
     assert_eq!(first["object"], path);
-    assert_eq!(first["after"]["timeout"], 1);
+    assert_eq!(first["after"]["timeout"], 3);
 
     // Restarted, the gateway still has the policy.
     gw.crash_and_restart().unwrap();
@@ -366,7 +366,7 @@ fn sighup_reloads_a_valid_file_and_keeps_the_old_one_when_the_new_one_is_bad() {
         "channel_policy = \"test\"\n",
         "channel_policy = \"test\"\nsettings_policy = \"hup\"\n",
     ) + &format!(
-        "\n[[api_tokens]]\nname = \"new-tok\"\ntoken_sha256 = \"{new_token_sha}\"\nrole = \"auditor\"\n\n[settings_policies.hup]\ntimeout = 1\n"
+        "\n[[api_tokens]]\nname = \"new-tok\"\ntoken_sha256 = \"{new_token_sha}\"\nrole = \"auditor\"\n\n[settings_policies.hup]\ntimeout = 3\n"
     );
     assert_eq!(
         gw.api_call("GET", "/api/v1/sessions", Some(secret), None).0,

@@ -125,7 +125,12 @@ impl TrailReader {
         };
         match r.read_frame(0)? {
             Read::Complete(FrameKind::Header, bytes) => {
-                r.header = decode_header_body(&bytes[SKIP_PREFIX..])?;
+                r.header = decode_header_body(&bytes[SKIP_PREFIX..]).map_err(|e| {
+                    RecorderError::Corrupt {
+                        offset: 0,
+                        reason: format!("its header does not decode: {e}"),
+                    }
+                })?;
                 r.key = keys::verifying_key_from_info(&r.header.signing)?;
                 r.chain_head = header_hash(&bytes);
                 r.pos = bytes.len() as u64;

@@ -1201,3 +1201,71 @@ async fn concurrent_writers_lose_nothing_and_keep_each_channel_in_order() {
         "the budget and frame size must have been exercised"
     );
 }
+
+#[tokio::test]
+async fn a_zero_sized_pty_exports_as_80x24_and_a_corrupt_trail_says_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = TrailWriter::create(dir.path(), spec("s-zero"), key(), cfg())
+        .await
+        .unwrap();
+    let open = Event::Open(ChannelOpen {
+        kind: "session".into(),
+        originator: None,
+        connected: None,
+        reason: None,
+    });
+    w.record_at(1, 0, open).await.unwrap();
+    let pty = Request::Pty {
+        term: "dumb".into(),
+        cols: 0,
+        rows: 0,
+        width_px: 0,
+        height_px: 0,
+        modes: vec![],
+    };
+    w.record_at(
+        1,
+        1,
+        Event::Request {
+            dir: Direction::ClientToServer,
+            request: pty,
+        },
+    )
+    .await
+    .unwrap();
+    w.record_at(
+        1,
+        2,
+        Event::Data {
+            dir: Direction::ServerToClient,
+            data: Bytes::from_static(b"hi"),
+        },
+    )
+    .await
+    .unwrap();
+    w.finish(SessionEnd::default()).await.unwrap();
+    let path = walk(&dir.path().join("trails")).into_iter().next().unwrap();
+    let mut out = Vec::new();
+    export::asciicast(&path, None, false, &mut out).unwrap();
+    let header: serde_json::Value =
+        serde_json::from_str(String::from_utf8(out).unwrap().lines().next().unwrap()).unwrap();
+    assert_eq!(
+        (header["width"].as_u64(), header["height"].as_u64()),
+        (Some(80), Some(24))
+    );
+
+    // Damage the first frame: asking for a channel is answered with "corrupt", not "no channel".
+    let mut bytes = std::fs::read(&path).unwrap();
+    let n = bytes.len();
+    for b in &mut bytes[n / 3..n / 3 + 16] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    for ch in [1, 7] {
+        let err = export::cat(&path, ch, None, &mut Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("corrupt"), "channel {ch}: {err}");
+        assert!(!err.contains("no channel"), "channel {ch}: {err}");
+    }
+}

@@ -59,6 +59,26 @@ pub enum TrailCmd {
         #[arg(long, short, visible_alias = "out")]
         output: Option<PathBuf>,
     },
+    /// Files that crossed over SFTP (and scp, which uses SFTP): path, direction, bytes,
+    /// SHA-256, status; and the other file operations.
+    Files {
+        /// The trail file.
+        file: PathBuf,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write one transferred file's content exactly as it crossed.
+    Extract {
+        /// The trail file.
+        file: PathBuf,
+        /// The file's number, as `trail files` lists it.
+        #[arg(long = "file")]
+        n: usize,
+        /// Where to write it.
+        #[arg(long, short)]
+        out: PathBuf,
+    },
     /// The screen of a VNC session at some moment, as a PNG image.
     Snapshot {
         /// The trail file.
@@ -74,8 +94,10 @@ pub enum TrailCmd {
     Play {
         /// The trail file.
         file: PathBuf,
+        /// The terminal channel (default: the first).
         #[arg(long)]
         channel: Option<u32>,
+        /// Playback speed (2 = twice as fast).
         #[arg(long, default_value_t = 1.0)]
         speed: f64,
         /// Cap pauses at this many seconds.
@@ -108,6 +130,8 @@ fn warn_integrity(i: &Integrity) {
 pub fn run(cmd: TrailCmd) -> Result<ExitCode> {
     match cmd {
         TrailCmd::Info { file, json } => info(&file, json),
+        TrailCmd::Files { file, json } => files(&file, json),
+        TrailCmd::Extract { file, n, out } => extract(&file, n, &out),
         TrailCmd::Verify { file, key } => verify(&file, key.as_deref()),
         TrailCmd::Cat {
             file,
@@ -277,6 +301,75 @@ fn info(file: &Path, json: bool) -> Result<ExitCode> {
     if let Some(v) = &i.vnc {
         print_vnc(v);
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn files(file: &Path, json: bool) -> Result<ExitCode> {
+    let t = trailgate_recorder::transfers::index(file)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&t)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:>3}  {:>3}  {:<8}  {:<13}  {:>12}  {:<64}  PATH",
+        "N", "CH", "DIR", "STATUS", "BYTES", "SHA-256"
+    );
+    for f in &t.files {
+        println!(
+            "{:>3}  {:>3}  {:<8}  {:<13}  {:>12}  {:<64}  {}{}",
+            f.n,
+            f.channel,
+            f.direction,
+            f.status,
+            f.bytes,
+            f.sha256.as_deref().unwrap_or(if f.contiguous {
+                "-"
+            } else {
+                "(not contiguous)"
+            }),
+            f.path,
+            f.error
+                .as_deref()
+                .map(|e| format!("  ({e})"))
+                .unwrap_or_default()
+        );
+    }
+    for o in &t.operations {
+        println!(
+            "{:>9.3}s  channel {}  {} {}  {}",
+            o.time_s,
+            o.channel,
+            o.op,
+            o.paths.join(" -> "),
+            if o.ok {
+                "ok".to_string()
+            } else {
+                o.message.clone()
+            }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn extract(file: &Path, n: usize, out: &Path) -> Result<ExitCode> {
+    let tmp = out.with_extension("part");
+    let mut f = std::fs::File::create(&tmp).with_context(|| format!("{}", tmp.display()))?;
+    let entry = trailgate_recorder::transfers::extract(file, n, &mut f)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, out)?;
+    eprintln!(
+        "{}: {} bytes of {} ({}, {}){}",
+        out.display(),
+        entry.bytes,
+        entry.path,
+        entry.direction,
+        entry.status,
+        if entry.contiguous {
+            ""
+        } else {
+            "; not contiguous: parts that never crossed are holes"
+        }
+    );
     Ok(ExitCode::SUCCESS)
 }
 

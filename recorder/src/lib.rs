@@ -11,6 +11,7 @@
 //! - [`reader`]: [`TrailReader`] for complete, crashed and live trails, with verification.
 //! - [`summary`]: per-channel statistics from records.
 //! - [`export`]: `cat`, asciicast v2, terminal replay and `info`.
+//! - [`transfers`]: files transferred over SFTP, from the trail alone (index and extraction).
 //! - [`vnc`]: VNC trails: screen snapshots (PNG), FBS export, the VNC part of `info`.
 //! - [`recover`]: crash recovery of unsealed trails.
 //! - [`record`]: the session record (catalog row and API shape).
@@ -29,6 +30,7 @@ pub mod record;
 pub mod recover;
 pub mod scan;
 pub mod summary;
+pub mod transfers;
 pub mod vnc;
 pub mod writer;
 

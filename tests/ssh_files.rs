@@ -120,6 +120,51 @@ fn sftp_and_scp_transfers_are_listed_hashed_and_extractable() {
             || failed["error"].as_str().unwrap().contains("no such"),
         "{failed}"
     );
+    // The same through the API, for auditors: the list, and a file's content (audited).
+    let id = trail_info(&trail)["session_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (code, v) = gw.api_json(
+        "GET",
+        &format!("/api/v1/sessions/{id}/files"),
+        "audit-secret",
+    );
+    assert_eq!(code, 200);
+    assert_eq!(v["items"].as_array().unwrap().len(), list.len(), "{v}");
+    let up = by(format!("{}/big.bin", r.display()), "upload");
+    let (code, body) = gw.api_call(
+        "GET",
+        &format!("/api/v1/sessions/{id}/files/{}/content", up["n"]),
+        Some("audit-secret"),
+        None,
+    );
+    assert_eq!(code, 200);
+    let got = d.join("via-api.bin");
+    std::fs::write(&got, &body).unwrap();
+    assert_eq!(sha256_file(&got), sha256_file(&big));
+    let (code, v) = gw.api_json(
+        "GET",
+        &format!("/api/v1/sessions/{id}/trail_downloads"),
+        "admin-secret",
+    );
+    assert_eq!(code, 200);
+    assert!(
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["format"].as_str().unwrap_or("").starts_with("file ")),
+        "{v}"
+    );
+    let (code, _) = gw.api_call(
+        "GET",
+        &format!("/api/v1/sessions/{id}/files/999/content"),
+        Some("audit-secret"),
+        None,
+    );
+    assert_eq!(code, 404);
+
     let ops = t["operations"].as_array().unwrap();
     assert!(
         ops.iter().any(|o| o["op"] == "rename" && o["ok"] == true),

@@ -6,6 +6,7 @@
 //! - [`auth`]: bearer tokens (stored as SHA-256), roles `admin` and `auditor`.
 //! - [`configuration`]: settings policies, VNC options and the audit of configuration changes.
 //! - [`error`]: the JSON error shape.
+//! - [`files`]: files transferred in a session (list, content), from its trail.
 //! - [`routes`]: session endpoints.
 //! - [`trail`]: trail downloads, exports and live follow.
 //! - [`snapshot`]: PNG screens of VNC sessions at any moment.
@@ -15,6 +16,7 @@
 pub mod auth;
 pub mod configuration;
 pub mod error;
+pub mod files;
 pub mod openapi;
 pub mod routes;
 pub mod serve;
@@ -115,6 +117,11 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/sessions/{id}/kill", post(routes::kill_session))
         .route("/api/v1/sessions/{id}/trail", get(trail::download))
         .route("/api/v1/sessions/{id}/snapshot", get(snapshot::snapshot))
+        .route("/api/v1/sessions/{id}/files", get(files::list))
+        .route(
+            "/api/v1/sessions/{id}/files/{n}/content",
+            get(files::content),
+        )
         .route(
             "/api/v1/sessions/{id}/trail_downloads",
             get(routes::trail_downloads),

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use serde_json::Value;
+use trailgate_control_api::routes::urlencode;
 
 #[derive(Debug, Args)]
 pub struct Api {
@@ -153,7 +154,7 @@ pub fn run(cmd: SessionsCmd) -> Result<ExitCode> {
             }
             for (k, v) in [("user", user), ("target", target), ("verdict", verdict)] {
                 if let Some(v) = v {
-                    q.push(format!("{k}={}", url_escape(&v)));
+                    q.push(format!("{k}={}", urlencode(&v)));
                 }
             }
             let v = get_json(&api, &format!("/api/v1/sessions?{}", q.join("&")))?;
@@ -193,7 +194,7 @@ pub fn run(cmd: SessionsCmd) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         SessionsCmd::Show { api, id, json } => {
-            let r = get_json(&api, &format!("/api/v1/sessions/{}", url_escape(&id)))?;
+            let r = get_json(&api, &format!("/api/v1/sessions/{}", urlencode(&id)))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
                 return Ok(ExitCode::SUCCESS);
@@ -243,7 +244,7 @@ pub fn run(cmd: SessionsCmd) -> Result<ExitCode> {
             let url = format!(
                 "{}/api/v1/sessions/{}/kill",
                 api.url.trim_end_matches('/'),
-                url_escape(&id)
+                urlencode(&id)
             );
             let body = serde_json::json!({ "reason": reason });
             let resp = agent(&api)?
@@ -275,7 +276,7 @@ pub fn run(cmd: SessionsCmd) -> Result<ExitCode> {
             let url = format!(
                 "{}/api/v1/sessions/{}/trail?format={format}",
                 api.url.trim_end_matches('/'),
-                url_escape(&id)
+                urlencode(&id)
             );
             let resp = agent(&api)?
                 .get(&url)
@@ -293,16 +294,4 @@ pub fn run(cmd: SessionsCmd) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-/// Percent-encodes what is not unreserved in a URL path segment or query value.
-fn url_escape(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

@@ -20,13 +20,7 @@ use crate::error::ApiError;
 
 async fn trail_of(st: &Arc<ApiState>, id: &str) -> Result<PathBuf, ApiError> {
     let rec = crate::routes::find(st, id).await?;
-    let path = rec
-        .trail
-        .path
-        .as_deref()
-        .map(PathBuf::from)
-        .filter(|p| p.exists())
-        .ok_or_else(|| ApiError::NotFound(format!("session {id} has no trail")))?;
+    let path = crate::routes::trail_path(&rec)?;
     if let Some(live) = st.registry.get(id) {
         let _ = live.flush_trail(crate::trail::LIVE_FLUSH_LIMIT).await;
     }

@@ -209,7 +209,8 @@ pub async fn list_sessions(
     }))
 }
 
-fn urlencode(s: &str) -> String {
+/// Percent-encodes what is not unreserved in a URL path segment or query value.
+pub fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
@@ -218,6 +219,16 @@ fn urlencode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// The trail file of a session record, when it exists.
+pub fn trail_path(rec: &SessionRecord) -> Result<std::path::PathBuf, ApiError> {
+    rec.trail
+        .path
+        .as_deref()
+        .map(std::path::PathBuf::from)
+        .filter(|p| p.exists())
+        .ok_or_else(|| ApiError::NotFound(format!("session {} has no trail", rec.id)))
 }
 
 /// A session: the live view while active, the catalog record after.

@@ -2,7 +2,6 @@
 //! trail on the blocking pool and served as PNG. A snapshot shows what the trail shows, so it is
 //! audited with the trail downloads.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -62,13 +61,7 @@ pub async fn snapshot(
     if rec.protocol != "vnc" {
         return Err(not_vnc());
     }
-    let path = rec
-        .trail
-        .path
-        .as_deref()
-        .map(PathBuf::from)
-        .filter(|p| p.exists())
-        .ok_or_else(|| ApiError::NotFound(format!("session {id} has no trail")))?;
+    let path = crate::routes::trail_path(&rec)?;
     let audit = TrailDownload {
         session_id: id.clone(),
         token: caller.name.clone(),

@@ -48,13 +48,7 @@ pub async fn download(
     req: Request,
 ) -> Result<Response, ApiError> {
     let rec = crate::routes::find(&st, &id).await?;
-    let path = rec
-        .trail
-        .path
-        .as_deref()
-        .map(PathBuf::from)
-        .filter(|p| p.exists())
-        .ok_or_else(|| ApiError::NotFound(format!("session {id} has no trail")))?;
+    let path = crate::routes::trail_path(&rec)?;
     let format = p.format.clone().unwrap_or_else(|| "raw".into());
     let follow = p.follow.unwrap_or(false);
     if !matches!(format.as_str(), "raw" | "asciicast" | "fbs") {

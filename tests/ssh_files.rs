@@ -198,3 +198,97 @@ fn sftp_and_scp_transfers_are_listed_hashed_and_extractable() {
     assert_eq!(f["path"], format!("{}/via-scp.txt", r.display()));
     assert_eq!(f["sha256"], sha256_file(&odd), "{t:#}");
 }
+
+#[test]
+fn classic_scp_uploads_downloads_and_directories_are_files_too() {
+    let sshd = Sshd::start().unwrap();
+    let gw = Gateway::start(&sshd).unwrap();
+    let d = gw.dir.path();
+    let remote = tempfile::tempdir().unwrap();
+    let r = remote.path();
+    let tree = d.join("tree");
+    std::fs::create_dir_all(tree.join("sub")).unwrap();
+    make_file(&tree.join("sub/two.bin"), 2);
+    std::fs::write(tree.join("zero"), b"").unwrap();
+    let port = gw.addr.port().to_string();
+    let scp = |args: &[&str]| {
+        let o = gw
+            .ssh_cmd("scp")
+            .args(["-O", "-P", &port, "-o", "User=alice@db1"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "scp {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    scp(&[
+        "-r",
+        tree.to_str().unwrap(),
+        &format!("127.0.0.1:{}/", r.display()),
+    ]);
+    scp(&[
+        &format!("127.0.0.1:{}/tree/sub/two.bin", r.display()),
+        d.join("two.back").to_str().unwrap(),
+    ]);
+    assert_eq!(
+        sha256_file(&d.join("two.back")),
+        sha256_file(&tree.join("sub/two.bin"))
+    );
+    let trails = gw.sealed_trails_with("scp -", 2);
+    let all: Vec<Value> = trails.iter().map(|(_, p)| files(p)).collect();
+    let every: Vec<&Value> = all
+        .iter()
+        .flat_map(|t| t["files"].as_array().unwrap().iter())
+        .collect();
+    let find = |path: String, dir: &str| {
+        every
+            .iter()
+            .find(|f| f["path"] == path && f["direction"] == dir)
+            .copied()
+            .unwrap_or_else(|| panic!("{path} {dir}: {all:#?}"))
+            .clone()
+    };
+    let up = find(format!("{}/tree/sub/two.bin", r.display()), "upload");
+    assert_eq!(
+        (up["status"].as_str(), up["sha256"].as_str()),
+        (
+            Some("ok"),
+            Some(sha256_file(&tree.join("sub/two.bin")).as_str())
+        ),
+        "{up}"
+    );
+    let zero = find(format!("{}/tree/zero", r.display()), "upload");
+    assert_eq!(
+        (zero["bytes"].as_u64(), zero["status"].as_str()),
+        (Some(0), Some("ok")),
+        "{zero}"
+    );
+    let down = every
+        .iter()
+        .find(|f| f["direction"] == "download")
+        .expect("the download");
+    assert_eq!(
+        down["sha256"],
+        sha256_file(&tree.join("sub/two.bin")),
+        "{down}"
+    );
+    let (path, n) = trails
+        .iter()
+        .find_map(|(_, p)| {
+            files(p)["files"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|f| f["direction"] == "download")
+                .map(|f| (p.clone(), f["n"].as_u64().unwrap()))
+        })
+        .unwrap();
+    extract(&path, n, &d.join("two.extracted"));
+    assert_eq!(
+        sha256_file(&d.join("two.extracted")),
+        sha256_file(&tree.join("sub/two.bin"))
+    );
+}

@@ -5,7 +5,9 @@
 //!
 //! Modules:
 //! - [`sftp`]: the SFTP v3 parser (framing, request/reply matching, handles); pure.
+//! - [`scp`]: the classic scp protocol (`scp -O`: `scp -t` / `scp -f` over exec); pure.
 
+pub mod scp;
 pub mod sftp;
 
 use std::collections::{BTreeMap, HashMap};
@@ -18,6 +20,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{RecorderError, Result};
 use crate::format::{Direction, Event, Request};
 use crate::reader::TrailReader;
+use scp::{ScpEvent, ScpStream};
 use sftp::{SftpEvent, SftpStream};
 
 /// Out-of-order content kept to hash a file in order; beyond this the file's SHA-256 is not
@@ -154,6 +157,8 @@ struct Live {
 fn scan(path: &Path, mut sink: impl FnMut(usize, u64, &[u8]) -> Result<()>) -> Result<Transfers> {
     let mut r = TrailReader::open(path)?;
     let mut streams: HashMap<u32, SftpStream> = HashMap::new();
+    let mut scps: HashMap<u32, ScpStream> = HashMap::new();
+    let mut scp_events = Vec::new();
     let mut live: HashMap<(u32, u64), Live> = HashMap::new();
     let mut out = Transfers::default();
     let mut last_s = 0.0;
@@ -169,11 +174,61 @@ fn scan(path: &Path, mut sink: impl FnMut(usize, u64, &[u8]) -> Result<()>) -> R
             } if name == "sftp" => {
                 streams.entry(ch).or_default();
             }
+            Event::Request {
+                request: Request::Exec { command },
+                ..
+            } => {
+                if let Some(s) = ScpStream::from_command(command) {
+                    scps.insert(ch, s);
+                }
+            }
             Event::Data { dir, data } => {
                 if let Some(st) = streams.get_mut(&ch) {
                     match dir {
                         Direction::ClientToServer => st.client(data, &mut events),
                         Direction::ServerToClient => st.server(data, &mut events),
+                    }
+                }
+                if let Some(s) = scps.get_mut(&ch) {
+                    if (*dir == Direction::ClientToServer) == s.upload {
+                        s.source(data, &mut scp_events);
+                    } else {
+                        s.sink(data, &mut scp_events);
+                    }
+                    let upload = s.upload;
+                    // Same shapes as SFTP's: one path below handles both.
+                    for e in scp_events.drain(..) {
+                        events.push(match e {
+                            ScpEvent::Opened { file, path } => {
+                                SftpEvent::Opened { file, path, upload }
+                            }
+                            ScpEvent::Content { file, offset, data } => {
+                                SftpEvent::Content { file, offset, data }
+                            }
+                            ScpEvent::Closed { file } => SftpEvent::Closed { file },
+                            ScpEvent::Failed { file, message } => {
+                                SftpEvent::Failed { file, message }
+                            }
+                        });
+                    }
+                }
+            }
+            Event::Close if scps.contains_key(&ch) => {
+                scps.remove(&ch);
+                let open: Vec<u64> = live
+                    .keys()
+                    .filter(|(c, _)| *c == ch)
+                    .map(|(_, f)| *f)
+                    .collect();
+                for f in open {
+                    if let Some(l) = live.remove(&(ch, f)) {
+                        finish(
+                            &mut out.files[l.n],
+                            l.hashing,
+                            t,
+                            "unclean_close",
+                            Some("the channel closed mid-transfer".into()),
+                        );
                     }
                 }
             }

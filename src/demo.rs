@@ -18,14 +18,6 @@ pub struct DemoArgs {
     pub api_port: u16,
 }
 
-fn random_hex(bytes: usize) -> Result<String> {
-    let mut b = vec![0u8; bytes];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
-        .context("reading /dev/urandom")?;
-    Ok(hex::encode(b))
-}
-
 fn os_user() -> String {
     std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
@@ -46,7 +38,9 @@ fn os_user() -> String {
 pub fn run(a: DemoArgs) -> Result<ExitCode> {
     let dir = match a.dir.clone() {
         Some(d) => d,
-        None => std::env::temp_dir().join(format!("trailgate-demo-{}", random_hex(4)?)),
+        None => {
+            std::env::temp_dir().join(format!("trailgate-demo-{}", crate::setup::random_hex(4)?))
+        }
     };
     std::fs::create_dir_all(dir.join("keys"))
         .with_context(|| format!("creating {}", dir.display()))?;
@@ -56,9 +50,8 @@ pub fn run(a: DemoArgs) -> Result<ExitCode> {
     let client_key = PrivateKey::random(rng, Algorithm::Ed25519)?;
     let client_key_path = dir.join("keys/demo-target-client");
     client_key.write_openssh_file(&client_key_path, LineEnding::LF)?;
-    let password = random_hex(8)?;
-    let token = random_hex(32)?;
-    let token_sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(token.as_bytes()));
+    let password = crate::setup::random_hex(8)?;
+    let (token, token_sha) = crate::setup::new_api_token()?;
     let hash = trailgate_proxy::auth::hash_password(&password).map_err(anyhow::Error::msg)?;
 
     // The demo target runs on its own runtime beside the gateway's.

@@ -52,6 +52,22 @@ pub struct SetupArgs {
     pub force: bool,
 }
 
+/// `bytes` random bytes, as hex.
+pub fn random_hex(bytes: usize) -> Result<String> {
+    let mut b = vec![0u8; bytes];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
+        .context("reading /dev/urandom")?;
+    Ok(hex::encode(b))
+}
+
+/// A new API token and the SHA-256 (hex) that `api_tokens[].token_sha256` takes.
+pub fn new_api_token() -> Result<(String, String)> {
+    let token = random_hex(32)?;
+    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(token.as_bytes()));
+    Ok((token, sha))
+}
+
 fn ask(prompt: &str, default: Option<&str>) -> Result<String> {
     let stdin = std::io::stdin();
     if !stdin.is_terminal() {
@@ -145,13 +161,7 @@ pub fn run(a: SetupArgs) -> Result<ExitCode> {
         }
     }
 
-    let token = {
-        let mut b = [0u8; 32];
-        std::fs::File::open("/dev/urandom")
-            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))?;
-        hex::encode(b)
-    };
-    let token_sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(token.as_bytes()));
+    let (token, token_sha) = new_api_token()?;
     let data_dir = a
         .data_dir
         .clone()

@@ -12,7 +12,6 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tower::ServiceExt;
-use trailgate_recorder::catalog::TrailDownload;
 
 use crate::ApiState;
 use crate::auth::Caller;
@@ -75,18 +74,8 @@ pub async fn content(
         trailgate_recorder::RecorderError::Record(m) => ApiError::NotFound(m),
         other => ApiError::from(other),
     })?;
-    let audit = TrailDownload {
-        session_id: id.clone(),
-        token: caller.name.clone(),
-        time: trailgate_recorder::writer::rfc3339(time::OffsetDateTime::now_utc()),
-        format: format!("file {n} ({})", entry.path),
-        range: None,
-        follow: false,
-    };
-    let cat = st.catalog.clone();
-    tokio::task::spawn_blocking(move || cat.add_download(&audit))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let shown = format!("file {n} ({})", entry.path);
+    crate::trail::audit(&st, &id, &caller, shown, None, false).await?;
     tracing::info!(session = %id, token = %caller.name, file = n, path = %entry.path, "file content download");
     let served = tower_http::services::ServeFile::new(&tmp)
         .oneshot(req)

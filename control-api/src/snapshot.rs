@@ -10,7 +10,6 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use trailgate_recorder::RecorderError;
-use trailgate_recorder::catalog::TrailDownload;
 
 use crate::ApiState;
 use crate::auth::Caller;
@@ -62,21 +61,11 @@ pub async fn snapshot(
         return Err(not_vnc());
     }
     let path = crate::routes::trail_path(&rec)?;
-    let audit = TrailDownload {
-        session_id: id.clone(),
-        token: caller.name.clone(),
-        time: trailgate_recorder::writer::rfc3339(time::OffsetDateTime::now_utc()),
-        format: match at {
-            Some(at) => format!("snapshot at={:.3}", at.as_secs_f64()),
-            None => "snapshot".into(),
-        },
-        range: None,
-        follow: false,
+    let shown = match at {
+        Some(at) => format!("snapshot at={:.3}", at.as_secs_f64()),
+        None => "snapshot".into(),
     };
-    let cat = st.catalog.clone();
-    tokio::task::spawn_blocking(move || cat.add_download(&audit))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    crate::trail::audit(&st, &id, &caller, shown, None, false).await?;
     tracing::info!(session = %id, token = %caller.name, at = ?at, "vnc snapshot");
     // A live session's screen up to this moment, not up to the recorder's last flush.
     if let Some(live) = st.registry.get(&id)

@@ -23,6 +23,30 @@ use crate::ApiState;
 use crate::auth::Caller;
 use crate::error::ApiError;
 
+/// Records a download in the catalog's audit (`trail_downloads`) before it is served.
+pub(crate) async fn audit(
+    st: &ApiState,
+    id: &str,
+    caller: &Caller,
+    format: String,
+    range: Option<String>,
+    follow: bool,
+) -> Result<(), ApiError> {
+    let entry = TrailDownload {
+        session_id: id.to_string(),
+        token: caller.name.clone(),
+        time: trailgate_recorder::writer::rfc3339(time::OffsetDateTime::now_utc()),
+        format,
+        range,
+        follow,
+    };
+    let cat = st.catalog.clone();
+    tokio::task::spawn_blocking(move || cat.add_download(&entry))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    Ok(())
+}
+
 /// How long a download of a live session's trail waits for the recorder to flush.
 pub(crate) const LIVE_FLUSH_LIMIT: Duration = Duration::from_secs(2);
 
@@ -69,25 +93,15 @@ pub async fn download(
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let audit = TrailDownload {
-        session_id: id.clone(),
-        token: caller.name.clone(),
-        time: trailgate_recorder::writer::rfc3339(time::OffsetDateTime::now_utc()),
-        format: if format == "asciicast" {
-            format!(
-                "asciicast channel={}",
-                p.channel.map_or("default".into(), |c| c.to_string())
-            )
-        } else {
-            format.clone()
-        },
-        range: range.clone(),
-        follow,
+    let shown = if format == "asciicast" {
+        format!(
+            "asciicast channel={}",
+            p.channel.map_or("default".into(), |c| c.to_string())
+        )
+    } else {
+        format.clone()
     };
-    let cat = st.catalog.clone();
-    tokio::task::spawn_blocking(move || cat.add_download(&audit))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    audit(&st, &id, &caller, shown, range.clone(), follow).await?;
     tracing::info!(session = %id, token = %caller.name, %format, follow, range = ?range, "trail download");
     let filename = format!(
         "{id}.{}",

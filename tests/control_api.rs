@@ -103,7 +103,7 @@ fn sessions_are_listed_and_filtered_while_active_and_after_they_end() {
     let (_, detail) = gw.api_json("GET", &format!("/api/v1/sessions/{id}"), AUDITOR);
     assert_eq!(detail["id"], id.as_str());
     let (_, chans) = gw.api_json("GET", &format!("/api/v1/sessions/{id}/channels"), AUDITOR);
-    assert_eq!(chans["items"][0]["type"], "session shell");
+    assert_eq!(chans["items"][0]["type"], "session-shell");
 
     for (q, expect) in [
         ("user=alice", true),
@@ -270,7 +270,7 @@ fn kill_an_interactive_session_and_a_bulk_transfer() {
         "the client is told why: {err}"
     );
     eprintln!("kill of an interactive session answered in {kill_ms} ms");
-    let trail = std::path::PathBuf::from(rec["trail"]["path"].as_str().unwrap());
+    let trail = gw.trail_of(&rec);
     assert_eq!(rec["trail"]["integrity"], "sealed");
     assert_eq!(trail_verify(&trail).0, 0);
     assert!(String::from_utf8_lossy(&trail_cat(&trail, 1, None)).contains("about-to-be-killed"));
@@ -331,7 +331,7 @@ fn kill_an_interactive_session_and_a_bulk_transfer() {
         .unwrap();
     assert!(err.contains("terminated by api token admin-tok"), "{err}");
     let (_, rec) = gw.api_json("GET", &format!("/api/v1/sessions/{bid}"), AUDITOR);
-    let path = rec["trail"]["path"].as_str().unwrap().to_string();
+    let path = gw.trail_of(&rec).display().to_string();
     let (code, report) = trail_verify(std::path::Path::new(&path));
     assert_eq!(code, 0, "killed transfer's trail is sealed: {report}");
 }
@@ -352,7 +352,7 @@ fn trails_download_raw_with_ranges_as_asciicast_and_every_download_is_audited() 
             .1;
         (v["trail"]["integrity"] == "sealed").then_some(v)
     });
-    let trail = std::path::PathBuf::from(rec["trail"]["path"].as_str().unwrap());
+    let trail = gw.trail_of(&rec);
     let (code, raw) = gw.api_call(
         "GET",
         &format!("/api/v1/sessions/{id}/trail"),
@@ -517,7 +517,7 @@ fn a_restart_after_kill_9_closes_open_sessions_and_recovers_their_trails() {
     s.wait_output("before-crash");
     let live = active_session(&gw);
     let id = live["id"].as_str().unwrap().to_string();
-    let path = std::path::PathBuf::from(live["trail"]["path"].as_str().unwrap());
+    let path = gw.trail_of(&live);
     // Wait until the output is flushed to the trail (flush interval 100 ms in tests).
     wait_for("flushed output", || {
         let out = Command::new(bin())

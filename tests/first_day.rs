@@ -270,7 +270,7 @@ fn trail_commands_name_the_channels_and_print_errors_once() {
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
         assert!(
-            err.contains("no channel 99 in this trail; its channels: 1 (session exec)"),
+            err.contains("no channel 99 in this trail; its channels: 1 (session-exec)"),
             "{args:?}: {err}"
         );
     }
@@ -284,7 +284,7 @@ fn trail_commands_name_the_channels_and_print_errors_once() {
         None,
     );
     assert_eq!(code, 404);
-    assert!(String::from_utf8_lossy(&body).contains("its channels: 1 (session exec)"));
+    assert!(String::from_utf8_lossy(&body).contains("its channels: 1 (session-exec)"));
     let o = Command::new(bin())
         .args(["trail", "info", "/nonexistent.trail"])
         .output()

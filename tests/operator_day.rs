@@ -31,7 +31,7 @@ fn retention_deletes_old_trails_then_records_but_never_an_active_sessions() {
         items.into_iter().next()
     });
     let id = short["id"].as_str().unwrap().to_string();
-    let path = short["trail"]["path"].as_str().unwrap().to_string();
+    let path = gw.trail_of(&short).display().to_string();
     assert!(std::path::Path::new(&path).exists());
     let marked = wait_until("the short trail deleted", 10, || {
         let (_, v) = gw.api_json("GET", &format!("/api/v1/sessions/{id}"), ADMIN);
@@ -40,7 +40,7 @@ fn retention_deletes_old_trails_then_records_but_never_an_active_sessions() {
     assert!(!std::path::Path::new(&path).exists(), "{marked}");
     let (active, _) = gw.sessions("active=true", ADMIN);
     assert_eq!(active.len(), 1);
-    let long_trail = active[0]["trail"]["path"].as_str().unwrap().to_string();
+    let long_trail = gw.trail_of(&active[0]).display().to_string();
     assert!(
         std::path::Path::new(&long_trail).exists(),
         "the active session's trail stays"
@@ -102,7 +102,7 @@ fn operators_list_show_download_and_kill_sessions_without_curl() {
     );
     let (code, out, _) = cli(&["show", &id], "audit-secret");
     assert_eq!(code, Some(0));
-    assert!(out.contains("session exec echo via-cli"), "{out}");
+    assert!(out.contains("session-exec echo via-cli"), "{out}");
     let (code, out, err) = cli(&["download", &id], "audit-secret");
     assert_eq!(code, Some(0), "{err}");
     let file = gw.dir.path().join(format!("{id}.trail"));

@@ -29,7 +29,7 @@ fn exec_relays_stdout_stderr_and_exit_code_and_records_them() {
         (&info["zstd_level"], &info["zstd_fast_level"]),
         (&3.into(), &(-3).into())
     );
-    let ch = find_channel(&info, |c| c["type"] == "session exec");
+    let ch = find_channel(&info, |c| c["type"] == "session-exec");
     assert_eq!(ch["command"], "echo hello-out; echo hello-err >&2; exit 7");
     assert_eq!(ch["exit_status"], 7);
     let id = ch["id"].as_u64().unwrap();
@@ -129,9 +129,9 @@ fn interactive_pty_shell_is_relayed_and_recorded_with_its_terminal() {
     assert_eq!(out.status.code(), Some(3));
     drop(stdin);
 
-    let trail = gw.sealed_trail_with("session shell");
+    let trail = gw.sealed_trail_with("session-shell");
     let info = trail_info(&trail);
-    let ch = find_channel(&info, |c| c["type"] == "session shell");
+    let ch = find_channel(&info, |c| c["type"] == "session-shell");
     assert_eq!(ch["term"], "xterm-256color");
     assert_eq!(ch["exit_status"], 3);
     let id = ch["id"].as_u64().unwrap();

@@ -103,7 +103,7 @@ fn scp_and_sftp_move_100_mib_each_way_byte_exact_and_the_trail_holds_the_upload(
 
     let trail = gw.sealed_trail_with("subsystem sftp");
     let info = trail_info(&trail);
-    let ch = find_channel(&info, |c| c["type"] == "session subsystem sftp");
+    let ch = find_channel(&info, |c| c["type"] == "session-subsystem:sftp");
     assert!(ch["bytes_server_to_client"].as_u64().unwrap() > (MIB as u64) << 20);
     assert!(ch["bytes_client_to_server"].as_u64().unwrap() > (MIB as u64) << 20);
 }
@@ -237,7 +237,7 @@ fn controlmaster_multiplexes_several_channels_over_one_recorded_session() {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|c| c["type"] == "session exec")
+        .filter(|c| c["type"] == "session-exec")
         .count();
     assert_eq!(execs, 4, "all four channels in one session's trail");
 }
@@ -302,7 +302,7 @@ fn exit_signals_are_relayed_and_recorded() {
     assert_ne!(out.status.code(), Some(0));
     let trail = gw.sealed_trail_with("before-kill");
     let info = trail_info(&trail);
-    let ch = find_channel(&info, |c| c["type"] == "session exec");
+    let ch = find_channel(&info, |c| c["type"] == "session-exec");
     assert_eq!(ch["exit_signal"], "KILL");
 }
 
@@ -396,7 +396,7 @@ fn rsync_uploads_a_tree_then_a_delta_and_downloads_it_byte_exact_all_recorded() 
     assert_eq!(infos.len(), 3);
     let mut uploads_with_v2 = 0;
     for (info, trail) in &infos {
-        let ch = find_channel(info, |c| c["type"] == "session exec");
+        let ch = find_channel(info, |c| c["type"] == "session-exec");
         let cmd = ch["command"].as_str().unwrap();
         assert!(cmd.starts_with("rsync --server"), "{cmd}");
         assert_eq!(ch["exit_status"], 0, "{info:#}");
@@ -644,7 +644,7 @@ fn a_failing_recording_terminates_or_continues_as_configured_and_is_never_silent
             }
         }
         // What did reach the disk is still a readable prefix: never reported as intact.
-        let trail = std::path::PathBuf::from(rec["trail"]["path"].as_str().unwrap());
+        let trail = gw.trail_of(&rec);
         let (code, text) = trail_verify(&trail);
         assert_ne!(code, 0, "{text}");
     }

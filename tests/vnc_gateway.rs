@@ -94,7 +94,7 @@ fn check_recorded(gw: &Gateway, name: &str, viewer_fb: &[u8], security: &str) ->
         "{s}"
     );
     assert_eq!(s["vnc"]["width"], 320);
-    let trail = s["trail"]["path"].as_str().expect("trail path").to_string();
+    let trail = gw.trail_of(&s).display().to_string();
     let (rc, out) = trail_verify(Path::new(&trail));
     assert_eq!(rc, 0, "{out}");
     // The trail renders exactly what the viewer saw.
@@ -161,7 +161,7 @@ fn each_target_security_type_relays_and_records_the_desktop() {
     );
     assert_eq!(code, 200);
     let cli = snapshot_cli(
-        s["trail"]["path"].as_str().expect("path"),
+        &gw.trail_of(&s).display().to_string(),
         None,
         &gw.dir.path().join("api.png"),
     );
@@ -402,7 +402,7 @@ fn fbs_export_replays_to_the_recorded_final_frame() {
     let fb = v.dec.framebuffer().pixels().to_vec();
     v.close();
     let s = ended_session(&gw, "desk");
-    let trail = s["trail"]["path"].as_str().expect("path");
+    let trail = &gw.trail_of(&s).display().to_string();
     let out = gw.dir.path().join("s.fbs");
     let o = Command::new(bin())
         .args(["trail", "export", trail, "--format", "fbs", "--out"])

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
@@ -26,23 +26,46 @@ async fn trail_of(st: &Arc<ApiState>, id: &str) -> Result<PathBuf, ApiError> {
     Ok(path)
 }
 
-/// The files and file operations of a session.
-#[utoipa::path(get, path = "/api/v1/sessions/{id}/files", params(("id" = String, Path)), security(("bearer" = [])),
-    responses((status = 200, description = "`{items: [TransferredFile], operations: [FileOperation], meta}`"), (status = 401), (status = 404)))]
+/// The files and file operations of a session: from the catalog's index once the trail is sealed
+/// and indexed, else from the trail itself (live sessions, trails indexed before).
+#[utoipa::path(get, path = "/api/v1/sessions/{id}/files", params(("id" = String, Path), crate::routes::PageParams), security(("bearer" = [])),
+    responses((status = 200, description = "`{items: [TransferredFile], operations: [FileOperation], meta}`"), (status = 400), (status = 401), (status = 404)))]
 pub async fn list(
     State(st): State<Arc<ApiState>>,
     _caller: Caller,
     Path(id): Path<String>,
+    Query(page): Query<crate::routes::PageParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let path = trail_of(&st, &id).await?;
-    let t = tokio::task::spawn_blocking(move || trailgate_recorder::transfers::index(&path))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
-    let n = t.files.len();
+    page.checked()?;
+    let rec = crate::routes::find(&st, &id).await?;
+    let stored = if rec.active {
+        None
+    } else {
+        let (cat, id2) = (st.catalog.clone(), id.clone());
+        tokio::task::spawn_blocking(move || cat.transfers(&id2))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))??
+    };
+    let mut t = match stored {
+        Some(t) => t,
+        None => {
+            let path = trail_of(&st, &id).await?;
+            let t = tokio::task::spawn_blocking(move || trailgate_recorder::transfers::index(&path))
+                .await
+                .map_err(|e| ApiError::Internal(e.to_string()))??;
+            serde_json::to_value(t).map_err(|e| ApiError::Internal(e.to_string()))?
+        }
+    };
+    let files = match t.get_mut("files").map(Value::take) {
+        Some(Value::Array(v)) => v,
+        _ => Vec::new(),
+    };
+    let base = format!("/api/v1/sessions/{}/files", crate::routes::urlencode(&id));
+    let (items, meta) = page.page(&base, files)?;
     Ok(Json(json!({
-        "items": t.files,
-        "operations": t.operations,
-        "meta": {"limit": n, "offset": 0, "total": n, "next": null, "previous": null},
+        "items": items,
+        "operations": t.get("operations").cloned().unwrap_or(json!([])),
+        "meta": meta,
     })))
 }
 

@@ -142,5 +142,6 @@ pub fn router(state: Arc<ApiState>) -> Router {
         )
         .route("/api/v1/configuration/changes", get(configuration::changes))
         .fallback(routes::not_found)
+        .layer(axum::middleware::map_response(error::json_errors))
         .with_state(state)
 }

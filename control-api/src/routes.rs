@@ -29,17 +29,85 @@ pub struct ListParams {
     pub since: Option<String>,
     /// RFC 3339: sessions that started before.
     pub until: Option<String>,
+    /// Sessions that transferred a file whose path contains this.
+    pub file: Option<String>,
+    /// Sessions with an exec command containing this.
+    pub command: Option<String>,
+    /// Keyset paging: the sessions after this id in list order (the `next` link carries it);
+    /// not combined with `offset`.
+    pub after: Option<String>,
+}
+
+/// Paging of the lists inside a session (channels, downloads, files).
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+pub struct PageParams {
+    /// Page size, default 100, at most 1000.
+    pub limit: Option<u32>,
+    pub offset: Option<u64>,
+}
+
+impl PageParams {
+    /// The page's limit and offset, checked.
+    pub fn checked(&self) -> Result<(u32, u64), ApiError> {
+        check_paging(self.limit, self.offset)?;
+        Ok((self.limit.unwrap_or(100), self.offset.unwrap_or(0)))
+    }
+
+    /// One page of `all` and its meta (`base`: the list's path).
+    pub fn page<T>(&self, base: &str, all: Vec<T>) -> Result<(Vec<T>, Meta), ApiError> {
+        let (limit, offset) = self.checked()?;
+        let total = all.len() as u64;
+        let items = all
+            .into_iter()
+            .skip(offset.min(usize::MAX as u64) as usize)
+            .take(limit as usize)
+            .collect();
+        Ok((items, Meta::offset_page(base, "", limit, offset, total)))
+    }
+}
+
+fn check_paging(limit: Option<u32>, offset: Option<u64>) -> Result<(), ApiError> {
+    if offset.is_some_and(|o| o > i64::MAX as u64) {
+        return Err(ApiError::BadRequest(format!(
+            "offset: must be at most {}",
+            i64::MAX
+        )));
+    }
+    if limit.is_some_and(|l| l == 0 || l > 1000) {
+        return Err(ApiError::BadRequest(
+            "limit: must be between 1 and 1000".into(),
+        ));
+    }
+    Ok(())
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Meta {
     pub limit: u32,
     pub offset: u64,
+    /// Every match of the filters (whatever the page).
     pub total: u64,
     /// Link to the next page, or null.
     pub next: Option<String>,
     /// Link to the previous page, or null.
     pub previous: Option<String>,
+}
+
+impl Meta {
+    /// Offset paging: `query` is the list's other parameters (`k=v&...`, or empty).
+    pub fn offset_page(base: &str, query: &str, limit: u32, offset: u64, total: u64) -> Meta {
+        let link = |off: u64| {
+            let sep = if query.is_empty() { "" } else { "&" };
+            format!("{base}?limit={limit}&offset={off}{sep}{query}")
+        };
+        Meta {
+            limit,
+            offset,
+            total,
+            next: (offset + u64::from(limit) < total).then(|| link(offset + u64::from(limit))),
+            previous: (offset > 0).then(|| link(offset.saturating_sub(u64::from(limit)))),
+        }
+    }
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -51,11 +119,13 @@ pub struct SessionList {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ChannelList {
     pub items: Vec<ChannelRecord>,
+    pub meta: Meta,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DownloadList {
     pub items: Vec<TrailDownload>,
+    pub meta: Meta,
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -136,23 +206,18 @@ pub async fn list_sessions(
     _c: Caller,
     Query(p): Query<ListParams>,
 ) -> Result<Json<SessionList>, ApiError> {
-    if p.offset.is_some_and(|o| o > i64::MAX as u64) {
-        return Err(ApiError::BadRequest(format!(
-            "offset: must be at most {}",
-            i64::MAX
-        )));
-    }
-    if p.limit.is_some_and(|l| l == 0 || l > 1000) {
-        return Err(ApiError::BadRequest(
-            "limit: must be between 1 and 1000".into(),
-        ));
-    }
+    check_paging(p.limit, p.offset)?;
     if let Some(v) = &p.verdict
         && trailgate_recorder::record::Verdict::parse(v).is_none()
     {
         return Err(ApiError::BadRequest(format!(
             "verdict: unknown verdict {v:?}"
         )));
+    }
+    if p.after.is_some() && p.offset.is_some() {
+        return Err(ApiError::BadRequest(
+            "after: cannot be combined with offset (use one way of paging)".into(),
+        ));
     }
     let q = catalog::Query {
         limit: Some(p.limit.unwrap_or(50)),
@@ -164,49 +229,71 @@ pub async fn list_sessions(
         verdict: p.verdict.clone(),
         since_us: parse_time("since", &p.since)?,
         until_us: parse_time("until", &p.until)?,
+        file: p.file.clone().filter(|f| !f.is_empty()),
+        command: p.command.clone().filter(|c| !c.is_empty()),
+        after: p.after.clone(),
     };
     let limit = q.limit.unwrap_or(50);
     let offset = q.offset.unwrap_or(0);
     let cat = st.catalog.clone();
     let registry = st.registry.clone();
-    let (mut items, total) = blocking(move || cat.list(&q).map_err(ApiError::from)).await?;
+    let (mut items, total) = blocking(move || {
+        if let Some(a) = &q.after
+            && !cat.exists(a)?
+        {
+            return Err(ApiError::BadRequest(format!("after: no session {a}")));
+        }
+        cat.list(&q).map_err(ApiError::from)
+    })
+    .await?;
     // Active sessions: the live view is fresher than the catalog (byte counters, channels).
     for it in items.iter_mut().filter(|i| i.active) {
         if let Some(live) = registry.get(&it.id).and_then(|s| s.snapshot()) {
             *it = live;
         }
     }
-    let link = |off: u64| {
-        let mut q = vec![format!("limit={limit}"), format!("offset={off}")];
-        for (k, v) in [
-            ("protocol", &p.protocol),
-            ("user", &p.user),
-            ("target", &p.target),
-            ("verdict", &p.verdict),
-            ("since", &p.since),
-            ("until", &p.until),
-        ] {
-            if let Some(v) = v {
-                q.push(format!("{k}={}", urlencode(v)));
-            }
+    let mut query = Vec::new();
+    for (k, v) in [
+        ("protocol", &p.protocol),
+        ("user", &p.user),
+        ("target", &p.target),
+        ("verdict", &p.verdict),
+        ("since", &p.since),
+        ("until", &p.until),
+        ("file", &p.file),
+        ("command", &p.command),
+    ] {
+        if let Some(v) = v {
+            query.push(format!("{k}={}", urlencode(v)));
         }
-        if let Some(a) = p.active {
-            q.push(format!("active={a}"));
-        }
-        format!("/api/v1/sessions?{}", q.join("&"))
-    };
-    let next = (offset + u64::from(limit) < total).then(|| link(offset + u64::from(limit)));
-    let previous = (offset > 0).then(|| link(offset.saturating_sub(u64::from(limit))));
-    Ok(Json(SessionList {
-        items,
-        meta: Meta {
+    }
+    if let Some(a) = p.active {
+        query.push(format!("active={a}"));
+    }
+    let query = query.join("&");
+    const BASE: &str = "/api/v1/sessions";
+    let meta = if p.after.is_some() {
+        // Keyset: the next page starts after the last item; there is no way back but the start.
+        let sep = if query.is_empty() { "" } else { "&" };
+        Meta {
             limit,
-            offset,
+            offset: 0,
             total,
-            next,
-            previous,
-        },
-    }))
+            next: (items.len() == limit as usize)
+                .then(|| items.last())
+                .flatten()
+                .map(|last| {
+                    format!(
+                        "{BASE}?limit={limit}&after={}{sep}{query}",
+                        urlencode(&last.id)
+                    )
+                }),
+            previous: None,
+        }
+    } else {
+        Meta::offset_page(BASE, &query, limit, offset, total)
+    };
+    Ok(Json(SessionList { items, meta }))
 }
 
 /// Percent-encodes what is not unreserved in a URL path segment or query value.
@@ -253,16 +340,18 @@ pub async fn get_session(
     Ok(Json(find(&st, &id).await?))
 }
 
-#[utoipa::path(get, path = "/api/v1/sessions/{id}/channels", params(("id" = String, Path)), security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/sessions/{id}/channels", params(("id" = String, Path), PageParams), security(("bearer" = [])),
     responses((status = 200, body = ChannelList), (status = 401), (status = 404)))]
 pub async fn get_channels(
     State(st): State<Arc<ApiState>>,
     _c: Caller,
     Path(id): Path<String>,
+    Query(page): Query<PageParams>,
 ) -> Result<Json<ChannelList>, ApiError> {
-    Ok(Json(ChannelList {
-        items: find(&st, &id).await?.channels,
-    }))
+    page.checked()?;
+    let base = format!("/api/v1/sessions/{}/channels", urlencode(&id));
+    let (items, meta) = page.page(&base, find(&st, &id).await?.channels)?;
+    Ok(Json(ChannelList { items, meta }))
 }
 
 /// Terminate a live session (admin). The client is disconnected with the reason, the trail sealed.
@@ -290,6 +379,7 @@ pub async fn kill_session(
     live.kill(KillReason {
         reason,
         by: format!("api token {}", caller.name),
+        code: trailgate_recorder::record::EndCode::Killed,
     });
     // Answer with the final record: wait until the session has ended and its trail is sealed.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -305,15 +395,22 @@ pub async fn kill_session(
     Ok(Json(find(&st, &id).await?))
 }
 
-#[utoipa::path(get, path = "/api/v1/sessions/{id}/trail_downloads", params(("id" = String, Path)), security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/sessions/{id}/trail_downloads", params(("id" = String, Path), PageParams), security(("bearer" = [])),
     responses((status = 200, body = DownloadList), (status = 401), (status = 404)))]
 pub async fn trail_downloads(
     State(st): State<Arc<ApiState>>,
     _c: Caller,
     Path(id): Path<String>,
+    Query(page): Query<PageParams>,
 ) -> Result<Json<DownloadList>, ApiError> {
+    let (limit, offset) = page.checked()?;
     find(&st, &id).await?;
     let cat = st.catalog.clone();
-    let items = blocking(move || cat.downloads(&id).map_err(ApiError::from)).await?;
-    Ok(Json(DownloadList { items }))
+    let base = format!("/api/v1/sessions/{}/trail_downloads", urlencode(&id));
+    let (items, total) =
+        blocking(move || cat.downloads(&id, limit, offset).map_err(ApiError::from)).await?;
+    Ok(Json(DownloadList {
+        items,
+        meta: Meta::offset_page(&base, "", limit, offset, total),
+    }))
 }

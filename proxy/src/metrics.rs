@@ -315,18 +315,22 @@ impl Metrics {
     }
 }
 
-/// Channel types come from the peer: anything outside the known set is counted as `other`.
+/// Channel types come from the peer: named as in policies and records
+/// ([`channel_kind`](trailgate_recorder::record::channel_kind)); anything outside the known set
+/// is counted as `other`.
 fn channel_type_label(kind: &str) -> &'static str {
-    match kind {
-        "session" => "session",
-        "direct-tcpip" => "direct-tcpip",
-        "forwarded-tcpip" => "forwarded-tcpip",
-        "x11" => "x11",
-        "auth-agent@openssh.com" => "auth-agent",
-        "direct-streamlocal@openssh.com" => "direct-streamlocal",
-        "forwarded-streamlocal@openssh.com" => "forwarded-streamlocal",
-        _ => "other",
-    }
+    const KNOWN: &[&str] = &[
+        "session",
+        "direct-tcpip",
+        "forwarded-tcpip",
+        "x11",
+        "agent",
+        "direct-streamlocal",
+        "forwarded-streamlocal",
+        "vnc",
+    ];
+    let name = trailgate_recorder::record::channel_kind(kind, None, None, Some(false));
+    KNOWN.iter().find(|k| **k == name).copied().unwrap_or("other")
 }
 
 #[cfg(test)]

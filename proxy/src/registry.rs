@@ -6,15 +6,17 @@ use dashmap::DashMap;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::ProxyError;
-use crate::session::SessionRecord;
+use crate::session::{EndCode, SessionRecord};
 use trailgate_recorder::{TrailWriter, WeakTrailWriter};
 
 /// Why a session is being terminated from outside.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KillReason {
     pub reason: String,
-    /// Who asked (API token name, `idle-timeout`, `gateway shutdown`, ...).
+    /// Who asked (`api token NAME`, `gateway`, `policy`, `recorder`, `target`).
     pub by: String,
+    /// The session record's `end_reason_code`.
+    pub code: EndCode,
 }
 
 pub struct LiveSession {

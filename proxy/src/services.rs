@@ -80,6 +80,7 @@ impl Services {
         self.registry.kill_all(KillReason {
             reason: "gateway shutting down".into(),
             by: "gateway".into(),
+            code: trailgate_recorder::record::EndCode::GatewayShutdown,
         });
         self.tracker.close();
         if tokio::time::timeout(grace, self.tracker.wait())

@@ -107,7 +107,7 @@ pub fn cat_extended(
     Ok(integrity)
 }
 
-/// One channel of `info`: `type` is the vendor-style label (`session exec`), `channel_type` the
+/// One channel of `info`: `type` is the channel kind (`session-exec`), `channel_type` the
 /// SSH channel type (`session`), plus every statistic.
 #[derive(Debug, Clone)]
 pub struct ChannelInfo {
@@ -136,7 +136,14 @@ pub struct TrailInfo {
     pub end_time: Option<String>,
     pub duration_seconds: f64,
     pub end_reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_reason_code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub terminated_by: Option<String>,
     pub verdict: Option<String>,
+    /// The session's end record as written (status, last activity, ...).
+    #[serde(skip)]
+    pub end: Option<crate::format::SessionEnd>,
     pub integrity: String,
     pub integrity_detail: Option<String>,
     pub signing_key_fingerprint: String,
@@ -194,7 +201,10 @@ pub fn info(path: &Path) -> Result<TrailInfo> {
         end_time,
         duration_seconds: stats.last_time_us as f64 / 1e6,
         end_reason: stats.end.as_ref().map(|e| e.reason.clone()),
+        end_reason_code: stats.end.as_ref().and_then(|e| e.code.clone()),
+        terminated_by: stats.end.as_ref().and_then(|e| e.terminated_by.clone()),
         verdict: stats.end.as_ref().and_then(|e| e.verdict.clone()),
+        end: stats.end.clone(),
         integrity: integrity.label().into(),
         integrity_detail: detail,
         signing_key_fingerprint: h.signing.fingerprint,

@@ -203,6 +203,13 @@ pub struct SessionEnd {
     pub verdict: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub terminated_by: Option<String>,
+    /// The session record's `end_reason_code` and `status` (absent in older trails).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_activity: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -895,6 +902,9 @@ pub struct ChannelStats {
     pub connected: Option<Endpoint>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub term: Option<String>,
+    /// A shell was requested (absent in older trails).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shell: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_status: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -907,20 +917,14 @@ pub struct ChannelStats {
 }
 
 impl ChannelStats {
-    /// Vendor-style type label: `session shell`, `session exec`, `session subsystem sftp`, ...
+    /// The channel's kind, named as everywhere else (see [`crate::record::channel_kind`]).
     pub fn label(&self) -> String {
-        if self.kind == "session" {
-            if self.command.is_some() {
-                return "session exec".into();
-            }
-            if let Some(s) = &self.subsystem {
-                return format!("session subsystem {s}");
-            }
-            if self.term.is_some() || self.kind == "session" {
-                return "session shell".into();
-            }
-        }
-        self.kind.clone()
+        crate::record::channel_kind(
+            &self.kind,
+            self.command.as_deref(),
+            self.subsystem.as_deref(),
+            self.shell,
+        )
     }
 }
 

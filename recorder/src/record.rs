@@ -111,7 +111,13 @@ pub struct ChannelRecord {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TrailRef {
+    /// Where the trail is on the gateway's disk: the catalog keeps it in its own column; no
+    /// response shows it (trails are reached by `url`).
+    #[serde(skip)]
     pub path: Option<String>,
+    /// The API path of the trail download, while the session has a trail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
     pub size: u64,
     /// `recording`, `sealed`, `incomplete`, `corrupt`, `failed`, `none`.
     pub integrity: String,
@@ -138,6 +144,19 @@ pub struct SessionRecord {
     pub bytes_client_to_server: u64,
     pub bytes_server_to_client: u64,
     pub end_reason: Option<String>,
+    /// A stable code for `end_reason` (see [`EndCode`]).
+    #[serde(default)]
+    pub end_reason_code: Option<EndCode>,
+    /// Who ended the session when neither side closed it: `api token NAME`, `gateway`
+    /// (timeouts, shutdown) or `recorder` (recording failed); null otherwise.
+    #[serde(default)]
+    pub terminated_by: Option<String>,
+    /// Time of the last user input (SSH: client data; VNC: key and pointer events).
+    #[serde(default)]
+    pub last_activity: Option<String>,
+    /// Files transferred (SFTP, scp), from the trail's index; 0 until it is indexed.
+    #[serde(default)]
+    pub files: u32,
     pub channels: Vec<ChannelRecord>,
     pub policies: Vec<String>,
     pub trail: TrailRef,
@@ -145,6 +164,116 @@ pub struct SessionRecord {
     /// VNC sessions: the desktop and how each leg was secured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vnc: Option<VncRecord>,
+}
+
+/// Why a session ended, as a stable code (the text of `end_reason` may change; this does not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EndCode {
+    /// The client closed the connection.
+    ClientDisconnected,
+    /// The target closed the connection.
+    TargetDisconnected,
+    /// An I/O or protocol error on either leg after the session began.
+    ConnectionError,
+    /// The client broke the protocol before logging in.
+    ProtocolError,
+    /// The client did not log in within the login timeout.
+    LoginTimeout,
+    /// The gateway refused the client's credentials (or it gave up trying).
+    GatewayAuthFailed,
+    /// The target refused the credentials the gateway holds.
+    TargetAuthFailed,
+    /// The target's host key or certificate did not match.
+    TargetKeyError,
+    /// The target could not be reached or failed before the session began.
+    TargetUnreachable,
+    /// A policy refused the session (target, channel check, TLS, service disabled).
+    Denied,
+    /// The trail could not be written: the session was refused or ended.
+    RecordingFailed,
+    /// An operator ended the session through the API.
+    Killed,
+    IdleTimeout,
+    InactivityTimeout,
+    /// The session reached the policy's `max_session`.
+    SessionTimeout,
+    /// The gateway was shutting down.
+    GatewayShutdown,
+    /// The gateway stopped without ending the session (crash, kill -9); found at start-up.
+    GatewayRestarted,
+}
+
+impl EndCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndCode::ClientDisconnected => "client_disconnected",
+            EndCode::TargetDisconnected => "target_disconnected",
+            EndCode::ConnectionError => "connection_error",
+            EndCode::ProtocolError => "protocol_error",
+            EndCode::LoginTimeout => "login_timeout",
+            EndCode::GatewayAuthFailed => "gateway_auth_failed",
+            EndCode::TargetAuthFailed => "target_auth_failed",
+            EndCode::TargetKeyError => "target_key_error",
+            EndCode::TargetUnreachable => "target_unreachable",
+            EndCode::Denied => "denied",
+            EndCode::RecordingFailed => "recording_failed",
+            EndCode::Killed => "killed",
+            EndCode::IdleTimeout => "idle_timeout",
+            EndCode::InactivityTimeout => "inactivity_timeout",
+            EndCode::SessionTimeout => "session_timeout",
+            EndCode::GatewayShutdown => "gateway_shutdown",
+            EndCode::GatewayRestarted => "gateway_restarted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<EndCode> {
+        serde_json::from_value(serde_json::Value::String(s.to_string())).ok()
+    }
+
+    /// The code a failed connection to the target gets from its verdict.
+    pub fn for_verdict(v: Verdict) -> EndCode {
+        match v {
+            Verdict::AuthFail => EndCode::TargetAuthFailed,
+            Verdict::KeyError => EndCode::TargetKeyError,
+            Verdict::GwAuthFail => EndCode::GatewayAuthFailed,
+            Verdict::Deny => EndCode::Denied,
+            Verdict::ProtocolError => EndCode::ProtocolError,
+            Verdict::LoginTimeout => EndCode::LoginTimeout,
+            Verdict::Fail | Verdict::Accept | Verdict::AcceptTerminated => {
+                EndCode::TargetUnreachable
+            }
+        }
+    }
+}
+
+/// Channel kinds: one name each, the same in channel policies, session records, trails' `info`
+/// and metrics. `ssh_type` is the SSH channel type; a session channel is named by what was
+/// asked of it (`shell`: `Some(true)` when a shell was requested, `None` when not known, as in
+/// trails written before it was recorded, where any other session channel counts as a shell).
+pub fn channel_kind(
+    ssh_type: &str,
+    command: Option<&str>,
+    subsystem: Option<&str>,
+    shell: Option<bool>,
+) -> String {
+    match ssh_type {
+        "session" => {
+            if command.is_some() {
+                "session-exec".into()
+            } else if let Some(s) = subsystem {
+                format!("session-subsystem:{s}")
+            } else if shell.unwrap_or(true) {
+                "session-shell".into()
+            } else {
+                "session".into()
+            }
+        }
+        "auth-agent@openssh.com" | "auth-agent" => "agent".into(),
+        "direct-streamlocal@openssh.com" => "direct-streamlocal".into(),
+        "forwarded-streamlocal@openssh.com" => "forwarded-streamlocal".into(),
+        other => other.into(),
+    }
 }
 
 /// What a VNC session's handshakes established (also in the trail, as the VNC channel's note).

@@ -52,6 +52,11 @@ impl Stats {
                 Request::Exec { command } => c.command = Some(command.clone()),
                 Request::Subsystem { name } => c.subsystem = Some(name.clone()),
                 Request::Pty { term, .. } => c.term = Some(term.clone()),
+                Request::Shell => c.shell = Some(true),
+                // The live record marks a channel whose request the policy refused as denied.
+                Request::Refused { reason, .. } if reason.starts_with("denied") => {
+                    c.denied = true
+                }
                 Request::ExitStatus { status } => c.exit_status = Some(*status),
                 Request::ExitSignal { signal, .. } => c.exit_signal = Some(signal.clone()),
                 _ => {}
@@ -99,6 +104,7 @@ impl Stats {
                 .or_insert_with(|| ChannelStats {
                     id: channel,
                     start_time_us: t,
+                    shell: Some(false),
                     ..Default::default()
                 }),
         )

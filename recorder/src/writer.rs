@@ -120,6 +120,13 @@ pub fn rfc3339(t: OffsetDateTime) -> String {
         .unwrap_or_else(|_| t.unix_timestamp().to_string())
 }
 
+/// RFC 3339 of a wall-clock time in unix microseconds.
+pub fn rfc3339_us(unix_us: i64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_us) * 1000)
+        .map(rfc3339)
+        .unwrap_or_default()
+}
+
 /// Budget charged per record on top of its payload (its head and bookkeeping).
 const RECORD_OVERHEAD: usize = 16;
 /// Batches up to this size are encoded when sealed into one packed buffer (see [`Body`]).

@@ -160,6 +160,7 @@ async fn write_trail(dir: &Path, id: &str, events: &[(u32, Event)], cfg: WriterC
             reason: "client disconnected".into(),
             verdict: Some("accept".into()),
             terminated_by: None,
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -225,7 +226,7 @@ async fn round_trip_is_byte_exact_per_channel_and_direction() {
     assert!(matches!(
         export::cat(&path, 99, None, &mut Vec::new()),
         Err(trailgate_recorder::RecorderError::NoSuchChannel { channel: 99, ref available })
-            if available.contains("1 (session shell)") || available.starts_with("1 (")
+            if available.contains("1 (session-shell)") || available.starts_with("1 (")
     ));
 
     let info = export::info(&path).unwrap();
@@ -233,7 +234,7 @@ async fn round_trip_is_byte_exact_per_channel_and_direction() {
     assert_eq!(info.end_reason.as_deref(), Some("client disconnected"));
     assert_eq!(info.channels.len(), 6);
     let c3 = info.channels.iter().find(|c| c.id == 3).unwrap();
-    assert_eq!(c3.label, "session exec");
+    assert_eq!(c3.label, "session-exec");
     assert_eq!(c3.stats.command.as_deref(), Some("tar c /etc"));
     assert_eq!(c3.stats.exit_status, Some(2));
     assert_eq!(

@@ -9,7 +9,7 @@ pub const CHANNEL_KINDS: &[&str] = &[
     "session-subsystem:<name>",
     "session-subsystem:*",
     "direct-tcpip",
-    "tcpip-forward",
+    "forwarded-tcpip",
     "x11",
     "agent",
 ];
@@ -21,7 +21,8 @@ pub enum ChannelKind {
     /// `None`: any subsystem.
     SessionSubsystem(Option<String>),
     DirectTcpip,
-    /// `tcpip-forward` requests and the `forwarded-tcpip` channels they bring.
+    /// `forwarded-tcpip` (also accepted as `tcpip-forward`): the `tcpip-forward` requests and the
+    /// `forwarded-tcpip` channels they bring.
     TcpipForward,
     X11,
     Agent,

@@ -24,7 +24,7 @@ impl ChannelState {
             id,
             record: Mutex::new(ChannelRecord {
                 id,
-                kind: open.kind.clone(),
+                kind: trailgate_recorder::record::channel_kind(&open.kind, None, None, Some(false)),
                 verdict: verdict.into(),
                 start_time: now_rfc3339(),
                 originator: addr(&open.originator),
@@ -49,6 +49,16 @@ impl ChannelState {
         if let Ok(mut r) = self.record.lock() {
             f(&mut r);
         }
+    }
+
+    /// The channel's times as its trail recorded them (at the seal).
+    pub fn set_times(&self, start: String, end: Option<String>) {
+        self.update(|r| {
+            r.start_time = start;
+            if end.is_some() {
+                r.end_time = end;
+            }
+        });
     }
 
     pub fn count(&self, dir: Direction, n: usize) {

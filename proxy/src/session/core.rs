@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use trailgate_recorder::writer::rfc3339;
+use trailgate_recorder::writer::{rfc3339, rfc3339_us};
 use trailgate_recorder::{Event, SessionEnd, TrailWriter};
 
 use super::ChannelState;
@@ -110,10 +110,15 @@ impl Session {
             bytes_client_to_server: 0,
             bytes_server_to_client: 0,
             end_reason: None,
+            end_reason_code: None,
+            terminated_by: None,
+            last_activity: None,
+            files: 0,
             channels: Vec::new(),
             policies: Vec::new(),
             trail: TrailRef {
                 path: None,
+                url: None,
                 size: 0,
                 integrity: "none".into(),
                 error: None,
@@ -163,6 +168,7 @@ impl Session {
         self.live.kill_reason().unwrap_or(KillReason {
             reason: "terminated".into(),
             by: "gateway".into(),
+            code: EndCode::GatewayShutdown,
         })
     }
 
@@ -196,7 +202,15 @@ impl Session {
         if rec.active {
             rec.duration = Some(self.start.elapsed().as_secs_f64());
         }
+        if rec.verdict == Some(Verdict::Accept) {
+            let us = self.start_unix_us() + self.last_client.load(Ordering::Relaxed) as i64;
+            rec.last_activity = Some(trailgate_recorder::writer::rfc3339_us(us));
+        }
         rec
+    }
+
+    fn start_unix_us(&self) -> i64 {
+        (self.start_wall.unix_timestamp_nanos() / 1000) as i64
     }
 
     /// Shows the record live and, once the client has been heard, in the catalog.
@@ -295,6 +309,7 @@ impl Session {
             self.live.kill(KillReason {
                 reason: "recording failed".into(),
                 by: "recorder".into(),
+                code: EndCode::RecordingFailed,
             });
         } else {
             tracing::warn!("on_failure = continue: the session goes on UNRECORDED");
@@ -302,15 +317,19 @@ impl Session {
         self.publish();
     }
 
-    /// Sets the end of a session that never got going (rejected, failed).
-    pub fn end_with(&self, status: Status, verdict: Option<Verdict>, reason: &str) {
+    /// Sets the end of a session that never got going (rejected, failed); the code follows
+    /// from the verdict ([`EndCode::for_verdict`]).
+    pub fn end_with(&self, status: Status, verdict: Verdict, reason: &str) {
+        self.end_with_code(status, verdict, reason, EndCode::for_verdict(verdict));
+    }
+
+    pub fn end_with_code(&self, status: Status, verdict: Verdict, reason: &str, code: EndCode) {
         self.update(|r| {
             r.status = status;
-            if verdict.is_some() {
-                r.verdict = verdict;
-            }
+            r.verdict = Some(verdict);
             if r.end_reason.is_none() {
                 r.end_reason = Some(reason.to_string());
+                r.end_reason_code = Some(code);
             }
         });
     }
@@ -319,7 +338,8 @@ impl Session {
     /// more specific reason. A connection that never authenticated gets the verdict that says
     /// why: too many attempts, failed logins, or a protocol error before any login was tried.
     /// `max_auth_attempts`: the bridge's limit of failed attempts per connection (0: none).
-    pub fn note_end(&self, reason: &str, error: bool, max_auth_attempts: usize) {
+    /// `code`: how an established session ended (client or target closed, connection error).
+    pub fn note_end(&self, reason: &str, error: bool, max_auth_attempts: usize, code: EndCode) {
         let authed = self.authenticated.load(Ordering::Relaxed);
         let failures = self.auth_failures.load(Ordering::Relaxed) as usize;
         let tried = self.auth_tried.load(Ordering::Relaxed);
@@ -348,11 +368,13 @@ impl Session {
                 r.status = Status::Rejected;
                 if r.end_reason.is_none() {
                     r.end_reason = Some(why);
+                    r.end_reason_code = Some(EndCode::for_verdict(verdict));
                 }
                 return;
             }
             if r.end_reason.is_none() {
                 r.end_reason = Some(reason.to_string());
+                r.end_reason_code = Some(code);
             }
             if r.verdict == Some(Verdict::Accept) && authed {
                 r.status = Status::Disconnected;
@@ -364,6 +386,9 @@ impl Session {
         self.update(|r| {
             let was_accepted = r.verdict == Some(Verdict::Accept);
             r.end_reason = Some(format!("terminated by {}: {}", k.by, k.reason));
+            r.end_reason_code = Some(k.code);
+            // A target that closed the connection is a side of the session, not a terminator.
+            r.terminated_by = (k.by != "target").then(|| k.by.clone());
             r.status = if was_accepted {
                 Status::Terminated
             } else {
@@ -390,17 +415,35 @@ impl Session {
                 self.rec(c.id, Event::Close).await;
             }
         }
+        // The final status goes into the trail's end record with the rest, so a record rebuilt
+        // from the trail is this one.
+        self.update(|r| {
+            if r.status == Status::Connected {
+                r.status = if r.verdict == Some(Verdict::Accept) {
+                    Status::Disconnected
+                } else {
+                    Status::Rejected
+                };
+            }
+        });
         self.sealing.store(true, Ordering::Release);
         let rec = self.snapshot();
         let end = SessionEnd {
             reason: rec.end_reason.clone().unwrap_or_else(|| "ended".into()),
             verdict: rec.verdict.map(|v| v.as_str().to_string()),
-            terminated_by: self.live.kill_reason().map(|k| k.by),
+            terminated_by: rec.terminated_by.clone(),
+            code: rec.end_reason_code.map(|c| c.as_str().to_string()),
+            status: Some(rec.status.as_str().to_string()),
+            last_activity: rec.last_activity.clone(),
         };
+        let mut sealed = None;
         let mut trail_update = None;
         if let Some(t) = self.trail.get() {
             match t.finish(end).await {
-                Ok(s) => trail_update = Some((s.file_bytes, "sealed".to_string(), None)),
+                Ok(s) => {
+                    trail_update = Some((s.file_bytes, "sealed".to_string(), None));
+                    sealed = Some(s.end);
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "sealing the trail failed");
                     trail_update = Some((
@@ -412,18 +455,12 @@ impl Session {
             }
         }
         let end_wall = OffsetDateTime::now_utc();
+        let start_us = self.start_unix_us();
         self.update(|r| {
             r.active = false;
             r.end_time = Some(rfc3339(end_wall));
             r.end_unix_us = Some((end_wall.unix_timestamp_nanos() / 1000) as i64);
             r.duration = Some(self.start.elapsed().as_secs_f64());
-            if r.status == Status::Connected {
-                r.status = if r.verdict == Some(Verdict::Accept) {
-                    Status::Disconnected
-                } else {
-                    Status::Rejected
-                };
-            }
             if let Some((size, integ, err)) = trail_update {
                 r.trail.size = size;
                 if r.trail.integrity != "failed" {
@@ -434,6 +471,25 @@ impl Session {
                 }
             }
         });
+        // A sealed trail is the record's source of truth: its end time, and each channel's times
+        // and byte counts as recorded (so a rebuild from the trail gives this record exactly).
+        if let Some(end) = sealed {
+            self.update(|r| {
+                r.end_time = Some(end.end_time.clone());
+                r.end_unix_us = Some(end.end_unix_us);
+                r.duration = Some(end.duration_us as f64 / 1e6);
+            });
+            if let Ok(chs) = self.channels.lock() {
+                for st in &end.channels {
+                    if let Some(c) = chs.get(&st.id) {
+                        c.set_times(
+                            rfc3339_us(start_us + st.start_time_us as i64),
+                            st.end_time_us.map(|t| rfc3339_us(start_us + t as i64)),
+                        );
+                    }
+                }
+            }
+        }
     }
 
     pub fn last_activity(&self) -> (Duration, Duration) {

@@ -49,6 +49,15 @@ pub async fn conclude(sh: &Arc<Session>) {
     // then finds that record in the catalog, not the last live one.
     let rec = sh.publish();
     sh.gw.registry.remove(&sh.id);
+    // Indexing reads the whole trail: off the connection's task, and only for sessions that
+    // may have transferred files. The shutdown root waits for it.
+    if rec.trail.integrity == "sealed" && trailgate_recorder::catalog::may_have_files(&rec) {
+        let (gw, rec, span) = (sh.gw.clone(), rec.clone(), sh.span.clone());
+        sh.gw.tracker.spawn_blocking(move || {
+            let _g = span.enter();
+            gw.observer.session_sealed(&rec)
+        });
+    }
     let verdict = rec.verdict.map(Verdict::as_str).unwrap_or("-");
     sh.gw.metrics.connection_ended(
         sh.protocol,

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::Ordering;
 
-use super::{Session, Verdict};
+use super::{EndCode, Session, Verdict};
 use crate::auth;
 use crate::config::MAX_LOGIN_NAME;
 use crate::registry::KillReason;
@@ -50,6 +50,7 @@ impl Session {
         self.live.kill(KillReason {
             reason,
             by: "gateway".into(),
+            code: EndCode::GatewayAuthFailed,
         });
     }
 

@@ -31,6 +31,10 @@ pub fn now_rfc3339() -> String {
 /// implements it; calls must be cheap and must not block (queue internally).
 pub trait SessionObserver: Send + Sync + 'static {
     fn session_changed(&self, record: &SessionRecord);
+
+    /// The session has ended and its trail is sealed: index what can be found in it (files).
+    /// Runs on a blocking thread; may take as long as reading the trail does.
+    fn session_sealed(&self, _record: &SessionRecord) {}
 }
 
 /// An observer that ignores everything (tests, or a gateway without a catalog).
@@ -44,5 +48,9 @@ impl SessionObserver for NoObserver {
 impl SessionObserver for trailgate_recorder::catalog::Catalog {
     fn session_changed(&self, record: &SessionRecord) {
         self.upsert(record);
+    }
+
+    fn session_sealed(&self, record: &SessionRecord) {
+        self.index_files(record);
     }
 }

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use trailgate_recorder::{Endpoint, Event, SessionMeta, TrailSpec, TrailWriter};
 
-use super::{Session, Status, TargetRef, UserRef, Verdict};
+use super::{EndCode, Session, Status, TargetRef, UserRef, Verdict};
 use crate::config::{Config, OnFailure, Protocol, TargetConfig};
 
 /// The target a user asked for (or the only one of this protocol they may use). The error is
@@ -127,7 +127,7 @@ impl Session {
             r.user.name = Some(user.to_string());
             r.target.name = wanted.map(str::to_string);
         });
-        self.end_with(Status::Rejected, Some(Verdict::Deny), msg);
+        self.end_with(Status::Rejected, Verdict::Deny, msg);
         tracing::info!(%user, target = ?wanted, reason = %msg, "session denied");
     }
 
@@ -182,6 +182,7 @@ impl Session {
                 let _ = self.trail.set(w);
                 self.update(|r| {
                     r.trail.path = Some(path);
+                    r.trail.url = Some(format!("/api/v1/sessions/{}/trail", r.id));
                     r.trail.integrity = "recording".into();
                 });
                 Ok(())
@@ -197,7 +198,12 @@ impl Session {
                         r.trail.integrity = "failed".into();
                         r.trail.error = Some(err.clone());
                     });
-                    self.end_with(Status::Failed, Some(Verdict::Fail), "recording unavailable");
+                    self.end_with_code(
+                        Status::Failed,
+                        Verdict::Fail,
+                        "recording unavailable",
+                        EndCode::RecordingFailed,
+                    );
                     return Err("recording unavailable; session refused");
                 }
                 self.recording_failed(&err);

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::{Session, Verdict};
+use super::{EndCode, Session, Verdict};
 use crate::registry::KillReason;
 
 /// Idle, inactivity and maximum-length timers of the target's settings policy, plus the login
@@ -24,6 +24,7 @@ pub async fn policy_timers(sh: Arc<Session>, login: Duration) {
                 sh.live.kill(KillReason {
                     reason: "login timeout".into(),
                     by: "gateway".into(),
+                    code: EndCode::LoginTimeout,
                 });
                 return;
             }
@@ -32,20 +33,27 @@ pub async fn policy_timers(sh: Arc<Session>, login: Duration) {
         if let Some(p) = sh.settings.get().map(|r| &r.policy) {
             let (idle, inactive) = sh.last_activity();
             let checks = [
-                (p.idle(), idle, "idle timeout"),
-                (p.inactivity(), inactive, "inactivity timeout"),
+                (p.idle(), idle, "idle timeout", EndCode::IdleTimeout),
+                (
+                    p.inactivity(),
+                    inactive,
+                    "inactivity timeout",
+                    EndCode::InactivityTimeout,
+                ),
                 (
                     p.max_session(),
                     sh.start.elapsed(),
                     "maximum session length",
+                    EndCode::SessionTimeout,
                 ),
             ];
-            for (limit, spent, reason) in checks {
+            for (limit, spent, reason, code) in checks {
                 if let Some(limit) = limit {
                     if spent >= limit {
                         sh.live.kill(KillReason {
                             reason: reason.into(),
                             by: "policy".into(),
+                            code,
                         });
                         return;
                     }

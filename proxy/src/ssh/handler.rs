@@ -273,9 +273,9 @@ impl server::Handler for SshHandler {
         _session: &mut server::Session,
     ) -> Result<(), Self::Error> {
         let open = ChannelOpen {
-            kind: format!("direct-streamlocal {socket_path}"),
+            kind: "direct-streamlocal@openssh.com".into(),
             originator: None,
-            connected: None,
+            connected: Some(endpoint(socket_path, 0)),
             reason: None,
         };
         self.open_relayed(channel, reply, open, false, async {

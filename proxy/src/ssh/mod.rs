@@ -32,7 +32,7 @@ use tokio::net::TcpStream;
 use tracing::Instrument;
 
 use crate::config::Protocol;
-use crate::session::{self, Session, Status, Verdict};
+use crate::session::{self, EndCode, Session, Status, Verdict};
 use crate::stream::Closable;
 
 pub use service::{SshService, TargetRuntime};
@@ -81,14 +81,10 @@ pub async fn serve_connection(ssh: Arc<SshService>, tcp: TcpStream, peer: Socket
         };
         match handshake {
             Some(Ok(Ok(running))) => run(&sh, &legs, running).await,
-            Some(Ok(Err(e))) => sh.end_with(
-                Status::Rejected,
-                Some(Verdict::ProtocolError),
+            Some(Ok(Err(e))) => sh.end_with(Status::Rejected, Verdict::ProtocolError,
                 &format!("ssh handshake failed: {e}"),
             ),
-            Some(Err(_)) => sh.end_with(
-                Status::Rejected,
-                Some(Verdict::LoginTimeout),
+            Some(Err(_)) => sh.end_with(Status::Rejected, Verdict::LoginTimeout,
                 &format!("no SSH version line within {banner:?}"),
             ),
             None => sh.terminated(&sh.kill_reason()),
@@ -114,10 +110,25 @@ async fn run(
         _ = sh.live.killed() => None,
     };
     match outcome {
-        Some(Ok(())) => sh.note_end("client disconnected", false, max_auth),
+        Some(Ok(())) => sh.note_end(
+            "client disconnected",
+            false,
+            max_auth,
+            EndCode::ClientDisconnected,
+        ),
         // A peer's disconnect message is a clean end, not a protocol error.
-        Some(Err(russh::Error::Disconnect)) => sh.note_end("client disconnected", false, max_auth),
-        Some(Err(e)) => sh.note_end(&format!("connection error: {e}"), true, max_auth),
+        Some(Err(russh::Error::Disconnect)) => sh.note_end(
+            "client disconnected",
+            false,
+            max_auth,
+            EndCode::ClientDisconnected,
+        ),
+        Some(Err(e)) => sh.note_end(
+            &format!("connection error: {e}"),
+            true,
+            max_auth,
+            EndCode::ConnectionError,
+        ),
         None => {
             let reason = sh.kill_reason();
             let msg = format!("session terminated by {}: {}", reason.by, reason.reason);

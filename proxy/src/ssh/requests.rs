@@ -6,6 +6,7 @@ use std::sync::Arc;
 use russh::server::{self, Msg};
 use russh::{Channel, ChannelId, ChannelOpenFailure};
 use tracing::Instrument;
+use trailgate_recorder::record::channel_kind;
 use trailgate_recorder::{ChannelOpen, Direction, Event, Request};
 
 use super::handler::SshHandler;
@@ -129,6 +130,20 @@ impl SshHandler {
                 },
             )
             .await;
+        // The record names what was asked, allowed or not (a denied command is in the catalog).
+        let named = |r: &mut trailgate_recorder::record::ChannelRecord,
+                     command: Option<&str>,
+                     subsystem: Option<&str>| {
+            r.kind = channel_kind("session", command, subsystem, Some(true));
+            r.command = command.map(str::to_string);
+            r.subsystem = subsystem.map(str::to_string);
+        };
+        match &request {
+            Request::Exec { command } => ctx.update(|r| named(r, Some(command), None)),
+            Request::Subsystem { name } => ctx.update(|r| named(r, None, Some(name))),
+            Request::Shell => ctx.update(|r| named(r, None, None)),
+            _ => {}
+        }
         if let Some(k) = &kind
             && !self.policy_allows(k)
         {
@@ -138,18 +153,6 @@ impl SshHandler {
             refused(&self.sh, ctx.id, name, "denied by channel policy").await;
             session.channel_failure(channel)?;
             return Ok(());
-        }
-        match &request {
-            Request::Exec { command } => ctx.update(|r| {
-                r.kind = "session exec".into();
-                r.command = Some(command.clone());
-            }),
-            Request::Subsystem { name } => ctx.update(|r| {
-                r.kind = format!("session subsystem {name}");
-                r.subsystem = Some(name.clone());
-            }),
-            Request::Shell => ctx.update(|r| r.kind = "session shell".into()),
-            _ => {}
         }
         let Some(up) = ctx.up.clone() else {
             session.channel_failure(channel)?;

@@ -92,7 +92,7 @@ impl SshHandler {
             Ok(h) => h,
             Err(f) => {
                 tracing::warn!(target = %target.name, verdict = f.verdict.as_str(), "{}", f.message);
-                sh.end_with(Status::Failed, Some(f.verdict), &f.message);
+                sh.end_with(Status::Failed, f.verdict, &f.message);
                 session.disconnect(Disconnect::ByApplication, &f.message, "en")?;
                 return Ok(());
             }

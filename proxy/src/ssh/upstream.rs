@@ -14,8 +14,7 @@ use super::relay::{self, endpoint};
 use crate::config::TargetConfig;
 use crate::policy::{ChannelKind, ChannelPolicy};
 use crate::registry::KillReason;
-use crate::session::Session;
-use crate::session::Verdict;
+use crate::session::{EndCode, Session, Verdict};
 
 /// Why connecting to a target failed, with the verdict it earns and the message for the user.
 #[derive(Debug)]
@@ -235,15 +234,20 @@ impl client::Handler for UpClient {
         &mut self,
         reason: client::DisconnectReason<Self::Error>,
     ) -> Result<(), Self::Error> {
-        let why = match reason {
-            client::DisconnectReason::ReceivedDisconnect(info) => {
-                format!("target closed the connection: {}", info.message)
-            }
-            client::DisconnectReason::Error(e) => format!("target connection lost: {e}"),
+        let (why, code) = match reason {
+            client::DisconnectReason::ReceivedDisconnect(info) => (
+                format!("target closed the connection: {}", info.message),
+                EndCode::TargetDisconnected,
+            ),
+            client::DisconnectReason::Error(e) => (
+                format!("target connection lost: {e}"),
+                EndCode::ConnectionError,
+            ),
         };
         self.sh.live.kill(KillReason {
             reason: why,
             by: "target".into(),
+            code,
         });
         Ok(())
     }

@@ -28,7 +28,7 @@ use trailgate_rfb::handshake::MAX_NAME;
 
 use crate::auth;
 use crate::config::Protocol;
-use crate::session::{self, ChannelState, Session, Status, Verdict, endpoint};
+use crate::session::{self, ChannelState, EndCode, Session, Status, Verdict, endpoint};
 use front::FrontError;
 use io::Io;
 use relay::PumpEnd;
@@ -74,7 +74,7 @@ async fn run(vnc: &VncState, sh: &Arc<Session>, tcp: TcpStream) {
         let why = "the VNC service is switched off on this gateway";
         sh.heard();
         front::refuse_early(tcp, why, vnc.cfg.tls_detect_timeout).await;
-        sh.end_with(Status::Rejected, Some(Verdict::Deny), why);
+        sh.end_with(Status::Rejected, Verdict::Deny, why);
         return;
     }
     let heard = || sh.heard();
@@ -83,17 +83,22 @@ async fn run(vnc: &VncState, sh: &Arc<Session>, tcp: TcpStream) {
             Ok(f) => f,
             Err(FrontError::Refused(why)) => {
                 tracing::info!(reason = %why, "client refused");
-                sh.end_with(Status::Rejected, Some(Verdict::ProtocolError), &why);
+                sh.end_with(Status::Rejected, Verdict::ProtocolError, &why);
                 return;
             }
             Err(FrontError::TlsPolicy(why)) => {
                 tracing::info!(reason = %why, "client refused");
-                sh.end_with(Status::Rejected, Some(Verdict::Deny), &why);
+                sh.end_with(Status::Rejected, Verdict::Deny, &why);
                 return;
             }
             Err(FrontError::Protocol(e)) => {
                 tracing::info!(error = %e, "client handshake failed");
-                sh.note_end(&format!("vnc handshake failed: {e}"), true, 0);
+                sh.note_end(
+                    &format!("vnc handshake failed: {e}"),
+                    true,
+                    0,
+                    EndCode::ProtocolError,
+                );
                 return;
             }
         };
@@ -112,9 +117,7 @@ async fn run(vnc: &VncState, sh: &Arc<Session>, tcp: TcpStream) {
     let wanted = wanted.filter(|w| !w.is_empty());
     if !sh.check_password(user, &password).await {
         sh.login_failed(&login, "password");
-        sh.end_with(
-            Status::Rejected,
-            Some(Verdict::GwAuthFail),
+        sh.end_with(Status::Rejected, Verdict::GwAuthFail,
             "gateway authentication failed",
         );
         refuse(&mut io, "authentication failed").await;
@@ -181,7 +184,7 @@ async fn run(vnc: &VncState, sh: &Arc<Session>, tcp: TcpStream) {
                 );
             }
             tracing::warn!(target = %target.name, verdict = f.verdict.as_str(), "{}", f.message);
-            sh.end_with(Status::Failed, Some(f.verdict), &f.message);
+            sh.end_with(Status::Failed, f.verdict, &f.message);
             refuse(&mut io, &f.message).await;
             return;
         }
@@ -194,7 +197,12 @@ async fn run(vnc: &VncState, sh: &Arc<Session>, tcp: TcpStream) {
         Ok(x) => x,
         Err(e) => {
             tracing::info!(error = %e, "initialisation failed");
-            sh.note_end(&format!("initialisation failed: {e}"), true, 0);
+            sh.note_end(
+                &format!("initialisation failed: {e}"),
+                true,
+                0,
+                EndCode::ConnectionError,
+            );
             return;
         }
     };
@@ -320,14 +328,26 @@ async fn relay(sh: &Arc<Session>, ch: Arc<ChannelState>, client: Io, target: Io)
         e = &mut c2s => (true, e),
         e = &mut s2c => (false, e),
     };
-    let reason = match (&end, from_client) {
-        (PumpEnd::Eof, true) => "client disconnected".to_string(),
-        (PumpEnd::Eof, false) => "target closed the connection".to_string(),
-        (PumpEnd::Io(e), true) => format!("client connection error: {e}"),
-        (PumpEnd::Io(e), false) => format!("target connection error: {e}"),
+    let (reason, code) = match (&end, from_client) {
+        (PumpEnd::Eof, true) => ("client disconnected".to_string(), EndCode::ClientDisconnected),
+        (PumpEnd::Eof, false) => (
+            "target closed the connection".to_string(),
+            EndCode::TargetDisconnected,
+        ),
+        (PumpEnd::Io(e), true) => (
+            format!("client connection error: {e}"),
+            EndCode::ConnectionError,
+        ),
+        (PumpEnd::Io(e), false) => (
+            format!("target connection error: {e}"),
+            EndCode::ConnectionError,
+        ),
         (PumpEnd::Protocol(e), _) => {
             tracing::warn!(error = %e, "malformed client message: session ended");
-            format!("malformed client message: {e}")
+            (
+                format!("malformed client message: {e}"),
+                EndCode::ProtocolError,
+            )
         }
     };
     if matches!(end, PumpEnd::Eof) {
@@ -340,5 +360,5 @@ async fn relay(sh: &Arc<Session>, ch: Arc<ChannelState>, client: Io, target: Io)
         };
         let _ = tokio::time::timeout(PUMP_DRAIN, other).await;
     }
-    sh.note_end(&reason, matches!(end, PumpEnd::Protocol(_)), 0);
+    sh.note_end(&reason, matches!(end, PumpEnd::Protocol(_)), 0, code);
 }

@@ -26,10 +26,12 @@ use crate::record::*;
 mod config;
 mod rebuild;
 mod retention;
+mod transfers;
 mod writer;
 pub use config::{ConfigChange, StoredObject};
 pub use rebuild::record_from_trail;
 pub use retention::Deleted;
+pub use transfers::may_have_files;
 use writer::writer_loop;
 
 fn db_err(e: rusqlite::Error) -> RecorderError {
@@ -50,6 +52,12 @@ pub struct Query {
     pub since_us: Option<i64>,
     /// Sessions started before (unix microseconds).
     pub until_us: Option<i64>,
+    /// Sessions that transferred a file whose path contains this.
+    pub file: Option<String>,
+    /// Sessions with an exec command containing this.
+    pub command: Option<String>,
+    /// Keyset paging: sessions after this one in list order (older; ids are time-ordered).
+    pub after: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -125,6 +133,12 @@ CREATE TABLE IF NOT EXISTS trail_downloads (
     follow INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS trail_downloads_session ON trail_downloads(session_id, n);
+-- Exec commands of each session (the `command` filter), kept by every upsert.
+CREATE TABLE IF NOT EXISTS session_commands (
+    session_id TEXT NOT NULL,
+    command TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS session_commands_session ON session_commands(session_id);
 "#;
 
 fn open_conn(path: &Path) -> Result<Connection> {
@@ -167,7 +181,77 @@ fn upsert_row(tx: &rusqlite::Transaction<'_>, r: &SessionRecord) -> Result<()> {
         ],
     )
     .map_err(db_err)?;
+    let commands: Vec<&str> = r
+        .channels
+        .iter()
+        .filter_map(|c| c.command.as_deref())
+        .collect();
+    if !commands.is_empty() {
+        tx.execute("DELETE FROM session_commands WHERE session_id = ?1", [&r.id])
+            .map_err(db_err)?;
+        for c in commands {
+            tx.execute(
+                "INSERT INTO session_commands (session_id, command) VALUES (?1, ?2)",
+                params![r.id, c],
+            )
+            .map_err(db_err)?;
+        }
+    }
     Ok(())
+}
+
+/// `LIKE` pattern matching `s` anywhere (its `%`, `_` and `\\` taken literally).
+fn contains_pattern(s: &str) -> String {
+    let mut p = String::from("%");
+    for ch in s.chars() {
+        if matches!(ch, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(ch);
+    }
+    p.push('%');
+    p
+}
+
+/// Schema changes of existing catalogs, by `PRAGMA user_version`.
+fn migrate(c: &Connection) -> Result<()> {
+    let v: i64 = c
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(db_err)?;
+    if v < 1 {
+        // Exec commands of the sessions recorded before the `command` filter existed.
+        c.execute_batch(
+            "BEGIN;
+             DELETE FROM session_commands;
+             INSERT INTO session_commands (session_id, command)
+                 SELECT s.id, json_extract(ch.value, '$.command')
+                 FROM sessions s, json_each(s.record, '$.channels') ch
+                 WHERE json_extract(ch.value, '$.command') IS NOT NULL;
+             PRAGMA user_version = 1;
+             COMMIT;",
+        )
+        .map_err(db_err)?;
+    }
+    Ok(())
+}
+
+/// Selects what [`row_record`] reads.
+const RECORD_COLUMNS: &str = "record, trail_path, \
+    (SELECT files FROM session_transfers t WHERE t.session_id = sessions.id)";
+
+/// A record from its row: the JSON, plus what is kept beside it (the trail's path, which no
+/// response shows, and the number of files its index found).
+fn row_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<SessionRecord>> {
+    let json: String = row.get(0)?;
+    let path: Option<String> = row.get(1)?;
+    let files: Option<i64> = row.get(2)?;
+    Ok(serde_json::from_str::<SessionRecord>(&json)
+        .map_err(RecorderError::from)
+        .map(|mut r| {
+            r.trail.path = path;
+            r.files = files.unwrap_or(0).max(0) as u32;
+            r
+        }))
 }
 
 impl Catalog {
@@ -177,6 +261,8 @@ impl Catalog {
         let conn = open_conn(&path)?;
         conn.execute_batch(SCHEMA).map_err(db_err)?;
         conn.execute_batch(config::SCHEMA).map_err(db_err)?;
+        conn.execute_batch(transfers::SCHEMA).map_err(db_err)?;
+        migrate(&conn)?;
         // Keeps the planner's statistics current so it picks the most selective index.
         conn.execute_batch("PRAGMA optimize=0x10002;")
             .map_err(db_err)?;
@@ -292,14 +378,14 @@ impl Catalog {
 
     pub fn get(&self, id: &str) -> Result<Option<SessionRecord>> {
         self.with_reader(|c| {
-            let s: Option<String> = c
-                .query_row("SELECT record FROM sessions WHERE id = ?1", [id], |r| {
-                    r.get(0)
-                })
-                .optional()
-                .map_err(db_err)?;
-            s.map(|s| serde_json::from_str(&s).map_err(RecorderError::from))
-                .transpose()
+            c.query_row(
+                &format!("SELECT {RECORD_COLUMNS} FROM sessions WHERE id = ?1"),
+                [id],
+                row_record,
+            )
+            .optional()
+            .map_err(db_err)?
+            .transpose()
         })
     }
 
@@ -332,37 +418,80 @@ impl Catalog {
         if let Some(u) = q.until_us {
             add("start_us < ?", u.into());
         }
-        let where_sql = if wh.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", wh.join(" AND "))
+        if let Some(f) = &q.file {
+            add(
+                "id IN (SELECT session_id FROM session_files WHERE path LIKE ? ESCAPE '\\')",
+                contains_pattern(f).into(),
+            );
+        }
+        if let Some(cmd) = &q.command {
+            add(
+                "id IN (SELECT session_id FROM session_commands WHERE command LIKE ? ESCAPE '\\')",
+                contains_pattern(cmd).into(),
+            );
+        }
+        // Keyset paging excludes nothing from the total: `total` counts every match.
+        let filters = wh.len();
+        if let Some(a) = &q.after {
+            args.push(a.clone().into());
+            wh.push(format!(
+                "(start_us, id) < (SELECT start_us, id FROM sessions WHERE id = ?{})",
+                args.len()
+            ));
+        }
+        let where_of = |conds: &[String]| {
+            if conds.is_empty() {
+                String::new()
+            } else {
+                format!("WHERE {}", conds.join(" AND "))
+            }
         };
+        let count_sql = where_of(&wh[..filters]);
+        let where_sql = where_of(&wh);
         let limit = q.limit.unwrap_or(50).clamp(1, 1000);
         let offset = q.offset.unwrap_or(0);
         self.with_reader(|c| {
+            let count_args = params_from_iter(args.iter().take(filters));
             let total: i64 = c
-                .query_row(&format!("SELECT COUNT(*) FROM sessions {where_sql}"), params_from_iter(args.iter()), |r| r.get(0))
+                .query_row(&format!("SELECT COUNT(*) FROM sessions {count_sql}"), count_args, |r| r.get(0))
                 .map_err(db_err)?;
             let mut stmt = c
-                .prepare_cached(&format!("SELECT record FROM sessions {where_sql} ORDER BY start_us DESC, id DESC LIMIT {limit} OFFSET {offset}"))
+                .prepare_cached(&format!("SELECT {RECORD_COLUMNS} FROM sessions {where_sql} ORDER BY start_us DESC, id DESC LIMIT {limit} OFFSET {offset}"))
                 .map_err(db_err)?;
-            let rows = stmt.query_map(params_from_iter(args.iter()), |r| r.get::<_, String>(0)).map_err(db_err)?;
+            let rows = stmt.query_map(params_from_iter(args.iter()), row_record).map_err(db_err)?;
             let mut out = Vec::new();
             for row in rows {
-                out.push(serde_json::from_str(&row.map_err(db_err)?)?);
+                out.push(row.map_err(db_err)??);
             }
             Ok((out, total as u64))
         })
     }
 
-    /// Records that are still marked active (at start-up: sessions the last run left open).
+    /// Whether a session is in the catalog.
+    pub fn exists(&self, id: &str) -> Result<bool> {
+        self.with_reader(|c| {
+            c.query_row("SELECT 1 FROM sessions WHERE id = ?1", [id], |_| Ok(()))
+                .optional()
+                .map(|o| o.is_some())
+                .map_err(db_err)
+        })
+    }
+
+    /// Every record still marked active (at start-up: sessions the last run left open).
     pub fn active(&self) -> Result<Vec<SessionRecord>> {
-        let (v, _) = self.list(&Query {
-            active: Some(true),
-            limit: Some(1000),
-            ..Default::default()
-        })?;
-        Ok(v)
+        self.with_reader(|c| {
+            let mut stmt = c
+                .prepare(&format!(
+                    "SELECT {RECORD_COLUMNS} FROM sessions WHERE active = 1 ORDER BY start_us, id"
+                ))
+                .map_err(db_err)?;
+            let rows = stmt.query_map([], row_record).map_err(db_err)?;
+            let mut out = Vec::new();
+            for row in rows {
+                out.push(row.map_err(db_err)??);
+            }
+            Ok(out)
+        })
     }
 
     pub fn add_download(&self, d: &TrailDownload) -> Result<()> {
@@ -376,17 +505,31 @@ impl Catalog {
         })
     }
 
-    pub fn downloads(&self, id: &str) -> Result<Vec<TrailDownload>> {
+    /// A session's trail downloads, oldest first: a page, and how many there are.
+    pub fn downloads(
+        &self,
+        id: &str,
+        limit: u32,
+        offset: u64,
+    ) -> Result<(Vec<TrailDownload>, u64)> {
         self.with_reader(|c| {
+            let total: i64 = c
+                .query_row(
+                    "SELECT COUNT(*) FROM trail_downloads WHERE session_id = ?1",
+                    [id],
+                    |r| r.get(0),
+                )
+                .map_err(db_err)?;
             let mut stmt = c
-                .prepare_cached("SELECT session_id, token, time, format, range, follow FROM trail_downloads WHERE session_id = ?1 ORDER BY n")
+                .prepare_cached("SELECT session_id, token, time, format, range, follow FROM trail_downloads WHERE session_id = ?1 ORDER BY n LIMIT ?2 OFFSET ?3")
                 .map_err(db_err)?;
             let rows = stmt
-                .query_map([id], |r| {
+                .query_map(params![id, limit, offset as i64], |r| {
                     Ok(TrailDownload { session_id: r.get(0)?, token: r.get(1)?, time: r.get(2)?, format: r.get(3)?, range: r.get(4)?, follow: r.get(5)? })
                 })
                 .map_err(db_err)?;
-            rows.map(|r| r.map_err(db_err)).collect()
+            let items = rows.map(|r| r.map_err(db_err)).collect::<Result<Vec<_>>>()?;
+            Ok((items, total as u64))
         })
     }
 

@@ -24,7 +24,25 @@ impl Catalog {
             }
         }
         self.insert_many(&recs)?;
+        for r in &recs {
+            self.index_files(r);
+        }
         Ok(recs.len())
+    }
+
+    /// Indexes the files a session's trail holds into the catalog (sessions that may have
+    /// transferred some); a failure is logged, and the files stay listable from the trail.
+    pub fn index_files(&self, rec: &SessionRecord) {
+        let Some(path) = rec.trail.path.as_deref().map(Path::new) else {
+            return;
+        };
+        if !super::may_have_files(rec) {
+            return;
+        }
+        let res = crate::transfers::index(path).and_then(|t| self.set_transfers(&rec.id, &t));
+        if let Err(e) = res {
+            tracing::warn!(session = %rec.id, error = %e, "indexing the files of a trail failed");
+        }
     }
 }
 
@@ -51,14 +69,25 @@ pub fn record_from_trail(path: &Path) -> Result<SessionRecord> {
         .end_time
         .as_ref()
         .map(|_| start_us + (info.duration_seconds * 1e6) as i64);
+    let end = info.end.clone();
     let verdict = info
         .verdict
         .as_deref()
         .and_then(Verdict::parse)
         .or(Some(Verdict::Accept));
-    let status = match (&info.end_reason, info.integrity.as_str()) {
-        (Some(r), _) if r.starts_with("terminated by") => Status::Terminated,
-        _ => Status::Disconnected,
+    // Trails since the end record carries the status say it; older ones are read as before.
+    let status = match end.as_ref().and_then(|e| e.status.as_deref()) {
+        Some(s) => serde_json::from_value(serde_json::Value::String(s.into()))
+            .unwrap_or(Status::Disconnected),
+        None => match &info.end_reason {
+            Some(r) if r.starts_with("terminated by") => Status::Terminated,
+            _ if verdict == Some(Verdict::Accept) => Status::Disconnected,
+            _ => Status::Rejected,
+        },
+    };
+    let end_reason_code = match &end {
+        Some(e) => e.code.as_deref().and_then(EndCode::parse),
+        None => Some(EndCode::GatewayRestarted),
     };
     Ok(SessionRecord {
         id: info.session_id.clone(),
@@ -95,17 +124,15 @@ pub fn record_from_trail(path: &Path) -> Result<SessionRecord> {
             .end_reason
             .clone()
             .or_else(|| Some("gateway restarted".into())),
+        end_reason_code,
+        terminated_by: end.as_ref().and_then(|e| e.terminated_by.clone()),
+        last_activity: end.as_ref().and_then(|e| e.last_activity.clone()),
+        files: 0,
         channels: info
             .channels
             .iter()
             .map(|c| {
-                let at = |us: u64| {
-                    time::OffsetDateTime::from_unix_timestamp_nanos(
-                        i128::from(start_us + us as i64) * 1000,
-                    )
-                    .map(crate::writer::rfc3339)
-                    .unwrap_or_default()
-                };
+                let at = |us: u64| crate::writer::rfc3339_us(start_us + us as i64);
                 ChannelRecord {
                     id: c.id,
                     kind: c.label.clone(),
@@ -137,6 +164,7 @@ pub fn record_from_trail(path: &Path) -> Result<SessionRecord> {
         policies: m.policies.clone(),
         trail: TrailRef {
             path: Some(path.display().to_string()),
+            url: Some(format!("/api/v1/sessions/{}/trail", info.session_id)),
             size: info.file_bytes,
             integrity: info.integrity.clone(),
             error: info.integrity_detail.clone(),
@@ -212,6 +240,7 @@ impl Catalog {
                 })
                 .map(crate::writer::rfc3339);
             rec.end_reason = Some("gateway restarted".into());
+            rec.end_reason_code = Some(EndCode::GatewayRestarted);
             rec.status = if rec.verdict == Some(Verdict::Accept) {
                 Status::Disconnected
             } else {
@@ -220,6 +249,9 @@ impl Catalog {
             fixed.push(rec);
         }
         self.insert_many(&fixed)?;
+        for r in &fixed {
+            self.index_files(r);
+        }
         Ok(fixed.len())
     }
 }

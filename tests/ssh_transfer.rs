@@ -101,7 +101,7 @@ fn scp_and_sftp_move_100_mib_each_way_byte_exact_and_the_trail_holds_the_upload(
         "trail is compressed: {size} bytes for {MIB} MiB"
     );
 
-    let trail = gw.sealed_trail_with("subsystem sftp");
+    let trail = gw.sealed_trail_with("session-subsystem:sftp");
     let info = trail_info(&trail);
     let ch = find_channel(&info, |c| c["type"] == "session-subsystem:sftp");
     assert!(ch["bytes_server_to_client"].as_u64().unwrap() > (MIB as u64) << 20);
@@ -411,6 +411,30 @@ fn rsync_uploads_a_tree_then_a_delta_and_downloads_it_byte_exact_all_recorded() 
     assert_eq!(
         uploads_with_v2, 1,
         "the delta upload's trail holds the new notes.txt"
+    );
+    // The files index names each rsync with its direction and target path (rsync's protocol is
+    // not decoded into files) and whether it succeeded.
+    let mut ops: Vec<(String, String)> = infos
+        .iter()
+        .map(|(_, trail)| {
+            let t = trail_files(trail);
+            let op = &t["operations"][0];
+            assert_eq!(op["ok"], true, "{t:#}");
+            (
+                op["op"].as_str().unwrap().to_string(),
+                op["paths"][0].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    ops.sort();
+    let r = format!("{}/", remote.display());
+    assert_eq!(
+        ops,
+        [
+            ("rsync-download".to_string(), r.clone()),
+            ("rsync-upload".to_string(), r.clone()),
+            ("rsync-upload".to_string(), r),
+        ]
     );
 }
 

@@ -65,6 +65,8 @@ pub fn keygen(path: &Path) -> String {
 pub const ALICE_PASSWORD: &str = "correct horse battery staple";
 /// The secret of the `admin-tok` API token of the test configurations.
 pub const ADMIN_SECRET: &str = "admin-secret";
+/// The secret of the `audit-tok` (auditor) API token of the test configurations.
+pub const AUDIT_SECRET: &str = "audit-secret";
 
 /// The gateway under test, as the real binary with a generated config.
 pub struct Gateway {

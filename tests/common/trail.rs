@@ -47,6 +47,17 @@ pub fn trail_cat(path: &Path, channel: u64, direction: Option<&str>) -> Vec<u8> 
     out.stdout
 }
 
+/// `trailgate trail files --json`: the files and file operations of a trail.
+pub fn trail_files(trail: &Path) -> serde_json::Value {
+    let o = Command::new(bin())
+        .args(["trail", "files", "--json"])
+        .arg(trail)
+        .output()
+        .expect("trail files");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).expect("trail files JSON")
+}
+
 pub fn trail_verify(path: &Path) -> (i32, String) {
     let out = Command::new(bin())
         .args(["trail", "verify"])

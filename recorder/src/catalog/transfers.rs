@@ -67,7 +67,8 @@ impl Catalog {
     }
 }
 
-/// Whether a session may have transferred files: it had an SFTP subsystem or an scp command.
+/// Whether a session may have transferred files: it had an SFTP subsystem, an scp or an rsync
+/// command.
 /// Others are not indexed (a shell session's trail would be read for nothing).
 pub fn may_have_files(rec: &crate::record::SessionRecord) -> bool {
     rec.channels.iter().any(|c| {
@@ -75,6 +76,9 @@ pub fn may_have_files(rec: &crate::record::SessionRecord) -> bool {
             || c
                 .command
                 .as_deref()
-                .is_some_and(|cmd| crate::transfers::scp::ScpStream::from_command(cmd).is_some())
+                .is_some_and(|cmd| {
+                    crate::transfers::scp::ScpStream::from_command(cmd).is_some()
+                        || cmd.starts_with("rsync --server")
+                })
     })
 }

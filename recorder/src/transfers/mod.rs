@@ -152,6 +152,33 @@ struct Live {
     hashing: Hashing,
 }
 
+const RSYNC_NOTE: &str = "rsync's own protocol: its files are not listed one by one";
+
+/// An rsync over SSH (`rsync --server ...` on the target): one operation naming the direction
+/// and the target path; the rsync protocol (delta transfer) is not decoded into files.
+pub fn rsync_operation(channel: u32, command: &str, time_s: f64) -> Option<FileOperation> {
+    let rest = command.strip_prefix("rsync --server")?;
+    let args: Vec<&str> = rest.split_whitespace().collect();
+    let download = args.contains(&"--sender");
+    // The server's arguments end with `.` and the paths.
+    let paths: Vec<String> = match args.iter().position(|a| *a == ".") {
+        Some(i) => args[i + 1..].iter().map(|p| p.to_string()).collect(),
+        None => args.last().map(|p| p.to_string()).into_iter().collect(),
+    };
+    Some(FileOperation {
+        channel,
+        op: if download {
+            "rsync-download"
+        } else {
+            "rsync-upload"
+        },
+        paths,
+        ok: false,
+        message: format!("rsync did not report an exit status; {RSYNC_NOTE}"),
+        time_s,
+    })
+}
+
 /// The scan shared by [`index`] and [`extract`]: `sink` sees every piece of content with its
 /// file number and offset.
 fn scan(path: &Path, mut sink: impl FnMut(usize, u64, &[u8]) -> Result<()>) -> Result<Transfers> {
@@ -159,6 +186,8 @@ fn scan(path: &Path, mut sink: impl FnMut(usize, u64, &[u8]) -> Result<()>) -> R
     let mut streams: HashMap<u32, SftpStream> = HashMap::new();
     let mut scps: HashMap<u32, ScpStream> = HashMap::new();
     let mut scp_events = Vec::new();
+    // rsync channels: their operation's index, to complete it with the exit status.
+    let mut rsyncs: HashMap<u32, usize> = HashMap::new();
     let mut live: HashMap<(u32, u64), Live> = HashMap::new();
     let mut out = Transfers::default();
     let mut last_s = 0.0;
@@ -180,6 +209,18 @@ fn scan(path: &Path, mut sink: impl FnMut(usize, u64, &[u8]) -> Result<()>) -> R
             } => {
                 if let Some(s) = ScpStream::from_command(command) {
                     scps.insert(ch, s);
+                } else if let Some(op) = rsync_operation(ch, command, t) {
+                    rsyncs.insert(ch, out.operations.len());
+                    out.operations.push(op);
+                }
+            }
+            Event::Request {
+                request: Request::ExitStatus { status },
+                ..
+            } if rsyncs.contains_key(&ch) => {
+                if let Some(op) = rsyncs.get(&ch).and_then(|&i| out.operations.get_mut(i)) {
+                    op.ok = *status == 0;
+                    op.message = format!("rsync exited with status {status}; {RSYNC_NOTE}");
                 }
             }
             Event::Data { dir, data } => {

@@ -318,7 +318,11 @@ fn sessions_are_found_by_file_and_command_and_a_transfer_killed_halfway_is_uncle
         c
     };
     let out = sftp(&[]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Indexed after the seal: the record counts the files, and the `file` filter finds them.
     let items = wait_until("the sftp session indexed", 20, || {
         let (items, total) = gw.sessions("file=many-17", ADMIN_SECRET);
@@ -328,7 +332,11 @@ fn sessions_are_found_by_file_and_command_and_a_transfer_killed_halfway_is_uncle
     let (found, _) = gw.sessions("file=100%25_done", ADMIN_SECRET);
     assert_eq!(found.len(), 1, "literal % and _ in a file filter");
     assert_eq!(gw.sessions("file=100%25x", ADMIN_SECRET).1, 0);
-    assert_eq!(gw.sessions("file=many-_7", ADMIN_SECRET).1, 0, "_ is literal");
+    assert_eq!(
+        gw.sessions("file=many-_7", ADMIN_SECRET).1,
+        0,
+        "_ is literal"
+    );
     // Exec commands: the `command` filter.
     assert!(gw.exec("echo command-marker-42").status.success());
     let hit = wait_until("the exec session listed", 10, || {
@@ -365,7 +373,10 @@ fn sessions_are_found_by_file_and_command_and_a_transfer_killed_halfway_is_uncle
         (f["bytes"].as_u64().unwrap_or(0) > 1 << 20).then_some(f)
     });
     assert_eq!(partial["path"], format!("{}/big-killed.bin", r.display()));
-    assert_eq!(partial["status"], "unclean_close", "open while live: {partial}");
+    assert_eq!(
+        partial["status"], "unclean_close",
+        "open while live: {partial}"
+    );
     let (code, _) = gw.api_call(
         "POST",
         &format!("/api/v1/sessions/{id}/kill"),
@@ -396,7 +407,10 @@ fn sessions_are_found_by_file_and_command_and_a_transfer_killed_halfway_is_uncle
     let end = f["ranges"][0][1].as_u64().unwrap() as usize;
     assert_eq!(f["ranges"][0][0], 0, "{f}");
     assert!(body.len() >= end);
-    assert!(body[..end] == original[..end], "the part that crossed is exact");
+    assert!(
+        body[..end] == original[..end],
+        "the part that crossed is exact"
+    );
     // Its hash is that of what crossed (the part), which is what an extract gives.
     use sha2::Digest;
     assert_eq!(

@@ -72,7 +72,20 @@ fn body_of(v: Value) -> Result<SettingsPolicy, ApiError> {
         Value::Object(mut m) if m.contains_key("body") => m.remove("body").unwrap_or(Value::Null),
         other => other,
     };
-    serde_json::from_value(body).map_err(|e| ApiError::BadRequest(format!("body: {e}")))
+    parse_body(body)
+}
+
+/// A request body as `T`; a problem names the field (`body.timeout: ...`).
+fn parse_body<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let path = e.path().to_string();
+        let at = if path == "." {
+            "body".to_string()
+        } else {
+            format!("body.{path}")
+        };
+        ApiError::BadRequest(format!("{at}: {}", e.inner()))
+    })
 }
 
 #[utoipa::path(get, path = "/api/v1/configuration/{proto}/settings_policies", params(("proto" = String, Path, description = "ssh or vnc")), security(("bearer" = [])),
@@ -270,8 +283,7 @@ pub async fn put_vnc_options(
         Value::Object(mut m) if m.contains_key("body") => m.remove("body").unwrap_or(Value::Null),
         other => other,
     };
-    let o: VncOptions =
-        serde_json::from_value(v).map_err(|e| ApiError::BadRequest(format!("body: {e}")))?;
+    let o: VncOptions = parse_body(v)?;
     o.validate()
         .map_err(|m| ApiError::BadRequest(format!("body.{m}")))?;
     let _one_at_a_time = st.config_lock.lock().await;

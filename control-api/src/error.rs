@@ -89,10 +89,7 @@ pub async fn json_errors(resp: Response) -> Response {
         _ => "error",
     };
     let message = if text.is_empty() {
-        status
-            .canonical_reason()
-            .unwrap_or("error")
-            .to_lowercase()
+        status.canonical_reason().unwrap_or("error").to_lowercase()
     } else {
         text
     };

@@ -50,9 +50,10 @@ pub async fn list(
         Some(t) => t,
         None => {
             let path = trail_of(&st, &id).await?;
-            let t = tokio::task::spawn_blocking(move || trailgate_recorder::transfers::index(&path))
-                .await
-                .map_err(|e| ApiError::Internal(e.to_string()))??;
+            let t =
+                tokio::task::spawn_blocking(move || trailgate_recorder::transfers::index(&path))
+                    .await
+                    .map_err(|e| ApiError::Internal(e.to_string()))??;
             serde_json::to_value(t).map_err(|e| ApiError::Internal(e.to_string()))?
         }
     };

@@ -330,7 +330,11 @@ fn channel_type_label(kind: &str) -> &'static str {
         "vnc",
     ];
     let name = trailgate_recorder::record::channel_kind(kind, None, None, Some(false));
-    KNOWN.iter().find(|k| **k == name).copied().unwrap_or("other")
+    KNOWN
+        .iter()
+        .find(|k| **k == name)
+        .copied()
+        .unwrap_or("other")
 }
 
 #[cfg(test)]

@@ -134,6 +134,9 @@ pub struct TrailInfo {
     pub protocol: String,
     pub start_time: String,
     pub end_time: Option<String>,
+    /// The same in unix microseconds.
+    #[serde(skip)]
+    pub end_unix_us: Option<i64>,
     pub duration_seconds: f64,
     pub end_reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -199,7 +202,12 @@ pub fn info(path: &Path) -> Result<TrailInfo> {
         protocol: h.protocol,
         start_time: h.start_time,
         end_time,
-        duration_seconds: stats.last_time_us as f64 / 1e6,
+        end_unix_us: end_us,
+        // A sealed trail's end frame says when it ended; else its last record does.
+        duration_seconds: match r.end_summary() {
+            Some(e) if integrity == Integrity::Sealed => e.duration_us as f64 / 1e6,
+            _ => stats.last_time_us as f64 / 1e6,
+        },
         end_reason: stats.end.as_ref().map(|e| e.reason.clone()),
         end_reason_code: stats.end.as_ref().and_then(|e| e.code.clone()),
         terminated_by: stats.end.as_ref().and_then(|e| e.terminated_by.clone()),

@@ -54,9 +54,7 @@ impl Stats {
                 Request::Pty { term, .. } => c.term = Some(term.clone()),
                 Request::Shell => c.shell = Some(true),
                 // The live record marks a channel whose request the policy refused as denied.
-                Request::Refused { reason, .. } if reason.starts_with("denied") => {
-                    c.denied = true
-                }
+                Request::Refused { reason, .. } if reason.starts_with("denied") => c.denied = true,
                 Request::ExitStatus { status } => c.exit_status = Some(*status),
                 Request::ExitSignal { signal, .. } => c.exit_signal = Some(signal.clone()),
                 _ => {}

@@ -345,10 +345,15 @@ impl Gateway {
     pub fn trail_of(&self, rec: &serde_json::Value) -> PathBuf {
         let id = rec["id"].as_str().expect("session id");
         assert!(
-            rec["trail"]["url"].as_str().is_some_and(|u| u.ends_with("/trail")),
+            rec["trail"]["url"]
+                .as_str()
+                .is_some_and(|u| u.ends_with("/trail")),
             "{rec}"
         );
-        assert!(rec["trail"].get("path").is_none(), "no server path in records: {rec}");
+        assert!(
+            rec["trail"].get("path").is_none(),
+            "no server path in records: {rec}"
+        );
         let name = format!("{id}.trail");
         walk(&self.data_dir().join("trails"))
             .into_iter()

@@ -81,10 +81,14 @@ pub async fn serve_connection(ssh: Arc<SshService>, tcp: TcpStream, peer: Socket
         };
         match handshake {
             Some(Ok(Ok(running))) => run(&sh, &legs, running).await,
-            Some(Ok(Err(e))) => sh.end_with(Status::Rejected, Verdict::ProtocolError,
+            Some(Ok(Err(e))) => sh.end_with(
+                Status::Rejected,
+                Verdict::ProtocolError,
                 &format!("ssh handshake failed: {e}"),
             ),
-            Some(Err(_)) => sh.end_with(Status::Rejected, Verdict::LoginTimeout,
+            Some(Err(_)) => sh.end_with(
+                Status::Rejected,
+                Verdict::LoginTimeout,
                 &format!("no SSH version line within {banner:?}"),
             ),
             None => sh.terminated(&sh.kill_reason()),
@@ -123,6 +127,21 @@ async fn run(
             max_auth,
             EndCode::ClientDisconnected,
         ),
+        // Clients that just close the socket (OpenSSH after a refused exec, or when killed) end
+        // the session as much as a disconnect message does.
+        Some(Err(russh::Error::IO(e)))
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
+            ) =>
+        {
+            sh.note_end(
+                &format!("client closed the connection ({e})"),
+                false,
+                max_auth,
+                EndCode::ClientDisconnected,
+            )
+        }
         Some(Err(e)) => sh.note_end(
             &format!("connection error: {e}"),
             true,

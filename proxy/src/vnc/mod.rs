@@ -117,7 +117,9 @@ async fn run(vnc: &VncState, sh: &Arc<Session>, tcp: TcpStream) {
     let wanted = wanted.filter(|w| !w.is_empty());
     if !sh.check_password(user, &password).await {
         sh.login_failed(&login, "password");
-        sh.end_with(Status::Rejected, Verdict::GwAuthFail,
+        sh.end_with(
+            Status::Rejected,
+            Verdict::GwAuthFail,
             "gateway authentication failed",
         );
         refuse(&mut io, "authentication failed").await;
@@ -329,7 +331,10 @@ async fn relay(sh: &Arc<Session>, ch: Arc<ChannelState>, client: Io, target: Io)
         e = &mut s2c => (false, e),
     };
     let (reason, code) = match (&end, from_client) {
-        (PumpEnd::Eof, true) => ("client disconnected".to_string(), EndCode::ClientDisconnected),
+        (PumpEnd::Eof, true) => (
+            "client disconnected".to_string(),
+            EndCode::ClientDisconnected,
+        ),
         (PumpEnd::Eof, false) => (
             "target closed the connection".to_string(),
             EndCode::TargetDisconnected,

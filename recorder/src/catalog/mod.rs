@@ -187,8 +187,11 @@ fn upsert_row(tx: &rusqlite::Transaction<'_>, r: &SessionRecord) -> Result<()> {
         .filter_map(|c| c.command.as_deref())
         .collect();
     if !commands.is_empty() {
-        tx.execute("DELETE FROM session_commands WHERE session_id = ?1", [&r.id])
-            .map_err(db_err)?;
+        tx.execute(
+            "DELETE FROM session_commands WHERE session_id = ?1",
+            [&r.id],
+        )
+        .map_err(db_err)?;
         for c in commands {
             tx.execute(
                 "INSERT INTO session_commands (session_id, command) VALUES (?1, ?2)",

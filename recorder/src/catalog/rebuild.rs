@@ -65,10 +65,7 @@ pub fn record_from_trail(path: &Path) -> Result<SessionRecord> {
     let info = crate::export::info(path)?;
     let m = &info.meta;
     let start_us = crate::reader::TrailReader::open(path)?.header.start_unix_us;
-    let end_us = info
-        .end_time
-        .as_ref()
-        .map(|_| start_us + (info.duration_seconds * 1e6) as i64);
+    let end_us = info.end_unix_us;
     let end = info.end.clone();
     let verdict = info
         .verdict

@@ -73,12 +73,9 @@ impl Catalog {
 pub fn may_have_files(rec: &crate::record::SessionRecord) -> bool {
     rec.channels.iter().any(|c| {
         c.subsystem.as_deref() == Some("sftp")
-            || c
-                .command
-                .as_deref()
-                .is_some_and(|cmd| {
-                    crate::transfers::scp::ScpStream::from_command(cmd).is_some()
-                        || cmd.starts_with("rsync --server")
-                })
+            || c.command.as_deref().is_some_and(|cmd| {
+                crate::transfers::scp::ScpStream::from_command(cmd).is_some()
+                    || cmd.starts_with("rsync --server")
+            })
     })
 }

@@ -38,11 +38,15 @@ impl Sshd {
         let gw_pub = keygen(&d.join("gateway_key"));
         std::fs::write(d.join("authorized_keys"), format!("{gw_pub}\n"))?;
         let port = free_port();
+        // Sessions get an empty HOME: the account's shell rc files (a slow `pyenv init`, say)
+        // must not decide how fast a test's command starts.
+        std::fs::create_dir_all(d.join("home"))?;
         let cfg = format!(
             "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nPidFile {d}/sshd.pid\nAuthorizedKeysFile {d}/authorized_keys\n\
              PermitRootLogin yes\nUsePAM no\nStrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
              Subsystem sftp internal-sftp\nAllowTcpForwarding yes\nGatewayPorts no\nAllowAgentForwarding yes\n{x11}\
-             PrintMotd no\nPrintLastLog no\n{loglevel}MaxSessions 100\nMaxStartups 200\nAcceptEnv LANG LC_* TG_*\n{extra}\n",
+             PrintMotd no\nPrintLastLog no\n{loglevel}MaxSessions 100\nMaxStartups 200\nAcceptEnv LANG LC_* TG_*\n\
+             SetEnv HOME={d}/home\n{extra}\n",
             hk = d.join("host_key").display(),
             d = d.display(),
             // sshd keeps the first value of a keyword: a test that wants X11 says so in `extra`.

@@ -68,6 +68,17 @@ pub enum TrailCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Commands run in the session, with their times: lines typed in terminal channels and exec
+    /// channels' commands. Best effort, reconstructed from the recorded input and the server's
+    /// echo: `~` marks a line that used history, completion or keys not followed; lines the
+    /// server never echoed (passwords at prompts) are left out.
+    Commands {
+        /// The trail file.
+        file: PathBuf,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write one transferred file's content exactly as it crossed.
     Extract {
         /// The trail file.
@@ -131,6 +142,7 @@ pub fn run(cmd: TrailCmd) -> Result<ExitCode> {
     match cmd {
         TrailCmd::Info { file, json } => info(&file, json),
         TrailCmd::Files { file, json } => files(&file, json),
+        TrailCmd::Commands { file, json } => commands(&file, json),
         TrailCmd::Extract { file, n, out } => extract(&file, n, &out),
         TrailCmd::Verify { file, key } => verify(&file, key.as_deref()),
         TrailCmd::Cat {
@@ -348,6 +360,47 @@ fn files(file: &Path, json: bool) -> Result<ExitCode> {
             }
         );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn commands(file: &Path, json: bool) -> Result<ExitCode> {
+    let (cmds, integrity) = trailgate_recorder::commands::commands(file)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&cmds)?);
+    } else {
+        println!(
+            "{:<27}  {:>10}  {:>3}  {:<5}  COMMAND (~ approximate)",
+            "TIME", "OFFSET", "CH", "KIND"
+        );
+        for c in &cmds {
+            // One line per command: control characters (pasted newlines) shown escaped.
+            let text: String = c
+                .command
+                .chars()
+                .map(|ch| {
+                    if ch.is_control() {
+                        ch.escape_default().to_string()
+                    } else {
+                        ch.to_string()
+                    }
+                })
+                .collect();
+            println!(
+                "{:<27}  {:>9.3}s  {:>3}  {:<5}  {}{}{}",
+                c.time,
+                c.offset_s,
+                c.channel,
+                c.kind,
+                if c.approximate { "~ " } else { "" },
+                text,
+                c.refused
+                    .as_deref()
+                    .map(|r| format!("  (refused: {r})"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    warn_integrity(&integrity);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -11,6 +11,8 @@
 //! - [`reader`]: [`TrailReader`] for complete, crashed and live trails, with verification.
 //! - [`summary`]: per-channel statistics from records.
 //! - [`export`]: `cat`, asciicast v2, terminal replay and `info`.
+//! - [`commands`]: commands run in an SSH session (typed in terminals, exec), best effort from
+//!   the recorded input and echo.
 //! - [`transfers`]: files transferred over SFTP, from the trail alone (index and extraction).
 //! - [`vnc`]: VNC trails: screen snapshots (PNG), FBS export, the VNC part of `info`.
 //! - [`recover`]: crash recovery of unsealed trails.
@@ -20,6 +22,7 @@
 //! The format is described in `docs/trail-format.md`.
 
 pub mod catalog;
+pub mod commands;
 pub mod error;
 pub mod export;
 pub mod format;

@@ -216,6 +216,11 @@ fn a_full_disk_leaves_an_honest_record_of_every_session_in_both_modes() {
                 .contains("space"),
             "the record says why: {outage:#}"
         );
+        let data = gw.data_dir().display().to_string();
+        assert!(
+            !outage.to_string().contains(&data),
+            "no server path in the record: {outage:#}"
+        );
         match on_failure {
             "terminate" => {
                 assert_eq!(outage["verdict"], "fail", "{outage:#}");

@@ -109,3 +109,32 @@ mod tests {
         );
     }
 }
+
+/// `msg` without the data directory's location: records and API responses say what went wrong
+/// (`<data_dir>/trails/...: No space left on device`), not where the gateway keeps its files.
+pub fn redact_data_dir(msg: &str, data_dir: &Path) -> String {
+    let mut out = msg.to_string();
+    let mut forms = vec![data_dir.display().to_string()];
+    if let Ok(c) = data_dir.canonicalize() {
+        forms.push(c.display().to_string());
+    }
+    // Longest first: a canonical path may contain the configured one.
+    forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
+    for f in forms.iter().filter(|f| !f.is_empty() && f.as_str() != ".") {
+        out = out.replace(f.as_str(), "<data_dir>");
+    }
+    out
+}
+
+#[cfg(test)]
+mod redact_tests {
+    #[test]
+    fn the_data_dir_is_named_not_shown() {
+        let d = tempfile::tempdir().unwrap();
+        let msg = format!("{}/trails/x.trail: No space left on device", d.path().display());
+        assert_eq!(
+            super::redact_data_dir(&msg, d.path()),
+            "<data_dir>/trails/x.trail: No space left on device"
+        );
+    }
+}

@@ -301,7 +301,10 @@ impl Session {
         self.gw.metrics.recording_failed();
         self.update(|r| {
             r.trail.integrity = "failed".into();
-            r.trail.error = Some(err.to_string());
+            r.trail.error = Some(trailgate_recorder::fsutil::redact_data_dir(
+                err,
+                &self.cfg.data_dir,
+            ));
         });
         if self.cfg.recording.on_failure == OnFailure::Terminate {
             // The client sees the kill reason: the details (paths, errno) stay in the log and the
@@ -449,7 +452,10 @@ impl Session {
                     trail_update = Some((
                         std::fs::metadata(t.path()).map(|m| m.len()).unwrap_or(0),
                         "failed".into(),
-                        Some(e.to_string()),
+                        Some(trailgate_recorder::fsutil::redact_data_dir(
+                            &e.to_string(),
+                            &self.cfg.data_dir,
+                        )),
                     ));
                 }
             }

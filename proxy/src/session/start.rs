@@ -196,7 +196,10 @@ impl Session {
                     gw.metrics.recording_failed();
                     self.update(|r| {
                         r.trail.integrity = "failed".into();
-                        r.trail.error = Some(err.clone());
+                        r.trail.error = Some(trailgate_recorder::fsutil::redact_data_dir(
+                            &err,
+                            &self.cfg.data_dir,
+                        ));
                     });
                     self.end_with_code(
                         Status::Failed,

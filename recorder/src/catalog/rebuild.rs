@@ -222,7 +222,10 @@ impl Catalog {
                     Err(e) => {
                         tracing::error!(session = %rec.id, error = %e, "trail of a session left open could not be recovered");
                         rec.trail.integrity = "failed".into();
-                        rec.trail.error = Some(e.to_string());
+                        rec.trail.error = Some(match self.path.parent() {
+                            Some(d) => crate::fsutil::redact_data_dir(&e.to_string(), d),
+                            None => e.to_string(),
+                        });
                     }
                 }
             }

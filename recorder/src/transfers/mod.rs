@@ -6,26 +6,25 @@
 //! Modules:
 //! - [`sftp`]: the SFTP v3 parser (framing, request/reply matching, handles); pure.
 //! - [`scp`]: the classic scp protocol (`scp -O`: `scp -t` / `scp -f` over exec); pure.
+//! - `hash`: the files' SHA-256, in order, on a thread of their own.
 
+mod hash;
 pub mod scp;
 pub mod sftp;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::error::{RecorderError, Result};
 use crate::format::{Direction, Event, Request};
 use crate::reader::TrailReader;
+use hash::{HashWorker, Hashing};
 use scp::{ScpEvent, ScpStream};
 use sftp::{SftpEvent, SftpStream};
 
-/// Out-of-order content kept to hash a file in order; beyond this the file's SHA-256 is not
-/// computed (its coverage still is).
-const MAX_PENDING: usize = 16 << 20;
 
 /// One file that crossed the gateway.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -70,54 +69,6 @@ pub struct FileOperation {
 pub struct Transfers {
     pub files: Vec<TransferredFile>,
     pub operations: Vec<FileOperation>,
-}
-
-struct Hashing {
-    sha: Sha256,
-    next: u64,
-    pending: BTreeMap<u64, Vec<u8>>,
-    pending_bytes: usize,
-    broken: bool,
-}
-
-impl Hashing {
-    fn new() -> Hashing {
-        Hashing {
-            sha: Sha256::new(),
-            next: 0,
-            pending: BTreeMap::new(),
-            pending_bytes: 0,
-            broken: false,
-        }
-    }
-
-    fn add(&mut self, offset: u64, data: &[u8]) {
-        if self.broken {
-            return;
-        }
-        if offset < self.next {
-            // A part rewritten or read twice: the content is not one stream any more.
-            self.broken = true;
-            return;
-        }
-        if offset > self.next {
-            self.pending_bytes += data.len();
-            if self.pending_bytes > MAX_PENDING
-                || self.pending.insert(offset, data.to_vec()).is_some()
-            {
-                self.broken = true;
-                self.pending.clear();
-            }
-            return;
-        }
-        self.sha.update(data);
-        self.next += data.len() as u64;
-        while let Some(chunk) = self.pending.remove(&self.next) {
-            self.pending_bytes -= chunk.len();
-            self.sha.update(&chunk);
-            self.next += chunk.len() as u64;
-        }
-    }
 }
 
 fn add_range(ranges: &mut Vec<(u64, u64)>, start: u64, end: u64) {
@@ -190,6 +141,7 @@ fn scan(path: &Path, mut sink: impl FnMut(usize, u64, &[u8]) -> Result<()>) -> R
     let mut rsyncs: HashMap<u32, usize> = HashMap::new();
     let mut live: HashMap<(u32, u64), Live> = HashMap::new();
     let mut out = Transfers::default();
+    let mut hasher = HashWorker::start();
     let mut last_s = 0.0;
     let mut events = Vec::new();
     r.for_each_record(|rec| {
@@ -319,8 +271,8 @@ fn scan(path: &Path, mut sink: impl FnMut(usize, u64, &[u8]) -> Result<()>) -> R
                     if let Some(l) = live.get_mut(&(ch, file)) {
                         let f = &mut out.files[l.n];
                         add_range(&mut f.ranges, offset, offset + data.len() as u64);
-                        l.hashing.add(offset, &data);
                         sink(l.n, offset, &data)?;
+                        l.hashing.add(&mut hasher, l.n, offset, data);
                     }
                 }
                 SftpEvent::Failed { file, message } => {
@@ -367,6 +319,11 @@ fn scan(path: &Path, mut sink: impl FnMut(usize, u64, &[u8]) -> Result<()>) -> R
         );
         out.files[l.n].closed_s = None;
     }
+    // The hashes of files that crossed whole (or whose crossed part is one run from 0).
+    let digests = hasher.finish()?;
+    for f in out.files.iter_mut().filter(|f| f.sha256.is_some()) {
+        f.sha256 = Some(hex::encode(digests.get(&f.n).copied().unwrap_or(hash::EMPTY)));
+    }
     Ok(out)
 }
 
@@ -399,8 +356,9 @@ fn finish(
         && h.pending.is_empty()
         && f.ranges.len() <= 1
         && f.ranges.first().is_none_or(|r| r.0 == 0);
+    // Marked for its hash, which the hashing thread gives when the scan is over.
     if f.contiguous {
-        f.sha256 = Some(hex::encode(h.sha.finalize()));
+        f.sha256 = Some(String::new());
     }
     f.closed_s = Some(t);
     f.status = status;
@@ -440,7 +398,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ranges_merge_and_hashing_tolerates_reordering() {
+    fn ranges_merge_and_rewrites_break_the_hash() {
         let mut r = Vec::new();
         add_range(&mut r, 0, 10);
         add_range(&mut r, 10, 20);
@@ -450,17 +408,10 @@ mod tests {
         add_range(&mut r, 50, 60);
         assert_eq!(r, vec![(0, 40), (50, 60)]);
 
+        let mut w = HashWorker::start();
         let mut h = Hashing::new();
-        h.add(5, b"world");
-        h.add(0, b"hello");
-        assert!(!h.broken && h.pending.is_empty());
-        assert_eq!(
-            hex::encode(h.sha.finalize()),
-            hex::encode(Sha256::digest(b"helloworld"))
-        );
-        let mut h = Hashing::new();
-        h.add(0, b"hello");
-        h.add(0, b"hello");
+        h.add(&mut w, 0, 0, b"hello".to_vec());
+        h.add(&mut w, 0, 0, b"hello".to_vec());
         assert!(h.broken);
     }
 }

@@ -44,6 +44,12 @@ pub enum SessionsCmd {
         /// Verdict (accept, deny, gw-auth-fail, ...).
         #[arg(long)]
         verdict: Option<String>,
+        /// Sessions that transferred a file whose path contains this.
+        #[arg(long)]
+        file: Option<String>,
+        /// Sessions with an exec command containing this.
+        #[arg(long)]
+        command: Option<String>,
         /// How many (at most 1000).
         #[arg(long, default_value_t = 50)]
         limit: u32,
@@ -145,6 +151,8 @@ pub fn run(cmd: SessionsCmd) -> Result<ExitCode> {
             user,
             target,
             verdict,
+            file,
+            command,
             limit,
             json,
         } => {
@@ -152,7 +160,13 @@ pub fn run(cmd: SessionsCmd) -> Result<ExitCode> {
             if let Some(a) = active {
                 q.push(format!("active={a}"));
             }
-            for (k, v) in [("user", user), ("target", target), ("verdict", verdict)] {
+            for (k, v) in [
+                ("user", user),
+                ("target", target),
+                ("verdict", verdict),
+                ("file", file),
+                ("command", command),
+            ] {
                 if let Some(v) = v {
                     q.push(format!("{k}={}", urlencode(&v)));
                 }
@@ -220,7 +234,22 @@ pub fn run(cmd: SessionsCmd) -> Result<ExitCode> {
                 s(&r, "status")
             );
             if let Some(e) = r["end_reason"].as_str() {
-                println!("reason:   {e}");
+                println!(
+                    "reason:   {e} ({})",
+                    r["end_reason_code"].as_str().unwrap_or("-")
+                );
+            }
+            if let Some(by) = r["terminated_by"].as_str() {
+                println!("ended by: {by}");
+            }
+            if let Some(t) = r["last_activity"].as_str() {
+                println!("last input: {t}");
+            }
+            if r["files"].as_u64().is_some_and(|n| n > 0) {
+                println!(
+                    "files:    {} (trailgate trail files, or .../files)",
+                    r["files"]
+                );
             }
             println!(
                 "bytes:    {} to the target, {} to the client",

@@ -9,6 +9,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use trailgate_recorder::catalog::{Catalog, Query};
 use trailgate_recorder::record::*;
+use trailgate_recorder::transfers::{TransferredFile, Transfers};
 
 const YEAR_US: i64 = 365 * 24 * 3600 * 1_000_000;
 const T0: i64 = 1_763_000_000_000_000; // Nov 2025, unix µs
@@ -66,7 +67,18 @@ fn record(i: u64, rng: &mut StdRng) -> SessionRecord {
         terminated_by: None,
         last_activity: None,
         files: 0,
-        channels: vec![],
+        // A third of the sessions ran a command (the `command` filter's rows).
+        channels: if rng.gen_range(0..3) == 0 {
+            vec![ChannelRecord {
+                id: 1,
+                kind: "session-exec".into(),
+                verdict: "accept".into(),
+                command: Some(format!("systemctl restart svc-{}", rng.gen_range(0..1000))),
+                ..Default::default()
+            }]
+        } else {
+            vec![]
+        },
         policies: vec!["channel:default".into()],
         trail: TrailRef {
             path: Some(format!("/var/lib/trailgate/trails/2026/01/01/{i}.trail")),
@@ -100,15 +112,59 @@ fn main() {
     let mut rng = StdRng::seed_from_u64(42);
     let t = Instant::now();
     let mut batch = Vec::with_capacity(50_000);
+    // One session in fifty transferred files (the `file` filter's rows).
+    let mut with_files = Vec::new();
     for i in 0..n {
-        batch.push(record(i, &mut rng));
+        let r = record(i, &mut rng);
+        if i % 50 == 0 {
+            with_files.push(r.id.clone());
+        }
+        batch.push(r);
         if batch.len() == 50_000 {
             cat.insert_many(&batch).expect("insert");
             batch.clear();
         }
     }
     cat.insert_many(&batch).expect("insert");
+    let tf = Instant::now();
+    for id in &with_files {
+        let files = (0..3)
+            .map(|k| TransferredFile {
+                n: k,
+                channel: 1,
+                path: format!("/srv/data-{}/file-{k}.bin", rng.gen_range(0..1000)),
+                direction: "upload",
+                bytes: 1,
+                ranges: vec![(0, 1)],
+                contiguous: true,
+                sha256: None,
+                opened_s: 0.0,
+                closed_s: Some(1.0),
+                status: "ok",
+                error: None,
+            })
+            .collect();
+        let t = Transfers {
+            files,
+            operations: vec![],
+        };
+        cat.set_transfers(id, &t).expect("set_transfers");
+    }
+    println!(
+        "files index: {} sessions with 3 files each stored in {:.1} s",
+        with_files.len(),
+        tf.elapsed().as_secs_f64()
+    );
     cat.analyze().expect("analyze");
+    // Keyset paging starts from real ids deep in the list.
+    let (deep, _) = cat
+        .list(&Query {
+            limit: Some(1000),
+            offset: Some(n / 2),
+            ..Default::default()
+        })
+        .expect("list");
+    let deep_ids: Vec<String> = deep.into_iter().map(|r| r.id).collect();
     let db = std::fs::metadata(cat.path()).map(|m| m.len()).unwrap_or(0);
     println!(
         "catalog: {n} sessions inserted in {:.1} s, {:.0} MiB on disk",
@@ -159,6 +215,34 @@ fn main() {
                 user: Some(format!("user-{}", r.gen_range(0..100))),
                 since_us: since(r.gen_range(0..330)),
                 until_us: None,
+                ..Default::default()
+            }),
+        ),
+        (
+            "command=restart svc-K (substring)",
+            Box::new(|r| Query {
+                command: Some(format!("restart svc-{}", r.gen_range(0..1000))),
+                ..Default::default()
+            }),
+        ),
+        (
+            "file=data-K/ (substring)",
+            Box::new(|r| Query {
+                file: Some(format!("data-{}/", r.gen_range(0..1000))),
+                ..Default::default()
+            }),
+        ),
+        (
+            "offset = n/2 (deep page)",
+            Box::new(move |_| Query {
+                offset: Some(n / 2),
+                ..Default::default()
+            }),
+        ),
+        (
+            "after=ID at n/2 (keyset)",
+            Box::new(move |r| Query {
+                after: deep_ids.get(r.gen_range(0..deep_ids.len().max(1))).cloned(),
                 ..Default::default()
             }),
         ),

@@ -131,7 +131,10 @@ mod redact_tests {
     #[test]
     fn the_data_dir_is_named_not_shown() {
         let d = tempfile::tempdir().unwrap();
-        let msg = format!("{}/trails/x.trail: No space left on device", d.path().display());
+        let msg = format!(
+            "{}/trails/x.trail: No space left on device",
+            d.path().display()
+        );
         assert_eq!(
             super::redact_data_dir(&msg, d.path()),
             "<data_dir>/trails/x.trail: No space left on device"

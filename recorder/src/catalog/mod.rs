@@ -10,8 +10,9 @@
 //! stays bounded the same way. [`Catalog::health`] says whether writes are failing now. Reads use
 //! a small pool of read connections. The database files are created owner-only (0600).
 //! Configuration objects managed through the control API and the audit of configuration changes
-//! live here too (`config`), as do retention (`retention`: trails and records past their age) and
-//! records rebuilt from trails (`rebuild`: reindex, restart reconciliation).
+//! live here too (`config`), as do retention (`retention`: trails and records past their age),
+//! records rebuilt from trails (`rebuild`: reindex, restart reconciliation), each session's files
+//! index (`transfers`), and the schema with its migrations (`schema`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -26,11 +27,13 @@ use crate::record::*;
 mod config;
 mod rebuild;
 mod retention;
+mod schema;
 mod transfers;
 mod writer;
 pub use config::{ConfigChange, StoredObject};
 pub use rebuild::record_from_trail;
 pub use retention::Deleted;
+use schema::{SCHEMA, migrate};
 pub use transfers::may_have_files;
 use writer::writer_loop;
 
@@ -99,48 +102,6 @@ pub struct Catalog {
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
-const SCHEMA: &str = r#"
-PRAGMA journal_mode = WAL;
-PRAGMA synchronous = NORMAL;
-CREATE TABLE IF NOT EXISTS sessions (
-    id TEXT PRIMARY KEY,
-    start_us INTEGER NOT NULL,
-    active INTEGER NOT NULL,
-    protocol TEXT NOT NULL,
-    user TEXT,
-    target TEXT,
-    verdict TEXT,
-    status TEXT NOT NULL,
-    trail_path TEXT,
-    record TEXT NOT NULL
-);
--- Every list is ordered by (start_us DESC, id DESC): each filter has an index in that order, so
--- a page is read straight from an index, never sorted. The other filter columns ride along in
--- each index so that combined filters and their COUNT(*) never touch the (large) rows.
-CREATE INDEX IF NOT EXISTS sessions_by_start ON sessions(start_us DESC, id DESC, active, verdict);
-CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions(user, start_us DESC, id DESC, target, verdict, active, protocol);
-CREATE INDEX IF NOT EXISTS sessions_by_target ON sessions(target, start_us DESC, id DESC, user, verdict, active, protocol);
-CREATE INDEX IF NOT EXISTS sessions_by_verdict ON sessions(verdict, start_us DESC, id DESC, user, target, active, protocol);
-CREATE INDEX IF NOT EXISTS sessions_by_active ON sessions(active, start_us DESC, id DESC, user, target, verdict, protocol);
-CREATE INDEX IF NOT EXISTS sessions_by_protocol ON sessions(protocol, start_us DESC, id DESC, user, target, verdict, active);
-CREATE TABLE IF NOT EXISTS trail_downloads (
-    n INTEGER PRIMARY KEY AUTOINCREMENT,
-    session_id TEXT NOT NULL,
-    token TEXT NOT NULL,
-    time TEXT NOT NULL,
-    format TEXT NOT NULL,
-    range TEXT,
-    follow INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS trail_downloads_session ON trail_downloads(session_id, n);
--- Exec commands of each session (the `command` filter), kept by every upsert.
-CREATE TABLE IF NOT EXISTS session_commands (
-    session_id TEXT NOT NULL,
-    command TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS session_commands_session ON session_commands(session_id);
-"#;
-
 fn open_conn(path: &Path) -> Result<Connection> {
     // SQLite creates the database, its WAL and shared-memory files with the process umask;
     // pre-creating the database owner-only keeps session records private whatever it is
@@ -203,39 +164,17 @@ fn upsert_row(tx: &rusqlite::Transaction<'_>, r: &SessionRecord) -> Result<()> {
     Ok(())
 }
 
-/// `LIKE` pattern matching `s` anywhere (its `%`, `_` and `\\` taken literally).
-fn contains_pattern(s: &str) -> String {
-    let mut p = String::from("%");
-    for ch in s.chars() {
-        if matches!(ch, '%' | '_' | '\\') {
-            p.push('\\');
-        }
-        p.push(ch);
-    }
-    p.push('%');
-    p
-}
+/// Sessions matched by more than this many rows of a `file` or `command` search are filtered
+/// by a subquery rather than by their ids.
+const MAX_LISTED_MATCHES: usize = 10_000;
 
-/// Schema changes of existing catalogs, by `PRAGMA user_version`.
-fn migrate(c: &Connection) -> Result<()> {
-    let v: i64 = c
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(db_err)?;
-    if v < 1 {
-        // Exec commands of the sessions recorded before the `command` filter existed.
-        c.execute_batch(
-            "BEGIN;
-             DELETE FROM session_commands;
-             INSERT INTO session_commands (session_id, command)
-                 SELECT s.id, json_extract(ch.value, '$.command')
-                 FROM sessions s, json_each(s.record, '$.channels') ch
-                 WHERE json_extract(ch.value, '$.command') IS NOT NULL;
-             PRAGMA user_version = 1;
-             COMMIT;",
-        )
-        .map_err(db_err)?;
-    }
-    Ok(())
+/// Literal SQL for a list of session ids (quotes doubled: ids are the gateway's, but still).
+fn id_list(ids: &[String]) -> String {
+    let quoted: Vec<String> = ids
+        .iter()
+        .map(|i| format!("'{}'", i.replace('\'', "''")))
+        .collect();
+    format!("id IN ({})", quoted.join(","))
 }
 
 /// Selects what [`row_record`] reads.
@@ -396,42 +335,75 @@ impl Catalog {
     pub fn list(&self, q: &Query) -> Result<(Vec<SessionRecord>, u64)> {
         let mut wh = Vec::new();
         let mut args: Vec<rusqlite::types::Value> = Vec::new();
-        let mut add = |cond: &str, v: rusqlite::types::Value| {
-            args.push(v);
-            wh.push(cond.replace('?', &format!("?{}", args.len())));
+        let mut add = |cond: &str, v: Option<rusqlite::types::Value>| match v {
+            Some(v) => {
+                args.push(v);
+                wh.push(cond.replace('?', &format!("?{}", args.len())));
+            }
+            None => wh.push(cond.to_string()),
         };
         if let Some(a) = q.active {
-            add("active = ?", (a as i64).into());
+            add("active = ?", Some((a as i64).into()));
         }
         if let Some(p) = &q.protocol {
-            add("protocol = ?", p.clone().into());
+            add("protocol = ?", Some(p.clone().into()));
         }
         if let Some(u) = &q.user {
-            add("user = ?", u.clone().into());
+            add("user = ?", Some(u.clone().into()));
         }
         if let Some(t) = &q.target {
-            add("target = ?", t.clone().into());
+            add("target = ?", Some(t.clone().into()));
         }
         if let Some(v) = &q.verdict {
-            add("verdict = ?", v.clone().into());
+            add("verdict = ?", Some(v.clone().into()));
         }
         if let Some(s) = q.since_us {
-            add("start_us >= ?", s.into());
+            add("start_us >= ?", Some(s.into()));
         }
         if let Some(u) = q.until_us {
-            add("start_us < ?", u.into());
+            add("start_us < ?", Some(u.into()));
         }
-        if let Some(f) = &q.file {
-            add(
-                "id IN (SELECT session_id FROM session_files WHERE path LIKE ? ESCAPE '\\')",
-                contains_pattern(f).into(),
-            );
-        }
-        if let Some(cmd) = &q.command {
-            add(
-                "id IN (SELECT session_id FROM session_commands WHERE command LIKE ? ESCAPE '\\')",
-                contains_pattern(cmd).into(),
-            );
+        let mut by_ids = false;
+        // Substring searches (case-sensitive, `instr`: no wildcards) scan the commands or files
+        // table once; the sessions they name then filter the list and its count by id.
+        for (needle, table, column) in [
+            (&q.file, "session_files", "path"),
+            (&q.command, "session_commands", "command"),
+        ] {
+            let Some(needle) = needle else { continue };
+            // No DISTINCT: it would walk the session_id index (a random read per row) instead
+            // of scanning the table; duplicates are dropped here.
+            let sql = format!("SELECT session_id FROM {table} WHERE instr({column}, ?1) > 0");
+            let ids = self.with_reader(|c| {
+                let mut st = c.prepare_cached(&sql).map_err(db_err)?;
+                let rows = st
+                    .query_map([needle], |r| r.get::<_, String>(0))
+                    .map_err(db_err)?;
+                let mut ids = Vec::new();
+                let mut seen = std::collections::HashSet::new();
+                for r in rows {
+                    let id = r.map_err(db_err)?;
+                    if seen.insert(id.clone()) {
+                        ids.push(id);
+                        if ids.len() > MAX_LISTED_MATCHES {
+                            break;
+                        }
+                    }
+                }
+                Ok(ids)
+            })?;
+            if ids.is_empty() {
+                return Ok((Vec::new(), 0));
+            }
+            if ids.len() <= MAX_LISTED_MATCHES {
+                by_ids = true;
+                add(&id_list(&ids), None);
+            } else {
+                add(
+                    &format!("id IN (SELECT session_id FROM {table} WHERE instr({column}, ?) > 0)"),
+                    Some(needle.clone().into()),
+                );
+            }
         }
         // Keyset paging excludes nothing from the total: `total` counts every match.
         let filters = wh.len();
@@ -449,6 +421,13 @@ impl Catalog {
                 format!("WHERE {}", conds.join(" AND "))
             }
         };
+        // With sessions named by id, fetch those (by the primary key) and sort them: walking
+        // the time index in order and testing each row would read the whole table.
+        let order = if by_ids {
+            "+start_us DESC, +id DESC"
+        } else {
+            "start_us DESC, id DESC"
+        };
         let count_sql = where_of(&wh[..filters]);
         let where_sql = where_of(&wh);
         let limit = q.limit.unwrap_or(50).clamp(1, 1000);
@@ -459,7 +438,7 @@ impl Catalog {
                 .query_row(&format!("SELECT COUNT(*) FROM sessions {count_sql}"), count_args, |r| r.get(0))
                 .map_err(db_err)?;
             let mut stmt = c
-                .prepare_cached(&format!("SELECT {RECORD_COLUMNS} FROM sessions {where_sql} ORDER BY start_us DESC, id DESC LIMIT {limit} OFFSET {offset}"))
+                .prepare_cached(&format!("SELECT {RECORD_COLUMNS} FROM sessions {where_sql} ORDER BY {order} LIMIT {limit} OFFSET {offset}"))
                 .map_err(db_err)?;
             let rows = stmt.query_map(params_from_iter(args.iter()), row_record).map_err(db_err)?;
             let mut out = Vec::new();

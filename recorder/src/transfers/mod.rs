@@ -25,7 +25,6 @@ use hash::{HashWorker, Hashing};
 use scp::{ScpEvent, ScpStream};
 use sftp::{SftpEvent, SftpStream};
 
-
 /// One file that crossed the gateway.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TransferredFile {
@@ -322,7 +321,9 @@ fn scan(path: &Path, mut sink: impl FnMut(usize, u64, &[u8]) -> Result<()>) -> R
     // The hashes of files that crossed whole (or whose crossed part is one run from 0).
     let digests = hasher.finish()?;
     for f in out.files.iter_mut().filter(|f| f.sha256.is_some()) {
-        f.sha256 = Some(hex::encode(digests.get(&f.n).copied().unwrap_or(hash::EMPTY)));
+        f.sha256 = Some(hex::encode(
+            digests.get(&f.n).copied().unwrap_or(hash::EMPTY),
+        ));
     }
     Ok(out)
 }

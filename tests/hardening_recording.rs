@@ -55,7 +55,7 @@ fn eof_then_close_at_once_loses_no_record_and_reports_no_failure() {
         assert_eq!(ch["command"], "cat", "{s:#}");
         // Every byte the gateway counted as relayed is in the trail, both ways, and the
         // channel's close is recorded.
-        let trail = gw.trail_of(&s);
+        let trail = gw.trail_of(s);
         let (code, v) = trail_verify(&trail);
         assert_eq!(code, 0, "{v}");
         let info = trail_info(&trail);

@@ -53,7 +53,9 @@ fn every_malformed_request_gets_the_json_error_envelope() {
     let a = auth.as_str();
     let json_body = ["-H", a, "-H", "Content-Type: application/json", "--data"];
     let policies = "/api/v1/configuration/ssh/settings_policies";
-    let cases: Vec<(&str, String, Vec<&str>, u16, &str, &str)> = vec![
+    // method, path, curl arguments, status, error code, a word the message contains
+    type Case<'a> = (&'a str, String, Vec<&'a str>, u16, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "GET",
             "/api/v1/sessions?limit=abc".into(),

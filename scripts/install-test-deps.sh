@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real peers the end-to-end tests drive (OpenSSH server and clients, rsync, an X
-# server and X client for X11 forwarding, zstd, TigerVNC and x11vnc as VNC targets).
+# server and X client for X11 forwarding, zstd, TigerVNC and x11vnc as VNC targets, and headless
+# Chromium with its ChromeDriver for the web-console tests).
 # Idempotent: skips apt when everything is already present. Needs root (or sudo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +23,8 @@ command -v vncpasswd >/dev/null 2>&1 || need+=(tigervnc-tools)
 command -v x11vnc >/dev/null 2>&1 || need+=(x11vnc)
 command -v xsetroot >/dev/null 2>&1 || need+=(x11-xserver-utils)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)   # checks deploy/trailgate.service
+command -v chromium >/dev/null 2>&1 || need+=(chromium)           # /usr/bin/chromium, headless browser
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver) # /usr/bin/chromedriver, same version
 python3 -m venv --help >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""

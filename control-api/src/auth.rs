@@ -87,3 +87,14 @@ impl FromRequestParts<Arc<ApiState>> for Caller {
         })
     }
 }
+
+/// The caller's token name and role (the console shows them and hides what the role may not do).
+#[utoipa::path(get, path = "/api/v1/whoami", security(("bearer" = [])),
+    responses((status = 200, description = "`{name, role}`"), (status = 401)))]
+pub async fn whoami(caller: Caller) -> axum::Json<serde_json::Value> {
+    let role = match caller.role {
+        Role::Admin => "admin",
+        Role::Auditor => "auditor",
+    };
+    axum::Json(serde_json::json!({"name": caller.name, "role": role}))
+}

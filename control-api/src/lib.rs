@@ -5,6 +5,7 @@
 //! Modules:
 //! - [`auth`]: bearer tokens (stored as SHA-256), roles `admin` and `auditor`.
 //! - [`configuration`]: settings policies, VNC options and the audit of configuration changes.
+//! - [`console`]: the web console (embedded pages) and the security headers of every response.
 //! - [`error`]: the JSON error shape.
 //! - [`files`]: files transferred in a session (list, content), from its trail.
 //! - [`routes`]: session endpoints.
@@ -15,6 +16,7 @@
 
 pub mod auth;
 pub mod configuration;
+pub mod console;
 pub mod error;
 pub mod files;
 pub mod openapi;
@@ -108,6 +110,10 @@ impl HealthProbe {
 
 pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
+        .route("/", get(console::index))
+        .route("/console/{*path}", get(console::asset))
+        .route("/api/v1/whoami", get(auth::whoami))
+        .route("/api/v1/sessions/{id}/verify", get(trail::verify))
         .route("/healthz", get(routes::healthz))
         .route("/metrics", get(routes::metrics))
         .route("/api/v1/openapi.json", get(openapi::serve))
@@ -143,5 +149,6 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/configuration/changes", get(configuration::changes))
         .fallback(routes::not_found)
         .layer(axum::middleware::map_response(error::json_errors))
+        .layer(axum::middleware::map_response(console::security_headers))
         .with_state(state)
 }

@@ -16,6 +16,8 @@ use crate::auth::Caller;
         crate::routes::kill_session,
         crate::routes::trail_downloads,
         crate::trail::download,
+        crate::trail::verify,
+        crate::auth::whoami,
         crate::snapshot::snapshot,
         crate::files::list,
         crate::files::content,

@@ -269,3 +269,26 @@ fn follow_raw(st: Arc<ApiState>, id: String, path: PathBuf) -> Response {
     });
     Body::from_stream(ReceiverStream::new(rx)).into_response()
 }
+
+/// Verifies a session's trail (hash chain and signature) as `trailgate trail verify` does:
+/// `{integrity, detail, signing_key_fingerprint, records}`. A live trail verifies as far as it is
+/// written (`incomplete` until sealed).
+#[utoipa::path(get, path = "/api/v1/sessions/{id}/verify", params(("id" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, description = "`{integrity, detail, signing_key_fingerprint, records}`"), (status = 401), (status = 404)))]
+pub async fn verify(
+    State(st): State<Arc<ApiState>>,
+    _caller: Caller,
+    Path(id): Path<String>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let rec = crate::routes::find(&st, &id).await?;
+    let path = crate::routes::trail_path(&rec)?;
+    let info = tokio::task::spawn_blocking(move || trailgate_recorder::export::info(&path))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    Ok(axum::Json(serde_json::json!({
+        "integrity": info.integrity,
+        "detail": info.integrity_detail,
+        "signing_key_fingerprint": info.signing_key_fingerprint,
+        "records": info.records,
+    })))
+}

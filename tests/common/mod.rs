@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+pub mod browser;
 pub mod peers;
 mod sshd;
 mod trail;

@@ -1,0 +1,216 @@
+//! The web console in a real browser (headless Chromium over WebDriver): sign in with a token,
+//! see a real ssh session appear while active, watch its output live, kill it as admin, play
+//! it back in the terminal player, find no kill button as auditor, and replay a VNC session's
+//! screen; the pages' security headers.
+
+mod common;
+
+use std::io::Write;
+use std::process::Stdio;
+
+use common::browser::Browser;
+use common::vnc::{Certs, Mode, Viewer, Xvnc, ended_session, start, target};
+use common::*;
+use serde_json::json;
+
+fn sign_in(b: &Browser, gw: &Gateway, token: &str) {
+    b.goto(&format!("http://{}/", gw.api));
+    b.wait_js(
+        "the sign-in form",
+        20,
+        "return document.querySelector('#token') !== null",
+    );
+    b.fill("#token", token);
+    b.click("#signin button[type=submit]");
+}
+
+#[test]
+fn console_signs_in_lists_watches_kills_and_replays_ssh_sessions() {
+    let sshd = Sshd::start().unwrap();
+    let gw = Gateway::start(&sshd).unwrap();
+    // The pages carry the security headers, and no script is inline.
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "-D", "-", &format!("http://{}/", gw.api)])
+        .output()
+        .unwrap();
+    let page = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    assert!(
+        page.contains(
+            "content-security-policy: default-src 'none'; script-src 'self' 'wasm-unsafe-eval';"
+        ),
+        "{page}"
+    );
+    assert!(page.contains("x-frame-options: deny"), "{page}");
+    assert!(!page.contains("<script>"), "no inline scripts");
+
+    let b = Browser::start();
+    // A bad token is refused, and nothing else is shown.
+    sign_in(&b, &gw, "not-a-token");
+    b.wait_js(
+        "the refusal",
+        20,
+        "const e = document.querySelector('#signin-error'); return e && e.textContent.includes('refused');",
+    );
+    sign_in(&b, &gw, ADMIN_SECRET);
+    b.wait_js(
+        "the sessions page",
+        20,
+        "return document.querySelector('#sessions') !== null",
+    );
+    assert!(b.text().contains("admin-tok (admin)"), "{}", b.text());
+
+    // A real interactive session appears while active.
+    let mut child = gw
+        .ssh()
+        .arg("-tt")
+        .arg(gw.dest())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"echo live-$((40+2))\n").unwrap();
+    let id = b
+        .wait_js(
+            "the active session in the list",
+            20,
+            "const r = [...document.querySelectorAll('#sessions tr[data-id]')]\
+               .find(r => r.textContent.includes('active')); return r ? r.dataset.id : null;",
+        )
+        .as_str()
+        .unwrap()
+        .to_string();
+    b.click(&format!("#sessions tr[data-id='{id}']"));
+    // Its output, live, then what is typed next.
+    b.wait_js(
+        "live output",
+        20,
+        "const e = document.querySelector('#live'); return e && e.textContent.includes('live-42');",
+    );
+    stdin.write_all(b"echo next-$((50+5))\n").unwrap();
+    b.wait_js(
+        "the next line, live",
+        20,
+        "const e = document.querySelector('#live'); return e && e.textContent.includes('next-55');",
+    );
+    // Admin kills it from the page, with a reason; the client is disconnected.
+    b.fill("#kill-reason", "console check");
+    b.click("#kill");
+    b.wait_js(
+        "the kill result",
+        20,
+        "const e = document.querySelector('#kill-result'); return e && e.textContent.includes('console check');",
+    );
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+    let (_, rec) = gw.api_json("GET", &format!("/api/v1/sessions/{id}"), ADMIN_SECRET);
+    assert_eq!(rec["terminated_by"], "api token admin-tok", "{rec}");
+
+    // Played back: the terminal player renders what was typed.
+    b.goto(&format!("http://{}/#/sessions", gw.api));
+    b.goto(&format!("http://{}/#/session/{id}", gw.api));
+    b.wait_js(
+        "the replay shows the output",
+        30,
+        "const t = document.querySelector('#terminal'); return t && t.innerText.includes('next-55');",
+    );
+    b.wait_js(
+        "verify result",
+        20,
+        "const v = document.querySelector('#verify'); return v && v.textContent.includes('sealed');",
+    );
+
+    // An auditor sees the session and no kill button; the API refuses an auditor's kill.
+    let mut other = gw
+        .ssh()
+        .arg("-tt")
+        .arg(gw.dest())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut other_in = other.stdin.take().unwrap();
+    other_in.write_all(b"echo audited\n").unwrap();
+    let live = wait_until("the second session live", 20, || {
+        let (items, _) = gw.sessions("active=true", ADMIN_SECRET);
+        items
+            .first()
+            .and_then(|s| s["id"].as_str().map(str::to_string))
+    });
+    b.click("#signout");
+    sign_in(&b, &gw, AUDIT_SECRET);
+    b.wait_js(
+        "the sessions page",
+        20,
+        "return document.querySelector('#sessions') !== null",
+    );
+    assert!(b.text().contains("audit-tok (auditor)"), "{}", b.text());
+    b.goto(&format!("http://{}/#/session/{live}", gw.api));
+    b.wait_js(
+        "the auditor's live view",
+        20,
+        "const e = document.querySelector('#live'); return e && e.textContent.includes('audited');",
+    );
+    assert_eq!(
+        b.js("return document.querySelector('#kill') === null", json!([])),
+        true,
+        "no kill button for auditors"
+    );
+    let refused = b.js(
+        "const r = await fetch(arguments[0], {method: 'POST', headers: \
+           {Authorization: 'Bearer ' + sessionStorage.getItem('tg_token')}}); return r.status;",
+        json!([format!("/api/v1/sessions/{live}/kill")]),
+    );
+    assert_eq!(refused, 403);
+    // The token is in the tab's storage only, never in a URL.
+    let url = b.js("return location.href", json!([]));
+    assert!(!url.as_str().unwrap().contains(AUDIT_SECRET));
+    other_in.write_all(b"exit\n").unwrap();
+    drop(other_in);
+    let _ = other.wait();
+}
+
+#[test]
+fn console_replays_a_vnc_session_screen() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let tc = Certs::make(&tmp.path().join("targetcerts"));
+    let x = Xvnc::start(tmp.path(), "None", &tc, None).expect("xvnc");
+    let (gw, certs) = start(&target("desk", x.port, "tls = \"none\""));
+    let mut v = Viewer::connect(
+        gw.vnc.expect("vnc"),
+        &certs.path("ca.pem"),
+        "alice@desk",
+        ALICE_PASSWORD,
+        Mode::Vencrypt,
+    )
+    .expect("viewer");
+    v.setup_default();
+    x.solid("#20a040");
+    v.until_pixel(100, 100, [0x20, 0xa0, 0x40]);
+    v.close();
+    let s = ended_session(&gw, "desk");
+    let id = s["id"].as_str().unwrap();
+
+    let b = Browser::start();
+    sign_in(&b, &gw, ADMIN_SECRET);
+    b.wait_js(
+        "the sessions page",
+        20,
+        "return document.querySelector('#sessions') !== null",
+    );
+    b.goto(&format!("http://{}/#/session/{id}", gw.api));
+    // The replayed screen, read back from the page's image through a canvas.
+    let px = b.wait_js(
+        "the screen's colour",
+        30,
+        "const i = document.querySelector('#vnc-screen'); \
+         if (!i || !i.complete || !i.naturalWidth) return null; \
+         const c = document.createElement('canvas'); c.width = i.naturalWidth; c.height = i.naturalHeight; \
+         const g = c.getContext('2d'); g.drawImage(i, 0, 0); \
+         const d = g.getImageData(100, 100, 1, 1).data; \
+         return [d[0], d[1], d[2]];",
+    );
+    assert_eq!(px, json!([0x20, 0xa0, 0x40]));
+}

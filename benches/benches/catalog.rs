@@ -1,7 +1,8 @@
 //! Session-list latency with 1,000,000 sessions in the catalog: p50/p99 of filtered pages.
 //!
 //! `cargo bench -p trailgate-benches --bench catalog` (set `CATALOG_SESSIONS` to change the size).
-//! The catalog is built once in a temporary directory (takes about a minute).
+//! The catalog is built once in a temporary directory (takes about a minute), or in
+//! `CATALOG_KEEP` (a data directory), where it stays for other benchmarks (the console's).
 
 use std::time::{Duration, Instant};
 
@@ -107,8 +108,11 @@ fn main() {
         } else {
             10_000
         });
-    let dir = tempfile::tempdir().expect("tempdir");
-    let cat = Catalog::open(dir.path()).expect("catalog");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = std::env::var_os("CATALOG_KEEP")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| tmp.path().to_path_buf());
+    let cat = Catalog::open(&dir).expect("catalog");
     let mut rng = StdRng::seed_from_u64(42);
     let t = Instant::now();
     let mut batch = Vec::with_capacity(50_000);

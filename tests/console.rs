@@ -214,3 +214,77 @@ fn console_replays_a_vnc_session_screen() {
     );
     assert_eq!(px, json!([0x20, 0xa0, 0x40]));
 }
+
+#[test]
+fn console_edits_settings_policies_as_admin_only() {
+    let sshd = Sshd::start().unwrap();
+    let gw = Gateway::start(&sshd).unwrap();
+    let b = Browser::start();
+    sign_in(&b, &gw, ADMIN_SECRET);
+    b.wait_js(
+        "the sessions page",
+        20,
+        "return document.querySelector('#sessions') !== null",
+    );
+    b.goto(&format!("http://{}/#/policies", gw.api));
+    b.wait_js(
+        "the new-policy editor",
+        20,
+        "return document.querySelector(\"[data-policy='ssh/new'] textarea\") !== null",
+    );
+    // A body the API refuses: its message, naming the field, is shown.
+    b.fill("[data-policy='ssh/new'] .new-key", "strict");
+    b.fill("[data-policy='ssh/new'] textarea", r#"{"timeout": "soon"}"#);
+    b.click("[data-policy='ssh/new'] .save");
+    b.wait_js(
+        "the refusal",
+        20,
+        "const r = document.querySelector(\"[data-policy='ssh/new'] .result\"); \
+         return r && r.textContent.includes('body.timeout');",
+    );
+    b.fill(
+        "[data-policy='ssh/new'] textarea",
+        r#"{"timeout": 600, "inactivity_timeout": {"enabled": false}}"#,
+    );
+    b.click("[data-policy='ssh/new'] .save");
+    b.wait_js(
+        "the saved policy listed",
+        20,
+        "return document.querySelector(\"[data-policy='ssh/strict'] textarea\") !== null",
+    );
+    let (code, v) = gw.api_json(
+        "GET",
+        "/api/v1/configuration/ssh/settings_policies/strict",
+        AUDIT_SECRET,
+    );
+    assert_eq!(
+        (code, v["body"]["timeout"].as_u64()),
+        (200, Some(600)),
+        "{v}"
+    );
+    let (_, changes) = gw.api_json("GET", "/api/v1/configuration/changes", AUDIT_SECRET);
+    assert_eq!(changes["items"][0]["by"], "admin-tok", "{changes}");
+
+    // An auditor reads the policies and cannot change them.
+    b.click("#signout");
+    sign_in(&b, &gw, AUDIT_SECRET);
+    b.wait_js(
+        "the sessions page",
+        20,
+        "return document.querySelector('#sessions') !== null",
+    );
+    b.goto(&format!("http://{}/#/policies", gw.api));
+    b.wait_js(
+        "the policy, read-only",
+        20,
+        "const t = document.querySelector(\"[data-policy='ssh/strict'] textarea\"); \
+         return t && t.readOnly && t.value.includes('600');",
+    );
+    assert_eq!(
+        b.js(
+            "return document.querySelectorAll('.save, .delete').length",
+            json!([])
+        ),
+        0
+    );
+}

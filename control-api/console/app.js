@@ -364,6 +364,66 @@ function vncPlayer(id, s, el) {
   if (s.active) state.timers.push(setInterval(() => { if (!document.hidden) show(); }, 2000));
 }
 
+// Settings policies of both protocols: each one's body as JSON, saved with PUT (the API
+// validates and names the field in its answer); the file's policies are read-only.
+async function renderPolicies() {
+  const admin = state.me && state.me.role === 'admin';
+  const box = h('div', { id: 'policies' });
+  main.replaceChildren(h('h1', {}, 'Settings policies'), box);
+  const editor = (proto, key, body, source) => {
+    const text = h('textarea', { readonly: !admin || source === 'config', 'data-key': key, 'data-proto': proto },
+      JSON.stringify(body, null, 2));
+    const keyInput = key ? null : h('input', { class: 'new-key', placeholder: 'key', size: 20 });
+    const out = h('span', { class: 'result' });
+    const save = async () => {
+      const k = key || keyInput.value.trim();
+      let parsed;
+      try {
+        parsed = JSON.parse(text.value);
+      } catch (err) {
+        out.textContent = 'Not JSON: ' + err.message;
+        out.className = 'result error';
+        return;
+      }
+      try {
+        await json(`/api/v1/configuration/${proto}/settings_policies/${encodeURIComponent(k)}`, {
+          method: 'PUT', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(parsed),
+        });
+        out.textContent = 'Saved.';
+        out.className = 'result';
+        if (!key) renderPolicies();
+      } catch (err) {
+        out.textContent = err.message;
+        out.className = 'result error';
+      }
+    };
+    const del = async () => {
+      try {
+        await json(`/api/v1/configuration/${proto}/settings_policies/${encodeURIComponent(key)}`, { method: 'DELETE' });
+        renderPolicies();
+      } catch (err) {
+        out.textContent = err.message;
+        out.className = 'result error';
+      }
+    };
+    const editable = admin && source !== 'config';
+    return h('div', { class: 'policy', 'data-policy': key ? proto + '/' + key : proto + '/new' },
+      h('h2', {}, key ? `${proto} / ${key}` : `New ${proto} policy`, source === 'config' ? h('span', { class: 'muted' }, ' (from the configuration file)') : null),
+      keyInput, text,
+      editable ? h('div', { class: 'actions' }, h('button', { class: 'save', onclick: save }, 'Save'),
+        key ? h('button', { class: 'delete danger', onclick: del }, 'Delete') : null, out) : null);
+  };
+  for (const proto of ['ssh', 'vnc']) {
+    try {
+      const list = await json(`/api/v1/configuration/${proto}/settings_policies`);
+      box.append(...list.items.map((p) => editor(proto, p.key, p.body, p.source)));
+      if (admin) box.append(editor(proto, null, { timeout: 3600, inactivity_timeout: { enabled: false } }, 'api'));
+    } catch (err) {
+      box.append(h('p', { class: 'error' }, err.message));
+    }
+  }
+}
+
 function route() {
   clearTimers();
   if (!state.token) return renderSignIn();
@@ -378,6 +438,7 @@ function route() {
   const hash = location.hash.slice(1) || '/sessions';
   const [path, query] = hash.split('?');
   if (path.startsWith('/session/')) return renderSession(decodeURIComponent(path.slice('/session/'.length)));
+  if (path === '/policies') return renderPolicies();
   return renderSessions(new URLSearchParams(query || ''));
 }
 

@@ -6,7 +6,6 @@
 mod common;
 
 use std::io::Write;
-use std::process::Stdio;
 
 use common::browser::Browser;
 use common::vnc::{Certs, Mode, Viewer, Xvnc, ended_session, start, target};
@@ -60,16 +59,7 @@ fn console_signs_in_lists_watches_kills_and_replays_ssh_sessions() {
     assert!(b.text().contains("admin-tok (admin)"), "{}", b.text());
 
     // A real interactive session appears while active.
-    let mut child = gw
-        .ssh()
-        .arg("-tt")
-        .arg(gw.dest())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
+    let (mut child, mut stdin) = gw.shell();
     stdin.write_all(b"echo live-$((40+2))\n").unwrap();
     let id = b
         .wait_js(
@@ -122,16 +112,7 @@ fn console_signs_in_lists_watches_kills_and_replays_ssh_sessions() {
     );
 
     // An auditor sees the session and no kill button; the API refuses an auditor's kill.
-    let mut other = gw
-        .ssh()
-        .arg("-tt")
-        .arg(gw.dest())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut other_in = other.stdin.take().unwrap();
+    let (mut other, mut other_in) = gw.shell();
     other_in.write_all(b"echo audited\n").unwrap();
     let live = wait_until("the second session live", 20, || {
         let (items, _) = gw.sessions("active=true", ADMIN_SECRET);

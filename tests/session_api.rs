@@ -6,7 +6,7 @@
 mod common;
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::*;
 use serde_json::Value;
@@ -242,21 +242,6 @@ fn every_malformed_request_gets_the_json_error_envelope() {
     }
 }
 
-/// `ssh -tt` into a shell, kept open: returns the child and its stdin.
-fn shell(gw: &Gateway) -> (std::process::Child, std::process::ChildStdin) {
-    let mut child = gw
-        .ssh()
-        .arg("-tt")
-        .arg(gw.dest())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdin = child.stdin.take().unwrap();
-    (child, stdin)
-}
-
 fn session(gw: &Gateway, id: &str) -> Value {
     let (code, v) = gw.api_json("GET", &format!("/api/v1/sessions/{id}"), ADMIN_SECRET);
     assert_eq!(code, 200, "{v}");
@@ -295,7 +280,7 @@ fn records_say_how_sessions_ended_and_a_rebuilt_catalog_equals_the_live_one() {
     assert!(denied["terminated_by"].is_null());
 
     // A shell the client leaves: typed input is the last activity.
-    let (mut c, mut stdin) = shell(&gw);
+    let (mut c, mut stdin) = gw.shell();
     stdin.write_all(b"echo typed-1\nexit\n").unwrap();
     assert!(c.wait().unwrap().success());
     let left = wait_until("the shell session ended", 10, || {
@@ -314,7 +299,7 @@ fn records_say_how_sessions_ended_and_a_rebuilt_catalog_equals_the_live_one() {
     assert!(start <= last && last <= end, "{left:#}");
 
     // A shell an operator kills.
-    let (mut c, mut stdin) = shell(&gw);
+    let (mut c, mut stdin) = gw.shell();
     stdin.write_all(b"echo typed-2\n").unwrap();
     let live = wait_until("the shell is live", 10, || {
         let (items, _) = gw.sessions("active=true", ADMIN_SECRET);

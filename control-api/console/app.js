@@ -331,7 +331,7 @@ function vncPlayer(id, s, el) {
     loading = true;
     try {
       // At the end (and while live): the latest screen, whatever the rounding of the slider.
-      const q = s.active || Number(slider.value) >= dur ? '' : '?at=' + slider.value;
+      const q = s.active || Number(slider.value) >= Number(slider.max) ? '' : '?at=' + slider.value;
       const r = await api('/api/v1/sessions/' + encodeURIComponent(id) + '/snapshot' + q);
       if (r.ok) {
         const next = URL.createObjectURL(await r.blob());

@@ -330,6 +330,21 @@ impl Gateway {
     }
 
     /// Runs `ssh alice@db1@gw -- cmd` and returns its output.
+    /// `ssh -tt` into a shell, kept open (output discarded): the child and its stdin.
+    pub fn shell(&self) -> (std::process::Child, std::process::ChildStdin) {
+        let mut child = self
+            .ssh()
+            .arg("-tt")
+            .arg(self.dest())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ssh");
+        let stdin = child.stdin.take().expect("stdin");
+        (child, stdin)
+    }
+
     pub fn exec(&self, cmd: &str) -> Output {
         self.ssh().arg(self.dest()).arg(cmd).output().expect("ssh")
     }

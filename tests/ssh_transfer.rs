@@ -621,15 +621,16 @@ fn a_failing_recording_terminates_or_continues_as_configured_and_is_never_silent
         let log = gw.log();
         assert!(log.contains("recording failed"), "logged: {log}");
 
-        let (code, v) = gw.api_json("GET", "/api/v1/sessions?verdict=accept", "audit-secret");
-        assert_eq!(code, 200);
-        let rec = v["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["trail"]["integrity"] == "failed")
-            .unwrap_or_else(|| panic!("a session with a failed trail: {v:#}"))
-            .clone();
+        // Its final record (the client may leave before the gateway has concluded).
+        let rec = wait_until("the ended session with a failed trail", 10, || {
+            let (code, v) = gw.api_json("GET", "/api/v1/sessions?verdict=accept", "audit-secret");
+            assert_eq!(code, 200);
+            v["items"]
+                .as_array()?
+                .iter()
+                .find(|s| s["trail"]["integrity"] == "failed" && s["active"] == false)
+                .cloned()
+        });
         assert!(
             rec["trail"]["error"]
                 .as_str()

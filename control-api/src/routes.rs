@@ -247,9 +247,29 @@ pub async fn list_sessions(
     })
     .await?;
     // Active sessions: the live view is fresher than the catalog (byte counters, channels).
-    for it in items.iter_mut().filter(|i| i.active) {
-        if let Some(live) = registry.get(&it.id).and_then(|s| s.snapshot()) {
-            *it = live;
+    let mut ended = Vec::new();
+    for (i, it) in items.iter_mut().enumerate().filter(|(_, i)| i.active) {
+        match registry.get(&it.id).and_then(|s| s.snapshot()) {
+            Some(live) => *it = live,
+            None => ended.push(i),
+        }
+    }
+    // Marked active in the catalog but gone from the registry: the session has just ended and
+    // its final record is on its way to the catalog. Show that record, not the stale one.
+    if !ended.is_empty() {
+        let cat = st.catalog.clone();
+        let ids: Vec<String> = ended.iter().map(|&i| items[i].id.clone()).collect();
+        let finals = blocking(move || {
+            cat.flush_for(Some(FINAL_RECORD_WAIT));
+            ids.iter()
+                .map(|id| cat.get(id).map_err(ApiError::from))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await?;
+        for (&i, rec) in ended.iter().zip(finals) {
+            if let Some(rec) = rec {
+                items[i] = rec;
+            }
         }
     }
     let mut query = Vec::new();
@@ -325,10 +345,21 @@ pub async fn find(st: &Arc<ApiState>, id: &str) -> Result<SessionRecord, ApiErro
     }
     let cat = st.catalog.clone();
     let id2 = id.to_string();
-    blocking(move || cat.get(&id2).map_err(ApiError::from))
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no session {id}")))
+    blocking(move || {
+        let rec = cat.get(&id2)?;
+        // Active in the catalog but not live: it has just ended; wait for its final record.
+        if rec.as_ref().is_some_and(|r| r.active) {
+            cat.flush_for(Some(FINAL_RECORD_WAIT));
+            return cat.get(&id2).map_err(ApiError::from);
+        }
+        Ok(rec)
+    })
+    .await?
+    .ok_or_else(|| ApiError::NotFound(format!("no session {id}")))
 }
+
+/// How long an answer waits for the final record of a session that has just ended.
+const FINAL_RECORD_WAIT: Duration = Duration::from_secs(2);
 
 #[utoipa::path(get, path = "/api/v1/sessions/{id}", params(("id" = String, Path)), security(("bearer" = [])),
     responses((status = 200, body = SessionRecord), (status = 401), (status = 404)))]

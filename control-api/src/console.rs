@@ -38,6 +38,11 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
         "text/plain; charset=utf-8",
         include_bytes!("../console/vendor/asciinema-player/LICENSE"),
     ),
+    (
+        "vendor/asciinema-player/LICENSE.solid-js",
+        "text/plain; charset=utf-8",
+        include_bytes!("../console/vendor/asciinema-player/LICENSE.solid-js"),
+    ),
 ];
 
 const INDEX: &[u8] = include_bytes!("../console/index.html");

@@ -8,6 +8,11 @@ here="$(cd "$(dirname "$0")" && pwd)"
 ASCIINEMA_VERSION=3.18.0
 ASCIINEMA_TGZ=asciinema-player-3.18.0.tgz
 ASCIINEMA_SHA256=18d9703510fae9209da9e26ce3d13c59f083b4abcff003a3bba958e03918a862
+# solid-js: the UI runtime bundled inside asciinema-player (its dependency `^1.9.18`); only
+# its licence text is taken.
+SOLID_VERSION=1.9.18
+SOLID_TGZ=solid-js-1.9.18.tgz
+SOLID_SHA256=4c93cb8259aa05ea9812ae14aa5b22ce31eb8d886bd94034f28eedd0122127fc
 NOVNC_VERSION=1.7.0
 NOVNC_TGZ=novnc-novnc-1.7.0.tgz
 NOVNC_SHA256=32689f18d6abe96bc6530828a6bd0b9ae33bda07c083a6575ed255b5a8f2e903
@@ -28,6 +33,7 @@ fetch() {
 
 fetch "asciinema-player@$ASCIINEMA_VERSION" "$ASCIINEMA_TGZ" asciinema "$ASCIINEMA_SHA256"
 fetch "@novnc/novnc@$NOVNC_VERSION" "$NOVNC_TGZ" novnc "$NOVNC_SHA256"
+fetch "solid-js@$SOLID_VERSION" "$SOLID_TGZ" solid "$SOLID_SHA256"
 
 # asciinema-player: the self-contained IIFE bundle (global AsciinemaPlayer), its CSS, its licence.
 a="$tmp/asciinema/package"
@@ -35,6 +41,7 @@ rm -rf "$here/asciinema-player"
 mkdir -p "$here/asciinema-player"
 cp "$a/dist/bundle/asciinema-player.min.js" "$a/dist/bundle/asciinema-player.css" "$a/LICENSE" \
   "$here/asciinema-player/"
+cp "$tmp/solid/package/LICENSE" "$here/asciinema-player/LICENSE.solid-js"
 
 # noVNC: the ES-module core/ tree plus the pako modules it imports, relative paths kept, so
 # `import RFB from './novnc/core/rfb.js'` works; and the licence texts that apply to those files.

@@ -641,14 +641,20 @@ fn commands_typed_in_a_terminal_are_listed_from_input_and_echo() {
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
     let mut stdout = child.stdout.take().unwrap();
-    let shown = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    // What the terminal showed, and a signal each time more arrives.
+    let shown = std::sync::Arc::new((
+        std::sync::Mutex::new(String::new()),
+        std::sync::Condvar::new(),
+    ));
     let sink = shown.clone();
     let reader = std::thread::spawn(move || {
         let mut buf = [0u8; 4096];
         while let Ok(n @ 1..) = std::io::Read::read(&mut stdout, &mut buf) {
-            sink.lock()
+            sink.0
+                .lock()
                 .unwrap()
                 .push_str(&String::from_utf8_lossy(&buf[..n]));
+            sink.1.notify_all();
         }
     });
     // Types `keys`, then waits until the terminal shows `until` (output of the shell, not the
@@ -656,15 +662,17 @@ fn commands_typed_in_a_terminal_are_listed_from_input_and_echo() {
     let mut type_until = |keys: &[u8], until: &str| {
         stdin.write_all(keys).unwrap();
         stdin.flush().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !shown.lock().unwrap().contains(until) {
-            assert!(
-                Instant::now() < deadline,
-                "no {until:?} on the terminal: {:?}",
-                shown.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(20)); // polling interval
-        }
+        let (text, more) = &*shown;
+        let (text, timeout) = more
+            .wait_timeout_while(text.lock().unwrap(), Duration::from_secs(20), |t| {
+                !t.contains(until)
+            })
+            .unwrap();
+        assert!(
+            !timeout.timed_out(),
+            "no {until:?} on the terminal: {:?}",
+            *text
+        );
     };
     type_until(b"echo one-$((0+1))\r", "one-1");
     type_until(b"echo twoo\x7f-$((1+1))\r", "two-2");

@@ -4,7 +4,6 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -80,22 +79,35 @@ impl Browser {
         v["value"].clone()
     }
 
-    /// Waits until `script` returns something other than null/false; returns it.
+    /// Waits until `script` (a function body) returns something other than null/false, and
+    /// returns it. The waiting happens in the page: the condition is checked at every animation
+    /// frame until it holds or the WebDriver script timeout (`secs`) ends the wait.
     pub fn wait_js(&self, what: &str, secs: u64, script: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            let v = self.js(script, json!([]));
-            if !(v.is_null() || v == false) {
-                return v;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "browser: {what} not within {secs} s; script errors: {}; page text: {}",
+        call(
+            "POST",
+            &self.url("/timeouts"),
+            Some(&json!({"script": secs * 1000})),
+        );
+        let wrapped = format!(
+            "const done = arguments[arguments.length - 1]; const check = () => {{ {script} }}; \
+             const tick = () => {{ let v = null; try {{ v = check(); }} catch (e) {{}} \
+             if (v !== null && v !== undefined && v !== false) done(v); \
+             else requestAnimationFrame(tick); }}; tick();"
+        );
+        let v = call(
+            "POST",
+            &self.url("/execute/async"),
+            Some(&json!({"script": wrapped, "args": []})),
+        );
+        if v["value"]["error"].is_string() {
+            panic!(
+                "browser: {what} not within {secs} s ({}); script errors: {}; page text: {}",
+                v["value"]["error"],
                 self.js("return JSON.stringify(window.tgErrors || [])", json!([])),
                 self.text()
             );
-            std::thread::sleep(Duration::from_millis(100)); // polling the page
         }
+        v["value"].clone()
     }
 
     pub fn text(&self) -> String {

@@ -80,3 +80,26 @@ pub fn find_channel(
         .and_then(|cs| cs.iter().find(|c| pred(c)))
         .unwrap_or_else(|| panic!("no such channel in {info:#}"))
 }
+
+impl super::Gateway {
+    /// The trail file of a session record from the API (records show no server paths, only
+    /// `trail.url`: the file is found by the session id under the data directory).
+    pub fn trail_of(&self, rec: &serde_json::Value) -> PathBuf {
+        let id = rec["id"].as_str().expect("session id");
+        assert!(
+            rec["trail"]["url"]
+                .as_str()
+                .is_some_and(|u| u.ends_with("/trail")),
+            "{rec}"
+        );
+        assert!(
+            rec["trail"].get("path").is_none(),
+            "no server path in records: {rec}"
+        );
+        let name = format!("{id}.trail");
+        walk(&self.data_dir().join("trails"))
+            .into_iter()
+            .find(|p| p.file_name().is_some_and(|n| n == name.as_str()))
+            .unwrap_or_else(|| panic!("no trail file for {id}"))
+    }
+}

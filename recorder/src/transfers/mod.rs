@@ -205,15 +205,14 @@ fn scan(path: &Path, mut sink: impl FnMut(usize, u64, &[u8]) -> Result<()>) -> R
                     }
                 }
             }
-            Event::Close if scps.contains_key(&ch) => {
+            Event::Close => {
                 scps.remove(&ch);
-                let open: Vec<u64> = live
-                    .keys()
-                    .filter(|(c, _)| *c == ch)
-                    .map(|(_, f)| *f)
-                    .collect();
-                for f in open {
-                    if let Some(l) = live.remove(&(ch, f)) {
+                streams.remove(&ch);
+                // Files still open on the channel were cut off.
+                let open: Vec<(u32, u64)> =
+                    live.keys().filter(|(c, _)| *c == ch).copied().collect();
+                for key in open {
+                    if let Some(l) = live.remove(&key) {
                         finish(
                             &mut out.files[l.n],
                             l.hashing,
@@ -221,21 +220,6 @@ fn scan(path: &Path, mut sink: impl FnMut(usize, u64, &[u8]) -> Result<()>) -> R
                             "unclean_close",
                             Some("the channel closed mid-transfer".into()),
                         );
-                    }
-                }
-            }
-            Event::Close => {
-                if let Some(st) = streams.remove(&ch) {
-                    for f in st.open_files() {
-                        if let Some(l) = live.remove(&(ch, f)) {
-                            finish(
-                                &mut out.files[l.n],
-                                l.hashing,
-                                t,
-                                "unclean_close",
-                                Some("the channel closed mid-transfer".into()),
-                            );
-                        }
                     }
                 }
             }

@@ -10,7 +10,7 @@
 //! - [`files`]: files transferred in a session (list, content), from its trail.
 //! - [`routes`]: session endpoints.
 //! - [`trail`]: trail downloads, exports and live follow.
-//! - [`snapshot`]: PNG screens of VNC sessions at any moment.
+//! - [`snapshot`]: VNC screens: PNG at any moment (thumbnails too), replays for browser players.
 //! - [`serve`]: the HTTP server (connection cap, header-read timeout, optional TLS).
 //! - [`openapi`]: the OpenAPI document.
 
@@ -123,6 +123,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/sessions/{id}/kill", post(routes::kill_session))
         .route("/api/v1/sessions/{id}/trail", get(trail::download))
         .route("/api/v1/sessions/{id}/snapshot", get(snapshot::snapshot))
+        .route("/api/v1/sessions/{id}/replay", get(snapshot::replay))
         .route("/api/v1/sessions/{id}/files", get(files::list))
         .route(
             "/api/v1/sessions/{id}/files/{n}/content",

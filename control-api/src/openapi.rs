@@ -19,6 +19,7 @@ use crate::auth::Caller;
         crate::trail::verify,
         crate::auth::whoami,
         crate::snapshot::snapshot,
+        crate::snapshot::replay,
         crate::files::list,
         crate::files::content,
         crate::routes::metrics,

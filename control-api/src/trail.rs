@@ -149,9 +149,18 @@ pub async fn download(
 }
 
 /// Bytes written on a blocking thread, streamed to the client through a small bounded queue.
-struct ChannelWriter {
+pub(crate) struct ChannelWriter {
     tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
     buf: Vec<u8>,
+}
+
+impl ChannelWriter {
+    pub(crate) fn new(tx: mpsc::Sender<Result<Bytes, std::io::Error>>) -> ChannelWriter {
+        ChannelWriter {
+            tx,
+            buf: Vec::new(),
+        }
+    }
 }
 
 impl Write for ChannelWriter {
@@ -191,10 +200,7 @@ async fn asciicast(path: PathBuf, channel: Option<u32>) -> Result<Response, ApiE
     })?;
     let (tx, rx) = mpsc::channel(8);
     tokio::task::spawn_blocking(move || {
-        let mut w = ChannelWriter {
-            tx: tx.clone(),
-            buf: Vec::new(),
-        };
+        let mut w = ChannelWriter::new(tx.clone());
         let res = trailgate_recorder::export::asciicast(&path, channel, false, &mut w)
             .map(|_| ())
             .and_then(|_| w.flush().map_err(Into::into));
@@ -214,10 +220,7 @@ async fn asciicast(path: PathBuf, channel: Option<u32>) -> Result<Response, ApiE
 fn fbs(path: PathBuf) -> Response {
     let (tx, rx) = mpsc::channel(8);
     tokio::task::spawn_blocking(move || {
-        let mut w = ChannelWriter {
-            tx: tx.clone(),
-            buf: Vec::new(),
-        };
+        let mut w = ChannelWriter::new(tx.clone());
         let res = trailgate_recorder::vnc::export_fbs(&path, &mut w)
             .map(|_| ())
             .and_then(|_| w.flush().map_err(Into::into));

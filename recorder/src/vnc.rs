@@ -1,5 +1,6 @@
 //! VNC trails: the screen at any moment (PNG), an FBS 001.000 export that VNC players replay,
-//! and the session summary `info` shows. The VNC channel is the one opened with kind `vnc`; its
+//! a re-encoded replay from any moment for browser players ([`replay`]), and the session
+//! summary `info` shows. The VNC channel is the one opened with kind `vnc`; its
 //! client-to-server data starts with ClientInit, its server-to-client data with ServerInit.
 //! Everything streams record by record through `trailgate_rfb`'s decoder; none loads a trail.
 //!
@@ -415,6 +416,9 @@ pub fn export_fbs(path: &Path, out: &mut dyn Write) -> Result<FbsExport> {
         decode_error: scan.error,
     })
 }
+
+pub mod replay;
+pub use replay::{Replay, ReplayExport, export_replay};
 
 #[cfg(test)]
 mod tests;

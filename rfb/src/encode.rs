@@ -4,6 +4,7 @@
 
 use flate2::{Compress, FlushCompress};
 
+use crate::decode::{Framebuffer, Rect};
 use crate::pixel::PixelFormat;
 
 /// A FramebufferUpdate's header; `n` rectangles follow (0xffff with a LastRect at the end).
@@ -79,25 +80,36 @@ pub fn zrle_rect(
         }
     }
     let mut packed = Vec::with_capacity(plain.len() + 64);
-    let mut at = 0;
-    loop {
-        packed.reserve(plain.len() - at + 64);
-        let before = z.total_in();
-        // Compressing to a Vec with room cannot fail.
-        let _ = z.compress_vec(&plain[at..], &mut packed, FlushCompress::Sync);
-        at += (z.total_in() - before) as usize;
-        if at >= plain.len() && packed.len() < packed.capacity() {
-            break;
-        }
-    }
+    deflate_sync(z, &plain, &mut packed);
     let mut v = rect_header(x, y, w, h, crate::client::encoding::ZRLE).to_vec();
     v.extend_from_slice(&(packed.len() as u32).to_be_bytes());
     v.extend(packed);
     v
 }
 
+/// Compresses `plain` through `z` with a sync flush (a whole rectangle the reader can inflate
+/// now), appending to `out`.
+fn deflate_sync(z: &mut Compress, plain: &[u8], out: &mut Vec<u8>) {
+    let mut at = 0;
+    loop {
+        out.reserve(plain.len() - at + 64);
+        let before = z.total_in();
+        // Compressing to a Vec with room cannot fail.
+        let _ = z.compress_vec(&plain[at..], out, FlushCompress::Sync);
+        at += (z.total_in() - before) as usize;
+        if at >= plain.len() && out.len() < out.capacity() {
+            break;
+        }
+    }
+}
+
+/// A DesktopSize pseudo-rectangle: the screen is now `w` x `h`.
+pub fn desktop_size(w: u16, h: u16) -> [u8; 12] {
+    rect_header(0, 0, w, h, crate::client::encoding::DESKTOP_SIZE)
+}
+
 /// A server's ZRLE zlib stream (one per connection) and the rectangles sent through it.
-pub struct ZrleStream(Compress);
+pub struct ZrleStream(Compress, Vec<u8>);
 
 impl Default for ZrleStream {
     fn default() -> Self {
@@ -107,7 +119,50 @@ impl Default for ZrleStream {
 
 impl ZrleStream {
     pub fn new() -> ZrleStream {
-        ZrleStream(Compress::new(flate2::Compression::fast(), true))
+        ZrleStream(Compress::new(flate2::Compression::fast(), true), Vec::new())
+    }
+
+    /// A ZRLE rectangle of the framebuffer's pixels in [`PixelFormat::RGB888`], appended to
+    /// `out`. That format's compressed pixels are the framebuffer's own RGB bytes, so tiles are
+    /// copied, not converted: solid tiles where a tile has one colour, raw tiles elsewhere.
+    pub fn rect_rgb888(&mut self, fb: &Framebuffer, r: &Rect, out: &mut Vec<u8>) {
+        let plain = &mut self.1;
+        plain.clear();
+        for ty in (0..r.h).step_by(64) {
+            for tx in (0..r.w).step_by(64) {
+                let tile = Rect {
+                    x: r.x + tx,
+                    y: r.y + ty,
+                    w: (r.w - tx).min(64),
+                    h: (r.h - ty).min(64),
+                };
+                let first = &fb.row(&tile, 0)[..3];
+                let solid =
+                    (0..tile.h).all(|y| fb.row(&tile, y).chunks_exact(3).all(|p| p == first));
+                if solid {
+                    plain.push(1);
+                    plain.extend_from_slice(first);
+                } else {
+                    plain.push(0);
+                    for y in 0..tile.h {
+                        plain.extend_from_slice(fb.row(&tile, y));
+                    }
+                }
+            }
+        }
+        out.extend_from_slice(&rect_header(
+            r.x,
+            r.y,
+            r.w,
+            r.h,
+            crate::client::encoding::ZRLE,
+        ));
+        let len_at = out.len();
+        out.extend_from_slice(&[0; 4]);
+        let start = out.len();
+        deflate_sync(&mut self.0, plain, out);
+        let len = (out.len() - start) as u32;
+        out[len_at..len_at + 4].copy_from_slice(&len.to_be_bytes());
     }
 
     /// See [`zrle_rect`].

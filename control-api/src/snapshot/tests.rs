@@ -242,3 +242,94 @@ async fn bad_requests_and_missing_screens() {
     let doc: serde_json::Value = serde_json::from_slice(&body(r).await).unwrap();
     assert!(doc["paths"]["/api/v1/sessions/{id}/snapshot"]["get"].is_object());
 }
+
+#[tokio::test]
+async fn replays_and_thumbnails_through_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = api(dir.path()).await;
+    // From the start: the handshake, a black key frame at 0, red at 1 s, blue at 2 s.
+    let r = get(&app, "/api/v1/sessions/vnc-1/replay", Some(AUDITOR)).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["x-trailgate-replay-from"], "0.000");
+    let file = body(r).await;
+    let times: Vec<u32> = trailgate_rfb::fbs::read_blocks(&file)
+        .unwrap()
+        .iter()
+        .map(|b| b.0)
+        .collect();
+    assert_eq!(times, [0, 0, 1000, 2000]);
+    let d = trailgate_rfb::fbs::replay(&file).unwrap();
+    assert_eq!(d.server_init().unwrap().pixel_format, PixelFormat::RGB888);
+    assert_eq!(d.framebuffer().pixel(3, 1), Some(BLUE));
+    assert_eq!(d.framebuffer().pixel(0, 1), Some(RED));
+
+    // From 1.5 s: the red screen first, timed 1500.
+    let r = get(&app, "/api/v1/sessions/vnc-1/replay?from=1.5", Some(ADMIN)).await;
+    assert_eq!(r.headers()["x-trailgate-replay-from"], "1.500");
+    let file = body(r).await;
+    let blocks = trailgate_rfb::fbs::read_blocks(&file).unwrap();
+    assert_eq!(
+        blocks.iter().map(|b| b.0).collect::<Vec<_>>(),
+        [0, 1500, 2000]
+    );
+    let mut d = trailgate_rfb::Decoder::with_rfb33_handshake();
+    d.feed_server(&blocks[0].1).unwrap();
+    d.feed_server(&blocks[1].1).unwrap();
+    assert_eq!(d.framebuffer().pixel(3, 1), Some(RED));
+
+    for (uri, status) in [
+        (
+            "/api/v1/sessions/vnc-1/replay?from=x",
+            StatusCode::BAD_REQUEST,
+        ),
+        ("/api/v1/sessions/ssh-1/replay", StatusCode::NOT_FOUND),
+        ("/api/v1/sessions/nope/replay", StatusCode::NOT_FOUND),
+        (
+            "/api/v1/sessions/vnc-1/snapshot?width=0",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/api/v1/sessions/vnc-1/snapshot?width=big",
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let r = get(&app, uri, Some(AUDITOR)).await;
+        assert_eq!(r.status(), status, "{uri}");
+    }
+
+    // A thumbnail 2 pixels wide of the 4x2 screen: 2x1, red then blue.
+    let r = get(
+        &app,
+        "/api/v1/sessions/vnc-1/snapshot?width=2",
+        Some(AUDITOR),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let png = body(r).await;
+    let mut dec = png::Decoder::new(std::io::Cursor::new(&png[..]))
+        .read_info()
+        .unwrap();
+    let mut buf = vec![0; dec.output_buffer_size()];
+    let info = dec.next_frame(&mut buf).unwrap();
+    assert_eq!((info.width, info.height), (2, 1));
+    assert_eq!(&buf[..6], [255, 0, 0, 0, 0, 255]);
+
+    // Audited like the other screens.
+    let r = get(
+        &app,
+        "/api/v1/sessions/vnc-1/trail_downloads",
+        Some(AUDITOR),
+    )
+    .await;
+    let v: serde_json::Value = serde_json::from_slice(&body(r).await).unwrap();
+    let formats: Vec<&str> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["format"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        formats,
+        ["replay from=0.000", "replay from=1.500", "snapshot width=2"]
+    );
+}

@@ -309,3 +309,64 @@ async fn trails_without_vnc_are_a_clear_error() {
     assert!(vnc_info(&path).unwrap().is_none());
     assert!(crate::export::info(&path).unwrap().vnc.is_none());
 }
+
+/// Plays a replay file: the screen after each block, with the block's time.
+fn play(file: &[u8]) -> Vec<(u32, Framebuffer)> {
+    let mut d = Decoder::with_rfb33_handshake();
+    let mut shown = Vec::new();
+    for (i, b) in fbs::blocks(file).unwrap().enumerate() {
+        let (ms, data) = b.unwrap();
+        d.feed_server(data).unwrap();
+        if i == 0 {
+            assert_eq!(d.server_init().unwrap().pixel_format, PixelFormat::RGB888);
+            continue;
+        }
+        assert!(d.at_message_boundary(), "every block is whole updates");
+        shown.push((ms, d.framebuffer().clone()));
+    }
+    shown
+}
+
+#[tokio::test]
+async fn replay_from_any_moment_shows_the_recorded_screens() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = record(dir.path(), "vnc", session()).await;
+    let mut out = Vec::new();
+    let x = export_replay(&path, None, &mut out).unwrap();
+    assert_eq!(x.integrity, Integrity::Sealed);
+    assert_eq!(x.bytes, out.len() as u64);
+    let shown = play(&out);
+    // Key frame (black, at 0), then the three updates at their recorded times, each equal
+    // to the snapshot at that time; the split first update arrives as one.
+    assert_eq!(
+        shown.len(),
+        4,
+        "{:?}",
+        shown.iter().map(|s| s.0).collect::<Vec<_>>()
+    );
+    assert_eq!(x.updates, 3);
+    for (ms, fb) in &shown[1..] {
+        let f = frame(&path, Some(Duration::from_millis(u64::from(*ms) + 1))).unwrap();
+        assert_eq!(fb, &f.framebuffer, "screen at {ms} ms");
+    }
+    assert_eq!(shown[1].0 / 1000, 3);
+    assert_eq!(shown[3].0, 7000);
+
+    // From 5.5 s: the key frame is the screen then (red with the blue block), then green.
+    let mut out = Vec::new();
+    let x = export_replay(&path, at(5.5), &mut out).unwrap();
+    assert_eq!(x.start_us, 5_500_000);
+    let shown = play(&out);
+    assert_eq!(shown.len(), 2);
+    assert_eq!(shown[0].0, 5500);
+    assert_eq!(shown[0].1, frame(&path, at(5.5)).unwrap().framebuffer);
+    assert_eq!(shown[1].1, frame(&path, None).unwrap().framebuffer);
+
+    // Past the end: the last screen, once.
+    let mut out = Vec::new();
+    let x = export_replay(&path, at(60.0), &mut out).unwrap();
+    assert_eq!((x.updates, x.start_us / 1000), (0, 7000));
+    let shown = play(&out);
+    assert_eq!(shown.len(), 1);
+    assert_eq!(shown[0].1.pixel(0, 0), Some(GREEN));
+}

@@ -29,19 +29,10 @@ use crate::error::{Result, RfbError};
 use crate::handshake::ServerInit;
 use crate::pixel::PixelFormat;
 use colours::Colours;
-pub use framebuffer::{Framebuffer, MAX_PIXELS};
+pub use framebuffer::{Framebuffer, MAX_PIXELS, Rect};
 use server::{Need, Server};
 pub use zrle::MAX_ZRLE_LEN;
 pub(crate) use zrle::cpixel_layout;
-
-/// A rectangle of a FramebufferUpdate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Rect {
-    pub(crate) x: u16,
-    pub(crate) y: u16,
-    pub(crate) w: u16,
-    pub(crate) h: u16,
-}
 
 /// What the decoder has seen so far.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -134,6 +125,16 @@ impl Decoder {
             counters: Counters::default(),
             failed: None,
         }
+    }
+
+    /// Starts tracking what the stream paints, for [`take_damage`](Self::take_damage).
+    pub fn track_damage(&mut self, on: bool) {
+        self.fb.track_damage(on);
+    }
+
+    /// The screen rectangles painted since the last call (see [`Framebuffer::take_damage`]).
+    pub fn take_damage(&mut self) -> Vec<Rect> {
+        self.fb.take_damage()
     }
 
     pub fn server_init(&self) -> Option<&ServerInit> {

@@ -1,15 +1,17 @@
 //! The web console in a real browser (headless Chromium over WebDriver): sign in with a token,
 //! see a real ssh session appear while active, watch its output live, kill it as admin, play
-//! it back in the terminal player, find no kill button as auditor, and replay a VNC session's
-//! screen; the pages' security headers.
+//! it back in the terminal player, find no kill button as auditor, replay a VNC session in
+//! noVNC and seek in it; the pages' security headers.
 
 mod common;
 
 use std::io::Write;
+use std::time::Instant;
 
 use common::browser::Browser;
 use common::vnc::{Certs, Mode, Viewer, Xvnc, ended_session, start, target};
 use common::*;
+
 use serde_json::json;
 
 fn sign_in(b: &Browser, gw: &Gateway, token: &str) {
@@ -153,8 +155,18 @@ fn console_signs_in_lists_watches_kills_and_replays_ssh_sessions() {
     let _ = other.wait();
 }
 
+/// The colour of the noVNC canvas at (x, y), or null before it shows anything.
+fn canvas_pixel(x: u32, y: u32) -> String {
+    format!(
+        "const c = document.querySelector('#vnc-screen canvas'); \
+         if (!c || !c.width) return null; \
+         const d = c.getContext('2d').getImageData({x}, {y}, 1, 1).data; \
+         return [d[0], d[1], d[2]];"
+    )
+}
+
 #[test]
-fn console_replays_a_vnc_session_screen() {
+fn console_replays_a_vnc_session_in_novnc_with_seek() {
     let tmp = tempfile::tempdir().expect("tmp");
     let tc = Certs::make(&tmp.path().join("targetcerts"));
     let x = Xvnc::start(tmp.path(), "None", &tc, None).expect("xvnc");
@@ -170,30 +182,75 @@ fn console_replays_a_vnc_session_screen() {
     v.setup_default();
     x.solid("#20a040");
     v.until_pixel(100, 100, [0x20, 0xa0, 0x40]);
-    v.close();
-    let s = ended_session(&gw, "desk");
-    let id = s["id"].as_str().unwrap();
-
+    let green_seen = Instant::now();
+    // Starting the browser puts a while of green screen in the recording.
     let b = Browser::start();
     sign_in(&b, &gw, ADMIN_SECRET);
+    let red_set = Instant::now();
+    x.solid("#c03020");
+    v.until_pixel(100, 100, [0xc0, 0x30, 0x20]);
+    v.close();
+    let closed = Instant::now();
+    let s = ended_session(&gw, "desk");
+    let id = s["id"].as_str().unwrap();
+    // The middle of the green while, in seconds since the session start.
+    let green_at = s["duration"].as_f64().unwrap() - (closed - green_seen).as_secs_f64()
+        + (red_set - green_seen).as_secs_f64() / 2.0;
+
     b.wait_js(
         "the sessions page",
         20,
         "return document.querySelector('#sessions') !== null",
     );
     b.goto(&format!("http://{}/#/session/{id}", gw.api));
-    // The replayed screen, read back from the page's image through a canvas.
-    let px = b.wait_js(
-        "the screen's colour",
+    // noVNC plays the recording to its end: the last colour, in noVNC's canvas.
+    b.wait_js(
+        "the replay's end",
         30,
-        "const i = document.querySelector('#vnc-screen'); \
-         if (!i || !i.complete || !i.naturalWidth) return null; \
-         const c = document.createElement('canvas'); c.width = i.naturalWidth; c.height = i.naturalHeight; \
-         const g = c.getContext('2d'); g.drawImage(i, 0, 0); \
-         const d = g.getImageData(100, 100, 1, 1).data; \
-         return [d[0], d[1], d[2]];",
+        "return document.querySelector('#player').dataset.ended === '1'",
     );
-    assert_eq!(px, json!([0x20, 0xa0, 0x40]));
+    let px = b.wait_js("the last screen", 10, &canvas_pixel(100, 100));
+    assert_eq!(px, json!([0xc0, 0x30, 0x20]));
+    // At the recorded pace: the green while (under the idle limit) took its real time.
+    let played = b.js(
+        "return Number(document.querySelector('#player').dataset.playedMs)",
+        json!([]),
+    );
+    let green_ms = (red_set - green_seen).as_millis() as u64;
+    assert!(
+        played.as_u64().unwrap() >= green_ms,
+        "played in {played} ms, green lasted {green_ms} ms"
+    );
+    // Paused, a seek shows the screen of that moment (green) and stays there.
+    b.js(
+        &format!("window.tgVnc.pause(); window.tgVnc.seek({green_at:.3}); return true;"),
+        json!([]),
+    );
+    b.wait_js(
+        "the green screen after the seek",
+        20,
+        &format!(
+            "const p = (function() {{ {} }})(); return p && p[0] === 0x20 && p[1] === 0xa0 && p[2] === 0x40;",
+            canvas_pixel(100, 100)
+        ),
+    );
+    assert_eq!(
+        b.js(
+            "return document.querySelector('#vnc-status').textContent",
+            json!([])
+        ),
+        json!("Paused")
+    );
+    // Thumbnails: scaled snapshots across the session.
+    let n = b.wait_js(
+        "thumbnails",
+        20,
+        "const t = [...document.querySelectorAll('#vnc-thumbs img')].filter((i) => i.complete && i.naturalWidth === 160); \
+         return t.length >= 4 ? t.length : null;",
+    );
+    assert!(n.as_u64().unwrap() >= 4, "{n}");
+    let errors = b.js("return window.tgErrors", json!([]));
+    assert_eq!(errors, json!([]), "script errors");
 }
 
 #[test]

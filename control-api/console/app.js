@@ -270,7 +270,23 @@ async function renderSession(id) {
   if (s.trail.integrity === 'none' || s.trail.integrity === 'deleted') {
     player.replaceChildren(h('p', { class: 'muted' }, 'This session has no trail to replay.'));
   } else if (s.protocol === 'vnc') {
-    vncPlayer(id, s, player);
+    // noVNC is loaded only for VNC sessions.
+    const vnc = await import('./vnc-player.js');
+    if (s.active) {
+      vnc.vncLive(player, { api, h, id, timers: state.timers });
+      state.timers.push(setInterval(async () => {
+        const now = await json('/api/v1/sessions/' + encodeURIComponent(id)).catch(() => null);
+        if (!now) return;
+        showMeta(now);
+        if (!now.active) { clearTimers(); renderSession(id); }
+      }, 2000));
+    } else {
+      state.player = vnc.vncReplay(player, {
+        api, h, id, durationS: Math.max(0, s.duration || 0),
+        onError: (e) => window.tgErrors.push('vnc replay: ' + e.message),
+      });
+      window.tgVnc = state.player;
+    }
   } else if (s.active) {
     // Live: the terminal's output as it is recorded (the trail is flushed on each read).
     const pre = h('pre', { class: 'live', id: 'live' }, 'Waiting for output…');
@@ -315,53 +331,6 @@ async function terminalPlayer(id, el) {
   idle.addEventListener('change', create);
   el.replaceChildren(h('div', { class: 'actions' }, h('label', {}, 'Speed ', speed), idle), screen);
   create();
-}
-
-// VNC: the recorded screen at any moment (rendered by the gateway from the trail), with a
-// position slider and play.
-function vncPlayer(id, s, el) {
-  const img = h('img', { id: 'vnc-screen', alt: 'screen' });
-  const dur = Math.max(0, s.duration || 0);
-  const slider = h('input', { id: 'vnc-at', type: 'range', min: 0, max: dur.toFixed(1), step: 'any', value: dur.toFixed(1) });
-  const at = h('span', { class: 'muted', id: 'vnc-time' });
-  let url = null;
-  let loading = false;
-  const show = async () => {
-    if (loading) return;
-    loading = true;
-    try {
-      // At the end (and while live): the latest screen, whatever the rounding of the slider.
-      const q = s.active || Number(slider.value) >= Number(slider.max) ? '' : '?at=' + slider.value;
-      const r = await api('/api/v1/sessions/' + encodeURIComponent(id) + '/snapshot' + q);
-      if (r.ok) {
-        const next = URL.createObjectURL(await r.blob());
-        img.src = next;
-        if (url) URL.revokeObjectURL(url);
-        url = next;
-        at.textContent = (r.headers.get('x-trailgate-screen-time') || slider.value) + ' s';
-      } else {
-        at.textContent = 'no screen at ' + slider.value + ' s';
-      }
-    } finally {
-      loading = false;
-    }
-  };
-  slider.addEventListener('change', show);
-  let playing = null;
-  const play = h('button', { id: 'vnc-play', onclick: () => {
-    if (playing) { clearInterval(playing); playing = null; play.textContent = 'Play'; return; }
-    if (Number(slider.value) >= dur) slider.value = 0;
-    play.textContent = 'Pause';
-    playing = setInterval(() => {
-      slider.value = Math.min(dur, Number(slider.value) + 1);
-      show();
-      if (Number(slider.value) >= dur) { clearInterval(playing); playing = null; play.textContent = 'Play'; }
-    }, 1000);
-    state.timers.push(playing);
-  } }, 'Play');
-  el.replaceChildren(h('div', { class: 'vnc' }, h('div', { class: 'actions' }, play, slider, at), img));
-  show();
-  if (s.active) state.timers.push(setInterval(() => { if (!document.hidden) show(); }, 2000));
 }
 
 // Settings policies of both protocols: each one's body as JSON, saved with PUT (the API

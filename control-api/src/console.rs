@@ -1,5 +1,5 @@
 //! The web console: static pages embedded in the binary (`control-api/console/`: our page,
-//! script and style, and the vendored asciinema-player; see `console/vendor/README.md`), served
+//! script and style, and the vendored asciinema-player and noVNC; see `console/vendor/README.md`), served
 //! at `/` and `/console/...` on the control API's listener. The pages are public; everything
 //! they show comes from the API with the token the user signs in with. Every response of the
 //! listener carries the security headers ([`security_headers`]).
@@ -11,39 +11,9 @@ use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiError;
 
-/// (path under `/console/`, content type, content)
-const ASSETS: &[(&str, &str, &[u8])] = &[
-    (
-        "app.js",
-        "text/javascript; charset=utf-8",
-        include_bytes!("../console/app.js"),
-    ),
-    (
-        "app.css",
-        "text/css; charset=utf-8",
-        include_bytes!("../console/app.css"),
-    ),
-    (
-        "vendor/asciinema-player/asciinema-player.min.js",
-        "text/javascript; charset=utf-8",
-        include_bytes!("../console/vendor/asciinema-player/asciinema-player.min.js"),
-    ),
-    (
-        "vendor/asciinema-player/asciinema-player.css",
-        "text/css; charset=utf-8",
-        include_bytes!("../console/vendor/asciinema-player/asciinema-player.css"),
-    ),
-    (
-        "vendor/asciinema-player/LICENSE",
-        "text/plain; charset=utf-8",
-        include_bytes!("../console/vendor/asciinema-player/LICENSE"),
-    ),
-    (
-        "vendor/asciinema-player/LICENSE.solid-js",
-        "text/plain; charset=utf-8",
-        include_bytes!("../console/vendor/asciinema-player/LICENSE.solid-js"),
-    ),
-];
+/// (path under `/console/`, content type, content): every file of `console/` but the page,
+/// the vendor README and fetch script (the table is written by `build.rs`).
+const ASSETS: &[(&str, &str, &[u8])] = include!(concat!(env!("OUT_DIR"), "/console_assets.rs"));
 
 const INDEX: &[u8] = include_bytes!("../console/index.html");
 

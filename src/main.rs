@@ -14,6 +14,20 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// jemalloc, not glibc's malloc: thousands of sessions allocate and free buffers on every worker
+/// thread, and glibc's per-thread arenas kept that memory after the sessions ended (RSS stayed
+/// at its peak); jemalloc returns freed pages to the system within seconds and fragments less
+/// (docs/performance.md, "Many sessions on one node").
+#[cfg(all(target_os = "linux", feature = "jemalloc"))]
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// Purge freed pages from a background thread, a second after they became unused.
+#[cfg(all(target_os = "linux", feature = "jemalloc"))]
+#[allow(non_upper_case_globals)]
+#[unsafe(export_name = "_rjem_malloc_conf")]
+pub static malloc_conf: &[u8] = b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:1000\0";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "trailgate",

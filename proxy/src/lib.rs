@@ -6,6 +6,7 @@
 //! - [`listener`]: the accept loop every listener runs.
 //! - [`tls`]: TLS material and rustls configurations (listeners and TLS to targets).
 //! - [`stream`]: a connection the gateway can close from outside (`Closable`).
+//! - [`readbuf`]: a socket read buffer held only while it has data (`ReadBuffered`).
 //! - [`config`]: the TOML configuration, its defaults and `validate()`.
 //! - [`auth`]: gateway credentials (argon2id, public keys) and target selection in user names.
 //! - [`policy`]: channel and settings policies, TLS settings, VNC options; pure data.
@@ -26,6 +27,7 @@ pub mod error;
 pub mod listener;
 pub mod metrics;
 pub mod policy;
+pub mod readbuf;
 pub mod registry;
 pub mod runtime;
 pub mod services;

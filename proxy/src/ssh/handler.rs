@@ -159,7 +159,10 @@ impl server::Handler for SshHandler {
     }
 
     async fn auth_succeeded(&mut self, session: &mut server::Session) -> Result<(), Self::Error> {
-        self.start_session(session).await
+        // Boxed, here and for channel opens and requests: russh awaits these inside its
+        // connection task's future, which is sized for the largest of them for the whole
+        // connection (the start of a session holds the upstream connection's handshake).
+        Box::pin(self.start_session(session)).await
     }
 
     async fn channel_open_session(
@@ -180,12 +183,14 @@ impl server::Handler for SshHandler {
             .get()
             .is_some_and(|p| p.allows_any_session());
         let up = self.legs.upstream.get().cloned();
-        self.open_relayed(channel, reply, open, allowed, async move {
-            match up {
-                Some(up) => up.channel_open_session().await,
-                None => Err(russh::Error::Disconnect),
-            }
-        })
+        Box::pin(
+            self.open_relayed(channel, reply, open, allowed, async move {
+                match up {
+                    Some(up) => up.channel_open_session().await,
+                    None => Err(russh::Error::Disconnect),
+                }
+            }),
+        )
         .await
     }
 
@@ -213,12 +218,14 @@ impl server::Handler for SshHandler {
             originator_address.to_string(),
             originator_port,
         );
-        self.open_relayed(channel, reply, open, allowed, async move {
-            match up {
-                Some(up) => up.channel_open_direct_tcpip(h, p, oa, op).await,
-                None => Err(russh::Error::Disconnect),
-            }
-        })
+        Box::pin(
+            self.open_relayed(channel, reply, open, allowed, async move {
+                match up {
+                    Some(up) => up.channel_open_direct_tcpip(h, p, oa, op).await,
+                    None => Err(russh::Error::Disconnect),
+                }
+            }),
+        )
         .await
     }
 
@@ -237,9 +244,9 @@ impl server::Handler for SshHandler {
             connected: None,
             reason: None,
         };
-        self.open_relayed(channel, reply, open, false, async {
+        Box::pin(self.open_relayed(channel, reply, open, false, async {
             Err(russh::Error::Disconnect)
-        })
+        }))
         .await
     }
 
@@ -259,9 +266,9 @@ impl server::Handler for SshHandler {
             connected: Some(endpoint(host_to_connect, port_to_connect)),
             reason: None,
         };
-        self.open_relayed(channel, reply, open, false, async {
+        Box::pin(self.open_relayed(channel, reply, open, false, async {
             Err(russh::Error::Disconnect)
-        })
+        }))
         .await
     }
 
@@ -278,9 +285,9 @@ impl server::Handler for SshHandler {
             connected: Some(endpoint(socket_path, 0)),
             reason: None,
         };
-        self.open_relayed(channel, reply, open, false, async {
+        Box::pin(self.open_relayed(channel, reply, open, false, async {
             Err(russh::Error::Disconnect)
-        })
+        }))
         .await
     }
 
@@ -305,12 +312,14 @@ impl server::Handler for SshHandler {
         };
         let term = term.to_string();
         let modes = modes.to_vec();
-        self.relay_request(channel, request, None, session, move |up| async move {
-            up.request_pty(
-                true, &term, col_width, row_height, pix_width, pix_height, &modes,
-            )
-            .await
-        })
+        Box::pin(
+            self.relay_request(channel, request, None, session, move |up| async move {
+                up.request_pty(
+                    true, &term, col_width, row_height, pix_width, pix_height, &modes,
+                )
+                .await
+            }),
+        )
         .await
     }
 
@@ -326,9 +335,11 @@ impl server::Handler for SshHandler {
             value: value.to_string(),
         };
         let (n, v) = (name.to_string(), value.to_string());
-        self.relay_request(channel, request, None, session, move |up| async move {
-            up.set_env(true, n, v).await
-        })
+        Box::pin(
+            self.relay_request(channel, request, None, session, move |up| async move {
+                up.set_env(true, n, v).await
+            }),
+        )
         .await
     }
 
@@ -337,13 +348,13 @@ impl server::Handler for SshHandler {
         channel: ChannelId,
         session: &mut server::Session,
     ) -> Result<(), Self::Error> {
-        self.relay_request(
+        Box::pin(self.relay_request(
             channel,
             Request::Shell,
             Some(ChannelKind::SessionShell),
             session,
             |up| async move { up.request_shell(true).await },
-        )
+        ))
         .await
     }
 
@@ -355,13 +366,13 @@ impl server::Handler for SshHandler {
     ) -> Result<(), Self::Error> {
         let command = String::from_utf8_lossy(data).into_owned();
         let raw = data.to_vec();
-        self.relay_request(
+        Box::pin(self.relay_request(
             channel,
             Request::Exec { command },
             Some(ChannelKind::SessionExec),
             session,
             move |up| async move { up.exec(true, raw).await },
-        )
+        ))
         .await
     }
 
@@ -373,7 +384,7 @@ impl server::Handler for SshHandler {
     ) -> Result<(), Self::Error> {
         let kind = ChannelKind::SessionSubsystem(Some(name.to_string()));
         let n = name.to_string();
-        self.relay_request(
+        Box::pin(self.relay_request(
             channel,
             Request::Subsystem {
                 name: name.to_string(),
@@ -381,7 +392,7 @@ impl server::Handler for SshHandler {
             Some(kind),
             session,
             move |up| async move { up.request_subsystem(true, n).await },
-        )
+        ))
         .await
     }
 
@@ -401,7 +412,7 @@ impl server::Handler for SshHandler {
             screen: x11_screen_number,
         };
         let (p, c) = (x11_auth_protocol.to_string(), x11_auth_cookie.to_string());
-        self.relay_request(
+        Box::pin(self.relay_request(
             channel,
             request,
             Some(ChannelKind::X11),
@@ -410,7 +421,7 @@ impl server::Handler for SshHandler {
                 up.request_x11(true, single_connection, p, c, x11_screen_number)
                     .await
             },
-        )
+        ))
         .await
     }
 

@@ -37,14 +37,10 @@ use crate::stream::Closable;
 
 pub use service::{SshService, TargetRuntime};
 
-/// Read buffer in front of each SSH socket. russh reads a packet's length, then its body, then
-/// polls again until `EAGAIN`: three `recvfrom` per packet on a bare socket. One read into a
-/// buffer serves a whole packet (or many), and a short read tells tokio the socket is drained,
-/// so a keystroke costs one `recvfrom` per hop instead of three. Writes pass straight through.
-pub const SOCKET_READ_BUFFER: usize = 256 * 1024;
-
-pub fn read_buffered(tcp: TcpStream) -> tokio::io::BufReader<TcpStream> {
-    tokio::io::BufReader::with_capacity(SOCKET_READ_BUFFER, tcp)
+/// The read buffer in front of each SSH socket: one `recvfrom` per packet instead of three,
+/// and no memory held while the connection is idle ([`crate::readbuf`]).
+pub fn read_buffered(tcp: TcpStream) -> crate::readbuf::ReadBuffered {
+    crate::readbuf::ReadBuffered::new(tcp)
 }
 
 /// How long the pumps of an ended session get to finish on their own (the client leg is

@@ -17,7 +17,7 @@
 //! `--soak-minutes M` instead churns `--soak-sessions` sessions (connect, type, download,
 //! disconnect) for M minutes, sampling the gateway every 30 s, then checks every trail and the
 //! catalog. Modules: `target` (the echo server), `client` (one session), `gateway` (the process
-//! and its /proc figures), `phases` (the measured run), `soak`, `report` (tables, trail checks).
+//! and its /proc figures), `phases` (the measured run), `soak`, `trails` (trail and catalog checks), `report` (the table).
 
 mod client;
 mod gateway;
@@ -25,6 +25,7 @@ mod phases;
 mod report;
 mod soak;
 mod target;
+mod trails;
 
 use std::path::PathBuf;
 use std::sync::Arc;

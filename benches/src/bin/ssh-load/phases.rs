@@ -33,7 +33,7 @@ pub struct Run {
     pub bulk_cores: f64,
     pub peak_rss_kib: u64,
     pub closed: Stats,
-    pub trails: Option<crate::report::Trails>,
+    pub trails: Option<crate::trails::Trails>,
 }
 
 #[derive(Debug, Default)]
@@ -265,7 +265,7 @@ pub async fn run(args: &Args, s: &Setup, direct: bool) -> Result<Run> {
         tokio::time::sleep(Duration::from_secs(s)).await;
     }
     if let Some(g) = gw {
-        run.trails = Some(crate::report::check_trails(&g, run.opened).await?);
+        run.trails = Some(crate::trails::check_trails(&g, run.opened).await?);
         g.stop();
     }
     Ok(run)

@@ -42,7 +42,7 @@ async fn churn(
                 let gap = rand::thread_rng().gen_range(20..80);
                 tokio::time::sleep(Duration::from_millis(gap)).await;
             }
-            if n % 5 == 0 {
+            if n.is_multiple_of(5) {
                 sess.download(1 << 20).await?;
             }
             sess.close().await
@@ -105,7 +105,7 @@ pub async fn run(args: &Args, s: &Setup) -> Result<()> {
     let after = gw.stats();
     let completed = counts.completed.load(Ordering::Relaxed);
     let failed = counts.failed.load(Ordering::Relaxed);
-    let t = crate::report::check_trails(&gw, (completed + failed) as usize).await?;
+    let t = crate::trails::check_trails(&gw, (completed + failed) as usize).await?;
     // Warm-up: the first sixth of the run (at least one sample).
     let warm = samples
         .iter()

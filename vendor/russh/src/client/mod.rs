@@ -125,7 +125,9 @@ enum Reply {
         data: Vec<u8>,
     },
     SignRequestCert {
-        cert: Certificate,
+        // Boxed (Trailgate patch), as `Msg::Authenticate`'s method: the largest variant sizes
+        // every slot of the reply queue.
+        cert: Box<Certificate>,
         hash_alg: Option<HashAlg>,
         data: Vec<u8>,
     },
@@ -716,7 +718,7 @@ impl<H: Handler> Handle<H> {
                     hash_alg,
                     data,
                 }) => {
-                    let data = signer.auth_sign(&cert.into(), hash_alg, data).await;
+                    let data = signer.auth_sign(&(*cert).into(), hash_alg, data).await;
                     let data = match data {
                         Ok(data) => data,
                         Err(e) => {

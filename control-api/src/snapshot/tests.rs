@@ -136,6 +136,18 @@ async fn body(r: axum::response::Response) -> Vec<u8> {
         .to_vec()
 }
 
+/// The `format` of each audited download of `vnc-1`, oldest first.
+async fn audited_formats(app: &axum::Router) -> Vec<String> {
+    let r = get(app, "/api/v1/sessions/vnc-1/trail_downloads", Some(AUDITOR)).await;
+    let v: serde_json::Value = serde_json::from_slice(&body(r).await).unwrap();
+    v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["format"].as_str().unwrap().to_string())
+        .collect()
+}
+
 /// The error envelope's code.
 async fn error_code(r: axum::response::Response) -> String {
     let v: serde_json::Value = serde_json::from_slice(&body(r).await).unwrap();
@@ -173,19 +185,7 @@ async fn snapshots_of_a_vnc_session_at_two_times() {
     assert_eq!(pixels(&body(r).await), [RED; 8]);
 
     // Both are audited with the trail downloads.
-    let r = get(
-        &app,
-        "/api/v1/sessions/vnc-1/trail_downloads",
-        Some(AUDITOR),
-    )
-    .await;
-    let v: serde_json::Value = serde_json::from_slice(&body(r).await).unwrap();
-    let formats: Vec<&str> = v["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["format"].as_str().unwrap())
-        .collect();
+    let formats = audited_formats(&app).await;
     assert_eq!(formats, ["snapshot", "snapshot at=1.500"]);
 }
 
@@ -315,19 +315,7 @@ async fn replays_and_thumbnails_through_the_api() {
     assert_eq!(&buf[..6], [255, 0, 0, 0, 0, 255]);
 
     // Audited like the other screens.
-    let r = get(
-        &app,
-        "/api/v1/sessions/vnc-1/trail_downloads",
-        Some(AUDITOR),
-    )
-    .await;
-    let v: serde_json::Value = serde_json::from_slice(&body(r).await).unwrap();
-    let formats: Vec<&str> = v["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["format"].as_str().unwrap())
-        .collect();
+    let formats = audited_formats(&app).await;
     assert_eq!(
         formats,
         ["replay from=0.000", "replay from=1.500", "snapshot width=2"]

@@ -88,6 +88,23 @@ pub struct Setup {
     pub user_pub: String,
 }
 
+impl Setup {
+    /// The gateway in `dir` (under the temp dir), in front of the echo target.
+    pub fn start_gateway(&self, args: &Args, dir: &str) -> Result<gateway::Gateway> {
+        let dir = self.dir.path().join(dir);
+        std::fs::create_dir_all(&dir)?;
+        gateway::start(
+            &args.gateway,
+            &dir,
+            self.target,
+            &self.target_host_pub,
+            &self.gateway_key_path,
+            &self.user_pub,
+            &args.gateway_extra,
+        )
+    }
+}
+
 async fn setup() -> Result<Setup> {
     let dir = tempfile::tempdir()?;
     let rng = &mut russh::keys::key::safe_rng();

@@ -107,20 +107,10 @@ pub async fn run(args: &Args, s: &Setup, direct: bool) -> Result<Run> {
         direct,
         ..Run::default()
     };
-    let dir = s.dir.path().join(if direct { "direct" } else { "gateway" });
-    std::fs::create_dir_all(&dir)?;
     let gw = if direct {
         None
     } else {
-        Some(gateway::start(
-            &args.gateway,
-            &dir,
-            s.target,
-            &s.target_host_pub,
-            &s.gateway_key_path,
-            &s.user_pub,
-            &args.gateway_extra,
-        )?)
+        Some(s.start_gateway(args, "gateway")?)
     };
     let (addr, user) = match &gw {
         Some(g) => (g.ssh, "load@echo"),

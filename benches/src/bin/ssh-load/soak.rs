@@ -11,7 +11,7 @@ use anyhow::Result;
 use rand::Rng;
 
 use crate::client::{self, Session};
-use crate::gateway::{self, Stats};
+use crate::gateway::Stats;
 use crate::{Args, Setup};
 
 const KEYS: usize = 20;
@@ -59,17 +59,7 @@ async fn churn(
 }
 
 pub async fn run(args: &Args, s: &Setup) -> Result<()> {
-    let dir = s.dir.path().join("soak");
-    std::fs::create_dir_all(&dir)?;
-    let gw = gateway::start(
-        &args.gateway,
-        &dir,
-        s.target,
-        &s.target_host_pub,
-        &s.gateway_key_path,
-        &s.user_pub,
-        &args.gateway_extra,
-    )?;
+    let gw = s.start_gateway(args, "soak")?;
     let base = gw.stats();
     let counts = Arc::new(Counts::default());
     let start = Instant::now();

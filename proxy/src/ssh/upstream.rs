@@ -156,9 +156,11 @@ impl client::Handler for UpClient {
             originator_address.to_string(),
             originator_port,
         );
-        self.reverse_open(channel, reply, open, ChannelKind::TcpipForward, move |h| {
-            Box::pin(async move { h.channel_open_forwarded_tcpip(ca, cp, oa, op).await })
-        })
+        Box::pin(
+            self.reverse_open(channel, reply, open, ChannelKind::TcpipForward, move |h| {
+                Box::pin(async move { h.channel_open_forwarded_tcpip(ca, cp, oa, op).await })
+            }),
+        )
         .await
     }
 
@@ -177,9 +179,11 @@ impl client::Handler for UpClient {
             reason: None,
         };
         let (oa, op) = (originator_address.to_string(), originator_port);
-        self.reverse_open(channel, reply, open, ChannelKind::X11, move |h| {
-            Box::pin(async move { h.channel_open_x11(oa, op).await })
-        })
+        Box::pin(
+            self.reverse_open(channel, reply, open, ChannelKind::X11, move |h| {
+                Box::pin(async move { h.channel_open_x11(oa, op).await })
+            }),
+        )
         .await
     }
 
@@ -195,9 +199,11 @@ impl client::Handler for UpClient {
             connected: None,
             reason: None,
         };
-        self.reverse_open(channel, reply, open, ChannelKind::Agent, |h| {
-            Box::pin(async move { h.channel_open_agent().await })
-        })
+        Box::pin(
+            self.reverse_open(channel, reply, open, ChannelKind::Agent, |h| {
+                Box::pin(async move { h.channel_open_agent().await })
+            }),
+        )
         .await
     }
 
@@ -260,6 +266,8 @@ type DownOpen = std::pin::Pin<
 impl UpClient {
     /// A channel the target opens (remote forward, X11, agent): open the matching channel toward
     /// the client first, then accept upstream, so neither side sees data before both exist.
+    /// Its callers box it: russh awaits them inside the upstream connection's task, whose
+    /// future would otherwise be sized for it for the connection's life.
     async fn reverse_open(
         &mut self,
         channel: Channel<Msg>,

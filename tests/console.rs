@@ -14,6 +14,16 @@ use common::*;
 
 use serde_json::json;
 
+/// Signs in and waits for the sessions page.
+fn signed_in(b: &Browser, gw: &Gateway, token: &str) {
+    sign_in(b, gw, token);
+    b.wait_js(
+        "the sessions page",
+        20,
+        "return document.querySelector('#sessions') !== null",
+    );
+}
+
 fn sign_in(b: &Browser, gw: &Gateway, token: &str) {
     b.goto(&format!("http://{}/", gw.api));
     b.wait_js(
@@ -52,12 +62,7 @@ fn console_signs_in_lists_watches_kills_and_replays_ssh_sessions() {
         20,
         "const e = document.querySelector('#signin-error'); return e && e.textContent.includes('refused');",
     );
-    sign_in(&b, &gw, ADMIN_SECRET);
-    b.wait_js(
-        "the sessions page",
-        20,
-        "return document.querySelector('#sessions') !== null",
-    );
+    signed_in(&b, &gw, ADMIN_SECRET);
     assert!(b.text().contains("admin-tok (admin)"), "{}", b.text());
 
     // A real interactive session appears while active.
@@ -123,12 +128,7 @@ fn console_signs_in_lists_watches_kills_and_replays_ssh_sessions() {
             .and_then(|s| s["id"].as_str().map(str::to_string))
     });
     b.click("#signout");
-    sign_in(&b, &gw, AUDIT_SECRET);
-    b.wait_js(
-        "the sessions page",
-        20,
-        "return document.querySelector('#sessions') !== null",
-    );
+    signed_in(&b, &gw, AUDIT_SECRET);
     assert!(b.text().contains("audit-tok (auditor)"), "{}", b.text());
     b.goto(&format!("http://{}/#/session/{live}", gw.api));
     b.wait_js(
@@ -258,12 +258,7 @@ fn console_edits_settings_policies_as_admin_only() {
     let sshd = Sshd::start().unwrap();
     let gw = Gateway::start(&sshd).unwrap();
     let b = Browser::start();
-    sign_in(&b, &gw, ADMIN_SECRET);
-    b.wait_js(
-        "the sessions page",
-        20,
-        "return document.querySelector('#sessions') !== null",
-    );
+    signed_in(&b, &gw, ADMIN_SECRET);
     b.goto(&format!("http://{}/#/policies", gw.api));
     b.wait_js(
         "the new-policy editor",
@@ -305,12 +300,7 @@ fn console_edits_settings_policies_as_admin_only() {
 
     // An auditor reads the policies and cannot change them.
     b.click("#signout");
-    sign_in(&b, &gw, AUDIT_SECRET);
-    b.wait_js(
-        "the sessions page",
-        20,
-        "return document.querySelector('#sessions') !== null",
-    );
+    signed_in(&b, &gw, AUDIT_SECRET);
     b.goto(&format!("http://{}/#/policies", gw.api));
     b.wait_js(
         "the policy, read-only",

@@ -81,7 +81,7 @@ impl AsyncRead for ReadBuffered {
             if this.buf.capacity() < this.next {
                 this.buf = Vec::with_capacity(this.next);
             }
-            // SAFETY-free: read into spare capacity through `try_read_buf`.
+            // Into the spare capacity: no zeroing, no unsafe.
             match this.inner.try_read_buf(&mut this.buf) {
                 Ok(n) => {
                     let cap = this.buf.capacity();

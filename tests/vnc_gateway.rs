@@ -56,7 +56,7 @@ fn desktop_round_trip(
         mode,
     )
     .unwrap_or_else(|e| panic!("connect as {login}: {e:?}\n{}", gw.log()));
-    assert_eq!(v.init.name, format!("testdesk{}", x.display));
+    assert_eq!(v.init.name, format!("testdesk{}", x.port));
     assert_eq!((v.init.width, v.init.height), (320, 240));
     v.setup_default();
     x.solid("#3366cc");
@@ -181,7 +181,7 @@ fn tls_first_on_both_legs_with_x11vnc() {
     let tmp = tempfile::tempdir().expect("tmp");
     let tc = Certs::make(&tmp.path().join("targetcerts"));
     let x = Xvnc::start(tmp.path(), "None", &tc, None).expect("xvnc");
-    let x11 = X11vnc::start(tmp.path(), x.display, &tc, VNC_PASSWORD).expect("x11vnc");
+    let x11 = X11vnc::start(tmp.path(), &x, &tc, VNC_PASSWORD).expect("x11vnc");
     let (gw, certs) = start(&target(
         "desk1",
         x11.port,

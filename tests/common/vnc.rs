@@ -3,7 +3,7 @@
 //! of our own (VeNCrypt X509Plain or TLS-first toward the gateway) that decodes what it
 //! receives with the project's decoder, so tests compare real pixels.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -175,22 +175,17 @@ impl Xvnc {
             let out = c.wait_with_output()?;
             std::fs::write(&passwd, out.stdout)?;
         }
-        for _ in 0..20 {
-            let display = 100 + (free_port() as u32 % 800);
-            if Path::new(&format!("/tmp/.X{display}-lock")).exists() {
-                continue;
-            }
+        // Xvnc picks its own free display (`-displayfd`): it takes the lock file atomically and
+        // clears stale ones, where guessing a number raced other tests and tripped over locks
+        // left by killed servers. A retry covers the rare loss of the port race.
+        let mut last = String::new();
+        for attempt in 0..5 {
             let port = free_port();
-            let log = dir.join(format!("xvnc-{display}.log"));
+            let log = dir.join(format!("xvnc-{port}-{attempt}.log"));
+            let (ready, ready_w) = std::io::pipe()?;
             let mut cmd = Command::new("Xvnc");
-            cmd.arg(format!(":{display}"))
-                .args([
-                    "-rfbport",
-                    &port.to_string(),
-                    "-localhost",
-                    "-nolisten",
-                    "tcp",
-                ])
+            cmd.args(["-displayfd", "1", "-rfbport", &port.to_string()])
+                .args(["-localhost", "-nolisten", "tcp"])
                 .args(["-geometry", "320x240", "-depth", "24", "-UseBlacklist=0"])
                 .args(["-SecurityTypes", security])
                 .arg("-X509Cert")
@@ -201,7 +196,7 @@ impl Xvnc {
                     "-PlainUsers",
                     PLAIN_USER,
                     "-desktop",
-                    &format!("testdesk{display}"),
+                    &format!("testdesk{port}"),
                 ]);
             if password.is_some() {
                 cmd.arg("-rfbauth").arg(&passwd);
@@ -209,23 +204,35 @@ impl Xvnc {
             cmd.args(extra);
             let mut child = cmd
                 .stdin(Stdio::null())
-                .stdout(Stdio::null())
+                .stdout(ready_w)
                 .stderr(std::fs::File::create(&log)?)
                 .spawn()
                 .context("Xvnc")?;
-            if wait_listening(SocketAddr::from(([127, 0, 0, 1], port)), &mut child, "Xvnc").is_ok()
-            {
-                return Ok(Xvnc {
-                    child,
-                    display,
-                    port,
-                    log,
-                });
+            drop(cmd); // our copy of the pipe's write end: EOF if Xvnc exits before it is ready
+            let mut line = String::new();
+            std::io::BufReader::new(ready).read_line(&mut line)?;
+            let display = line.trim().parse::<u32>();
+            let listening =
+                wait_listening(SocketAddr::from(([127, 0, 0, 1], port)), &mut child, "Xvnc");
+            match (display, listening) {
+                (Ok(display), Ok(())) => {
+                    return Ok(Xvnc {
+                        child,
+                        display,
+                        port,
+                        log,
+                    });
+                }
+                (display, listening) => {
+                    last = format!(
+                        "display {display:?}, {listening:?}: {}",
+                        std::fs::read_to_string(&log).unwrap_or_default()
+                    );
+                    stop(&mut child);
+                }
             }
-            let _ = child.kill();
-            let _ = child.wait();
         }
-        bail!("no free X display for Xvnc")
+        bail!("Xvnc did not start: {last}")
     }
 
     /// Paints the whole root window one colour (`xsetroot -solid`).
@@ -245,9 +252,24 @@ impl Xvnc {
 
 impl Drop for Xvnc {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop(&mut self.child);
     }
+}
+
+/// SIGTERM, so Xvnc removes its display lock and socket, then SIGKILL if it lingers.
+fn stop(child: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10)); // polling interval
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// x11vnc serving an existing display TLS-first (`-ssl -sslonly`), with VNC authentication.
@@ -257,7 +279,9 @@ pub struct X11vnc {
 }
 
 impl X11vnc {
-    pub fn start(dir: &Path, display: u32, certs: &Certs, password: &str) -> Result<X11vnc> {
+    /// Serves `x`'s display under the same desktop name.
+    pub fn start(dir: &Path, x: &Xvnc, certs: &Certs, password: &str) -> Result<X11vnc> {
+        let display = x.display;
         let port = free_port();
         let log = dir.join(format!("x11vnc-{port}.log"));
         let mut child = Command::new("x11vnc")
@@ -279,7 +303,7 @@ impl X11vnc {
                 "-passwd",
                 password,
                 "-desktop",
-                &format!("testdesk{display}"),
+                &format!("testdesk{}", x.port),
                 "-ssl",
             ])
             .arg(certs.path("target-combined.pem"))

@@ -31,8 +31,32 @@ pub fn run_with(config: &Path, on_ready: Option<OnReady>) -> Result<ExitCode> {
         .build()
         .context("starting the runtime")?;
     rt.block_on(async move {
-        let catalog = Catalog::open(&cfg.data_dir).context("opening the session catalog")?;
-        let gw = Services::new(cfg, catalog.clone())?;
+        let catalog_url = cfg.catalog_url()?;
+        let catalog = {
+            let dir = cfg.data_dir.clone();
+            tokio::task::spawn_blocking(move || Catalog::open_url(catalog_url.as_deref(), &dir))
+                .await?
+                .context("opening the session catalog")?
+        };
+        tracing::info!(catalog = %catalog.backend().describe(), "session catalog open");
+        let store = cfg.trail_store()?;
+        let observer = Arc::new(trailgate_proxy::session::CatalogObserver {
+            catalog: catalog.clone(),
+            uploader: Default::default(),
+        });
+        let gw = Services::new(cfg, observer.clone())?;
+        let uploader = store.clone().map(|s| {
+            tracing::info!(store = ?s.settings(), "sealed trails go to object storage");
+            let u = trailgate_storage::Uploader::spawn(
+                s,
+                catalog.clone(),
+                gw.node_id.clone(),
+                gw.shutdown.clone(),
+                &gw.tracker,
+            );
+            let _ = observer.uploader.set(u.clone());
+            u
+        });
         let ssh = SshService::new(gw.clone())?;
         let vnc = VncService::new(gw.clone())?;
         // What the control API stored (policies, VNC options) applies from the first session.
@@ -48,7 +72,17 @@ pub fn run_with(config: &Path, on_ready: Option<OnReady>) -> Result<ExitCode> {
         // Nothing may show as active without a live connection: close what the last run left.
         let cat = catalog.clone();
         let key = gw.signing_key.clone();
-        let n = tokio::task::spawn_blocking(move || cat.reconcile_after_restart(&key)).await??;
+        let (node, state) = (
+            gw.node_id.clone(),
+            if uploader.is_some() {
+                "uploading"
+            } else {
+                "local"
+            },
+        );
+        let n =
+            tokio::task::spawn_blocking(move || cat.reconcile_after_restart(&key, &node, state))
+                .await??;
         if n > 0 {
             tracing::warn!(
                 sessions = n,
@@ -79,6 +113,12 @@ pub fn run_with(config: &Path, on_ready: Option<OnReady>) -> Result<ExitCode> {
                     gw.metrics.clone(),
                 );
                 state.on_vnc_options = Some(Box::new(set_vnc_log_level));
+                state.trails = Arc::new(trailgate_storage::TrailCache::new(
+                    gw.cfg().data_dir.join("cache"),
+                    gw.cfg().storage.cache_max,
+                    store.clone(),
+                ));
+                state.uploader = uploader.clone();
                 let app = trailgate_control_api::router(Arc::new(state));
                 let tls = match (&api_cfg.tls_cert, &api_cfg.tls_key) {
                     (Some(cert), Some(key)) => {
@@ -112,6 +152,23 @@ pub fn run_with(config: &Path, on_ready: Option<OnReady>) -> Result<ExitCode> {
             }
             None => None,
         };
+        // Other nodes on the same catalog find this one (and its API, for live follow).
+        let api_url = gw.cfg().cluster.api_url.clone().or_else(|| {
+            let a = api.as_ref()?.0;
+            let scheme = if gw.cfg().api.as_ref()?.tls_cert.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            (!a.ip().is_unspecified()).then(|| format!("{scheme}://{a}"))
+        });
+        trailgate_proxy::cluster::start(&gw, &catalog, api_url);
+        if uploader.is_some() {
+            // Trails this node sealed before a restart and had not stored yet.
+            if let Some(u) = &uploader {
+                u.wake();
+            }
+        }
         // Stable lines on stdout: scripts and tests wait for them (and learn the ports when the
         // config says port 0).
         println!("trailgate: ssh listening on {addr}");
@@ -332,7 +389,7 @@ pub fn hash_password() -> Result<ExitCode> {
 pub fn reindex(config: &Path) -> Result<ExitCode> {
     let cfg = Config::load(config)?;
     init_tracing();
-    let catalog = Catalog::open(&cfg.data_dir)?;
+    let catalog = Catalog::open_url(cfg.catalog_url()?.as_deref(), &cfg.data_dir)?;
     let n = catalog.reindex(&cfg.data_dir)?;
     catalog.close();
     println!(

@@ -1,6 +1,7 @@
 //! Session-list latency with 1,000,000 sessions in the catalog: p50/p99 of filtered pages.
 //!
-//! `cargo bench -p trailgate-benches --bench catalog` (set `CATALOG_SESSIONS` to change the size).
+//! `cargo bench -p trailgate-benches --bench catalog` (set `CATALOG_SESSIONS` to change the size,
+//! `CATALOG_URL=postgres://...` for PostgreSQL).
 //! The catalog is built once in a temporary directory (takes about a minute), or in
 //! `CATALOG_KEEP` (a data directory), where it stays for other benchmarks (the console's).
 
@@ -86,7 +87,7 @@ fn record(i: u64, rng: &mut StdRng) -> SessionRecord {
             url: None,
             size: 123_456,
             integrity: "sealed".into(),
-            error: None,
+            ..Default::default()
         },
         node_id: "bench".into(),
         vnc: None,
@@ -112,7 +113,10 @@ fn main() {
     let dir = std::env::var_os("CATALOG_KEEP")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| tmp.path().to_path_buf());
-    let cat = Catalog::open(&dir).expect("catalog");
+    // `CATALOG_URL=postgres://...`: the same figures on PostgreSQL.
+    let url = std::env::var("CATALOG_URL").ok();
+    let cat = Catalog::open_url(url.as_deref(), &dir).expect("catalog");
+    println!("backend: {}", cat.backend().describe());
     let mut rng = StdRng::seed_from_u64(42);
     let t = Instant::now();
     let mut batch = Vec::with_capacity(50_000);
@@ -169,7 +173,11 @@ fn main() {
         })
         .expect("list");
     let deep_ids: Vec<String> = deep.into_iter().map(|r| r.id).collect();
-    let db = std::fs::metadata(cat.path()).map(|m| m.len()).unwrap_or(0);
+    let db = cat
+        .path()
+        .and_then(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .unwrap_or(0);
     println!(
         "catalog: {n} sessions inserted in {:.1} s, {:.0} MiB on disk",
         t.elapsed().as_secs_f64(),

@@ -18,6 +18,9 @@ pub enum ApiError {
     BadRequest(String),
     #[error("internal error")]
     Internal(String),
+    /// Another node holds what was asked for and cannot be reached now.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl ApiError {
@@ -29,6 +32,7 @@ impl ApiError {
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         }
     }
 }

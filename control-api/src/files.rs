@@ -19,7 +19,7 @@ use crate::error::ApiError;
 
 async fn trail_of(st: &Arc<ApiState>, id: &str) -> Result<PathBuf, ApiError> {
     let rec = crate::routes::find(st, id).await?;
-    let path = crate::routes::trail_path(&rec)?;
+    let path = crate::cluster::trail_file(st, &rec).await?;
     if let Some(live) = st.registry.get(id) {
         let _ = live.flush_trail(crate::trail::LIVE_FLUSH_LIMIT).await;
     }

@@ -4,6 +4,8 @@
 //!
 //! Modules:
 //! - [`auth`]: bearer tokens (stored as SHA-256), roles `admin` and `auditor`.
+//! - [`cluster`]: every session through any node: trails from object storage or forwarded to
+//!   the node holding them, kills sent to that node, the node list.
 //! - [`configuration`]: settings policies, VNC options and the audit of configuration changes.
 //! - [`console`]: the web console (embedded pages) and the security headers of every response.
 //! - [`error`]: the JSON error shape.
@@ -15,6 +17,7 @@
 //! - [`openapi`]: the OpenAPI document.
 
 pub mod auth;
+pub mod cluster;
 pub mod configuration;
 pub mod console;
 pub mod error;
@@ -53,6 +56,13 @@ pub struct ApiState {
     pub data_dir: PathBuf,
     pub metrics: Arc<trailgate_proxy::metrics::Metrics>,
     pub health: HealthProbe,
+    /// Trails read back from object storage (none configured: this node's disk only).
+    pub trails: Arc<trailgate_storage::TrailCache>,
+    /// This node's uploader, for `/metrics`.
+    pub uploader: Option<Arc<trailgate_storage::Uploader>>,
+    pub node_id: String,
+    /// Requests forwarded to the node holding a session.
+    pub http: reqwest::Client,
 }
 
 impl ApiState {
@@ -63,15 +73,27 @@ impl ApiState {
         data_dir: PathBuf,
         metrics: Arc<trailgate_proxy::metrics::Metrics>,
     ) -> ApiState {
+        let node_id = runtime.config().node_id();
         ApiState {
             catalog,
             registry,
             runtime,
             config_lock: tokio::sync::Mutex::new(()),
             on_vnc_options: None,
+            trails: Arc::new(trailgate_storage::TrailCache::new(
+                data_dir.join("cache"),
+                4 << 30,
+                None,
+            )),
             data_dir,
             metrics,
             health: HealthProbe::default(),
+            uploader: None,
+            node_id,
+            http: reqwest::Client::builder()
+                .connect_timeout(std::time::Duration::from_secs(3))
+                .build()
+                .unwrap_or_default(),
         }
     }
 }
@@ -109,18 +131,9 @@ impl HealthProbe {
 }
 
 pub fn router(state: Arc<ApiState>) -> Router {
-    Router::new()
-        .route("/", get(console::index))
-        .route("/console/{*path}", get(console::asset))
-        .route("/api/v1/whoami", get(auth::whoami))
+    // What reads a trail: forwarded to the node holding it when only that node has it.
+    let trail_routes = Router::new()
         .route("/api/v1/sessions/{id}/verify", get(trail::verify))
-        .route("/healthz", get(routes::healthz))
-        .route("/metrics", get(routes::metrics))
-        .route("/api/v1/openapi.json", get(openapi::serve))
-        .route("/api/v1/sessions", get(routes::list_sessions))
-        .route("/api/v1/sessions/{id}", get(routes::get_session))
-        .route("/api/v1/sessions/{id}/channels", get(routes::get_channels))
-        .route("/api/v1/sessions/{id}/kill", post(routes::kill_session))
         .route("/api/v1/sessions/{id}/trail", get(trail::download))
         .route("/api/v1/sessions/{id}/snapshot", get(snapshot::snapshot))
         .route("/api/v1/sessions/{id}/replay", get(snapshot::replay))
@@ -129,6 +142,23 @@ pub fn router(state: Arc<ApiState>) -> Router {
             "/api/v1/sessions/{id}/files/{n}/content",
             get(files::content),
         )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            cluster::owner_proxy,
+        ));
+    Router::new()
+        .merge(trail_routes)
+        .route("/", get(console::index))
+        .route("/console/{*path}", get(console::asset))
+        .route("/api/v1/whoami", get(auth::whoami))
+        .route("/api/v1/nodes", get(cluster::nodes))
+        .route("/healthz", get(routes::healthz))
+        .route("/metrics", get(routes::metrics))
+        .route("/api/v1/openapi.json", get(openapi::serve))
+        .route("/api/v1/sessions", get(routes::list_sessions))
+        .route("/api/v1/sessions/{id}", get(routes::get_session))
+        .route("/api/v1/sessions/{id}/channels", get(routes::get_channels))
+        .route("/api/v1/sessions/{id}/kill", post(routes::kill_session))
         .route(
             "/api/v1/sessions/{id}/trail_downloads",
             get(routes::trail_downloads),

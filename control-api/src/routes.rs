@@ -148,7 +148,7 @@ fn parse_time(key: &str, v: &Option<String>) -> Result<Option<i64>, ApiError> {
         .transpose()
 }
 
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
@@ -185,6 +185,14 @@ pub async fn metrics(
 ) -> impl axum::response::IntoResponse {
     st.metrics
         .catalog_write_failures(st.catalog.write_failures());
+    if let Some(u) = &st.uploader {
+        use std::sync::atomic::Ordering::Relaxed;
+        st.metrics.trail_uploads(
+            u.counters.uploaded.load(Relaxed),
+            u.counters.failed.load(Relaxed),
+            u.counters.bytes.load(Relaxed),
+        );
+    }
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -328,16 +336,6 @@ pub fn urlencode(s: &str) -> String {
         .collect()
 }
 
-/// The trail file of a session record, when it exists.
-pub fn trail_path(rec: &SessionRecord) -> Result<std::path::PathBuf, ApiError> {
-    rec.trail
-        .path
-        .as_deref()
-        .map(std::path::PathBuf::from)
-        .filter(|p| p.exists())
-        .ok_or_else(|| ApiError::NotFound(format!("session {} has no trail", rec.id)))
-}
-
 /// A session: the live view while active, the catalog record after.
 pub async fn find(st: &Arc<ApiState>, id: &str) -> Result<SessionRecord, ApiError> {
     if let Some(live) = st.registry.get(id).and_then(|s| s.snapshot()) {
@@ -401,7 +399,13 @@ pub async fn kill_session(
         .filter(|r| !r.trim().is_empty())
         .unwrap_or_else(|| "terminated by an operator".into());
     let Some(live) = st.registry.get(&id) else {
-        find(&st, &id).await?;
+        let rec = find(&st, &id).await?;
+        if rec.active && !rec.node_id.is_empty() && rec.node_id != st.node_id {
+            let by = format!("api token {}", caller.name);
+            return Ok(Json(
+                crate::cluster::remote_kill(&st, rec, reason, by).await?,
+            ));
+        }
         return Err(ApiError::Conflict(format!(
             "session {id} has already ended"
         )));

@@ -155,7 +155,7 @@ async fn vnc_trail(
     if rec.protocol != "vnc" {
         return Err(not_vnc(id));
     }
-    let path = crate::routes::trail_path(&rec)?;
+    let path = crate::cluster::trail_file(st, &rec).await?;
     crate::trail::audit(st, id, caller, what, None, false).await?;
     if let Some(live) = st.registry.get(id)
         && !live.flush_trail(crate::trail::LIVE_FLUSH_LIMIT).await

@@ -72,7 +72,7 @@ pub async fn download(
     req: Request,
 ) -> Result<Response, ApiError> {
     let rec = crate::routes::find(&st, &id).await?;
-    let path = crate::routes::trail_path(&rec)?;
+    let path = crate::cluster::trail_file(&st, &rec).await?;
     let format = p.format.clone().unwrap_or_else(|| "raw".into());
     let follow = p.follow.unwrap_or(false);
     if !matches!(format.as_str(), "raw" | "asciicast" | "fbs") {
@@ -284,7 +284,7 @@ pub async fn verify(
     Path(id): Path<String>,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
     let rec = crate::routes::find(&st, &id).await?;
-    let path = crate::routes::trail_path(&rec)?;
+    let path = crate::cluster::trail_file(&st, &rec).await?;
     let info = tokio::task::spawn_blocking(move || trailgate_recorder::export::info(&path))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))??;

@@ -15,6 +15,7 @@
 //! - [`ssh`]: the SSH bridge ([`SshService`], server handler, upstream client, per-channel relays).
 //! - [`vnc`]: the VNC bridge ([`VncService`], VeNCrypt/TLS toward viewers, RFB toward targets).
 //! - [`registry`]: live sessions and how to terminate them.
+//! - [`cluster`]: this node among others on one catalog (heartbeat, lost nodes, remote kills).
 //! - [`metrics`]: Prometheus counters and gauges of connections, channels, bytes, failures.
 //! - [`session`]: the protocol-neutral session core (session, channel state, timers, end) and
 //!   the record the catalog stores.
@@ -22,6 +23,7 @@
 
 pub mod admission;
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod listener;

@@ -66,6 +66,9 @@ pub struct Metrics {
     login_failures: Counter,
     auth_throttled: Counter,
     catalog_write_failures: Counter,
+    trail_uploads: Counter,
+    trail_upload_failures: Counter,
+    trail_upload_bytes: Counter,
 }
 
 impl Default for Metrics {
@@ -183,8 +186,29 @@ impl Metrics {
             "Failed catalog write attempts (each is retried until it succeeds)",
             catalog_write_failures.clone(),
         );
+        let trail_uploads = Counter::default();
+        registry.register(
+            "trail_uploads",
+            "Trails stored in object storage and verified",
+            trail_uploads.clone(),
+        );
+        let trail_upload_failures = Counter::default();
+        registry.register(
+            "trail_upload_failures",
+            "Failed trail upload attempts (each is retried until it succeeds)",
+            trail_upload_failures.clone(),
+        );
+        let trail_upload_bytes = Counter::default();
+        registry.register(
+            "trail_upload_bytes",
+            "Bytes of trails stored in object storage",
+            trail_upload_bytes.clone(),
+        );
         Metrics {
             registry,
+            trail_uploads,
+            trail_upload_failures,
+            trail_upload_bytes,
             unauthenticated,
             preauth_refused,
             probes,
@@ -290,6 +314,20 @@ impl Metrics {
         let seen = self.catalog_write_failures.get();
         if total > seen {
             self.catalog_write_failures.inc_by(total - seen);
+        }
+    }
+
+    /// Trail uploads to object storage: totals so far (synced at each scrape).
+    pub fn trail_uploads(&self, uploaded: u64, failed: u64, bytes: u64) {
+        for (c, total) in [
+            (&self.trail_uploads, uploaded),
+            (&self.trail_upload_failures, failed),
+            (&self.trail_upload_bytes, bytes),
+        ] {
+            let seen = c.get();
+            if total > seen {
+                c.inc_by(total - seen);
+            }
         }
     }
 

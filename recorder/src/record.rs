@@ -123,6 +123,16 @@ pub struct TrailRef {
     pub integrity: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Where the sealed trail is kept: `local` (the recording node's disk), `uploading`,
+    /// `stored` (object storage; the local copy is gone) or `upload_failed` (being retried,
+    /// `storage_error` says why). Absent while recording and without object storage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_error: Option<String>,
+    /// SHA-256 of the trail file (hex), once uploaded and verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -202,6 +212,8 @@ pub enum EndCode {
     GatewayShutdown,
     /// The gateway stopped without ending the session (crash, kill -9); found at start-up.
     GatewayRestarted,
+    /// The gateway node holding the session stopped heartbeating; another node ended it.
+    GatewayNodeLost,
 }
 
 impl EndCode {
@@ -224,6 +236,7 @@ impl EndCode {
             EndCode::SessionTimeout => "session_timeout",
             EndCode::GatewayShutdown => "gateway_shutdown",
             EndCode::GatewayRestarted => "gateway_restarted",
+            EndCode::GatewayNodeLost => "gateway_node_lost",
         }
     }
 

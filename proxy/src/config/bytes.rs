@@ -51,6 +51,11 @@ pub fn opt_size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error
     }
 }
 
+/// A size written as a string or a number of bytes.
+pub fn size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    opt_size(d)?.ok_or_else(|| serde::de::Error::custom("a size is required"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_size;

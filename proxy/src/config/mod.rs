@@ -12,12 +12,14 @@ use crate::error::ProxyError;
 use crate::policy::{SettingsPolicy, TlsSecuritySettings};
 
 mod bytes;
+mod cluster;
 mod limits;
 mod redact;
 mod retention;
 mod targets;
 mod vnc;
 
+pub use cluster::{CatalogConfig, ClusterConfig, StorageConfig};
 pub use limits::{LimitsConfig, MAX_LOGIN_NAME};
 pub use retention::RetentionConfig;
 pub use targets::{Protocol, TargetConfig};
@@ -43,6 +45,15 @@ pub struct Config {
     pub limits: LimitsConfig,
     #[serde(default)]
     pub retention: RetentionConfig,
+    /// Where the session catalog lives (SQLite in `data_dir`, or a shared PostgreSQL).
+    #[serde(default)]
+    pub catalog: CatalogConfig,
+    /// Where sealed trails go (object storage) besides this node's disk.
+    #[serde(default)]
+    pub storage: StorageConfig,
+    /// Nodes sharing one catalog: heartbeat, lost-node grace, this node's API address.
+    #[serde(default)]
+    pub cluster: ClusterConfig,
     #[serde(default)]
     pub users: Vec<UserConfig>,
     #[serde(default)]
@@ -307,6 +318,12 @@ impl Config {
             fix(&mut v.tls_cert);
             fix(&mut v.tls_key);
         }
+        if let Some(p) = &mut self.storage.credentials_file {
+            fix(p);
+        }
+        if let Some(p) = &mut self.catalog.password_file {
+            fix(p);
+        }
         if let Some(api) = &mut self.api {
             if let Some(p) = &mut api.tls_cert {
                 fix(p);
@@ -335,6 +352,8 @@ impl Config {
             }
         }
         self.limits.validate().map_err(ProxyError::Config)?;
+        cluster::validate(&self.catalog, &self.storage, &self.cluster)
+            .map_err(ProxyError::Config)?;
         if let Some(v) = &self.vnc {
             v.validate().map_err(ProxyError::Config)?;
         }
@@ -542,6 +561,50 @@ impl Config {
             .signing_key
             .clone()
             .unwrap_or_else(|| self.data_dir.join("keys/trail-signing.key"))
+    }
+
+    /// The catalog URL with the password from `catalog.password_file` filled in.
+    pub fn catalog_url(&self) -> Result<Option<String>, ProxyError> {
+        let Some(url) = &self.catalog.url else {
+            return Ok(None);
+        };
+        let Some(f) = &self.catalog.password_file else {
+            return Ok(Some(url.clone()));
+        };
+        let pw = std::fs::read_to_string(f).map_err(|e| {
+            ProxyError::Config(format!("catalog.password_file {}: {e}", f.display()))
+        })?;
+        let pw = pw.trim_end_matches(['\n', '\r']);
+        // libpq's key=value options may follow the URL: `?password=` is percent-decoded.
+        let enc: String = pw
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        let sep = if url.contains('?') { '&' } else { '?' };
+        Ok(Some(format!("{url}{sep}password={enc}")))
+    }
+
+    /// The object store of `[storage]`, if it names one.
+    pub fn trail_store(&self) -> Result<Option<trailgate_storage::TrailStore>, ProxyError> {
+        let Some(url) = &self.storage.url else {
+            return Ok(None);
+        };
+        let s = trailgate_storage::S3Settings::new(
+            url,
+            self.storage.endpoint.as_deref(),
+            self.storage.region.as_deref(),
+            self.storage.credentials_file.as_deref(),
+            self.storage.profile.as_deref(),
+        )
+        .map_err(|e| ProxyError::Config(format!("storage: {e}")))?;
+        trailgate_storage::TrailStore::new(&s, self.storage.part_size as usize)
+            .map(Some)
+            .map_err(|e| ProxyError::Config(format!("storage: {e}")))
     }
 
     pub fn node_id(&self) -> String {

@@ -121,7 +121,7 @@ impl Session {
                 url: None,
                 size: 0,
                 integrity: "none".into(),
-                error: None,
+                ..Default::default()
             },
             node_id: gw.node_id.clone(),
             vnc: None,
@@ -215,7 +215,17 @@ impl Session {
 
     /// Shows the record live and, once the client has been heard, in the catalog.
     pub fn publish(&self) -> SessionRecord {
-        let rec = self.snapshot();
+        self.publish_with(|_| {})
+    }
+
+    /// Publishes the final record, with what the observer adds to one (the trail's storage).
+    pub fn publish_final(&self) -> SessionRecord {
+        self.publish_with(|r| self.gw.observer.finalize(r))
+    }
+
+    fn publish_with(&self, f: impl FnOnce(&mut SessionRecord)) -> SessionRecord {
+        let mut rec = self.snapshot();
+        f(&mut rec);
         self.live.set_snapshot(&rec);
         if self.was_heard() {
             self.gw.observer.session_changed(&rec);

@@ -47,16 +47,20 @@ pub async fn conclude(sh: &Arc<Session>) {
     sh.gw.metrics.recording_paced(&waited);
     // Final record first: whoever sees the session leave the registry (the API's kill answer)
     // then finds that record in the catalog, not the last live one.
-    let rec = sh.publish();
+    let rec = sh.publish_final();
     sh.gw.registry.remove(&sh.id);
     // Indexing reads the whole trail: off the connection's task, and only for sessions that
-    // may have transferred files. The shutdown root waits for it.
+    // may have transferred files. The shutdown root waits for it. What follows the session
+    // (its trail's upload) starts after it, while the trail is still here.
     if rec.trail.integrity == "sealed" && trailgate_recorder::catalog::may_have_files(&rec) {
         let (gw, rec, span) = (sh.gw.clone(), rec.clone(), sh.span.clone());
         sh.gw.tracker.spawn_blocking(move || {
             let _g = span.enter();
-            gw.observer.session_sealed(&rec)
+            gw.observer.session_sealed(&rec);
+            gw.observer.session_ended(&rec);
         });
+    } else {
+        sh.gw.observer.session_ended(&rec);
     }
     let verdict = rec.verdict.map(Verdict::as_str).unwrap_or("-");
     sh.gw.metrics.connection_ended(

@@ -35,6 +35,14 @@ pub trait SessionObserver: Send + Sync + 'static {
     /// The session has ended and its trail is sealed: index what can be found in it (files).
     /// Runs on a blocking thread; may take as long as reading the trail does.
     fn session_sealed(&self, _record: &SessionRecord) {}
+
+    /// The final record is about to be published: add what the observer keeps in it (where
+    /// the trail will be kept).
+    fn finalize(&self, _record: &mut SessionRecord) {}
+
+    /// The final record is published (and the files indexed): start what follows a session
+    /// (its trail's upload). Must not block.
+    fn session_ended(&self, _record: &SessionRecord) {}
 }
 
 /// An observer that ignores everything (tests, or a gateway without a catalog).
@@ -44,7 +52,44 @@ impl SessionObserver for NoObserver {
     fn session_changed(&self, _record: &SessionRecord) {}
 }
 
-/// The catalog is the gateway's observer in production: every change is queued for SQLite.
+/// The gateway's observer in production: every change is queued for the catalog, and closed
+/// trails go to object storage when `[storage]` names one.
+pub struct CatalogObserver {
+    pub catalog: std::sync::Arc<trailgate_recorder::catalog::Catalog>,
+    /// Set at start-up when `[storage]` names an object store.
+    pub uploader: std::sync::OnceLock<std::sync::Arc<trailgate_storage::Uploader>>,
+}
+
+impl SessionObserver for CatalogObserver {
+    fn session_changed(&self, record: &SessionRecord) {
+        self.catalog.upsert(record);
+    }
+
+    fn session_sealed(&self, record: &SessionRecord) {
+        self.catalog.index_files(record);
+    }
+
+    fn finalize(&self, record: &mut SessionRecord) {
+        if record.trail.path.is_some() {
+            let state = if self.uploader.get().is_some() {
+                "uploading"
+            } else {
+                "local"
+            };
+            record.trail.storage = Some(state.into());
+        }
+    }
+
+    fn session_ended(&self, record: &SessionRecord) {
+        if let Some(u) = self.uploader.get()
+            && record.trail.storage.as_deref() == Some("uploading")
+        {
+            u.wake();
+        }
+    }
+}
+
+/// The catalog alone as the observer (tools and tests): every change is queued for it.
 impl SessionObserver for trailgate_recorder::catalog::Catalog {
     fn session_changed(&self, record: &SessionRecord) {
         self.upsert(record);

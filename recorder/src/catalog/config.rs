@@ -2,32 +2,11 @@
 //! global VNC options) as JSON by kind, scope and key, and the audit of every configuration
 //! change (who, when, what, before and after). A change and its audit entry commit together.
 
-use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
-use super::{Catalog, db_err};
+use super::Catalog;
+use super::db::{Conn, args};
 use crate::error::Result;
-
-pub(super) const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS config_objects (
-    kind TEXT NOT NULL,
-    scope TEXT NOT NULL,
-    key TEXT NOT NULL,
-    body TEXT NOT NULL,
-    updated TEXT NOT NULL,
-    PRIMARY KEY (kind, scope, key)
-);
-CREATE TABLE IF NOT EXISTS config_changes (
-    n INTEGER PRIMARY KEY AUTOINCREMENT,
-    time TEXT NOT NULL,
-    by TEXT NOT NULL,
-    action TEXT NOT NULL,
-    object TEXT NOT NULL,
-    before TEXT,
-    after TEXT,
-    detail TEXT
-);
-"#;
 
 /// One configuration change, as `GET /api/v1/configuration/changes` lists it.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -65,27 +44,20 @@ fn json(v: &Option<serde_json::Value>) -> Option<String> {
 impl Catalog {
     /// Every stored object of a kind.
     pub fn config_objects(&self, kind: &str) -> Result<Vec<StoredObject>> {
-        self.with_reader(|c| {
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT scope, key, body FROM config_objects WHERE kind = ?1 ORDER BY scope, key",
-                )
-                .map_err(db_err)?;
-            let rows = stmt
-                .query_map([kind], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+        self.with_conn(|c| {
+            c.query(
+                "SELECT scope, key, body FROM config_objects WHERE kind = ?1 ORDER BY scope, key",
+                args![kind],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(StoredObject {
+                    scope: r.text(0)?,
+                    key: r.text(1)?,
+                    body: serde_json::from_str(&r.text(2)?)?,
                 })
-                .map_err(db_err)?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (scope, key, body) = row.map_err(db_err)?;
-                out.push(StoredObject {
-                    scope,
-                    key,
-                    body: serde_json::from_str(&body)?,
-                });
-            }
-            Ok(out)
+            })
+            .collect()
         })
     }
 
@@ -95,16 +67,15 @@ impl Catalog {
         scope: &str,
         key: &str,
     ) -> Result<Option<serde_json::Value>> {
-        self.with_reader(|c| {
-            let body: Option<String> = c
-                .query_row(
-                    "SELECT body FROM config_objects WHERE kind = ?1 AND scope = ?2 AND key = ?3",
-                    params![kind, scope, key],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(db_err)?;
-            Ok(body.map(|b| serde_json::from_str(&b)).transpose()?)
+        self.with_conn(|c| {
+            let row = c.query_opt(
+                "SELECT body FROM config_objects WHERE kind = ?1 AND scope = ?2 AND key = ?3",
+                args![kind, scope, key],
+            )?;
+            match row {
+                Some(r) => Ok(Some(serde_json::from_str(&r.text(0)?)?)),
+                None => Ok(None),
+            }
         })
     }
 
@@ -118,73 +89,55 @@ impl Catalog {
         body: Option<&serde_json::Value>,
         change: &ConfigChange,
     ) -> Result<()> {
-        self.with_reader(|c| {
-            let tx = c.unchecked_transaction().map_err(db_err)?;
-            match body {
-                Some(b) => tx
-                    .execute(
+        self.with_conn(|c| {
+            c.tx(|c| {
+                match body {
+                    Some(b) => c.exec(
                         "INSERT INTO config_objects (kind, scope, key, body, updated) VALUES (?1, ?2, ?3, ?4, ?5)
                          ON CONFLICT (kind, scope, key) DO UPDATE SET body = excluded.body, updated = excluded.updated",
-                        params![kind, scope, key, b.to_string(), change.time],
-                    )
-                    .map_err(db_err)?,
-                None => tx
-                    .execute(
+                        args![kind, scope, key, b.to_string(), &change.time],
+                    )?,
+                    None => c.exec(
                         "DELETE FROM config_objects WHERE kind = ?1 AND scope = ?2 AND key = ?3",
-                        params![kind, scope, key],
-                    )
-                    .map_err(db_err)?,
-            };
-            insert_change(&tx, change)?;
-            tx.commit().map_err(db_err)
+                        args![kind, scope, key],
+                    )?,
+                };
+                insert_change(c, change)
+            })
         })
     }
 
     /// Audits a change that stores nothing here (a reload of the configuration file).
     pub fn add_config_change(&self, change: &ConfigChange) -> Result<()> {
-        self.with_reader(|c| insert_change(c, change))
+        self.with_conn(|c| insert_change(c, change))
     }
 
     /// Changes, newest first, and their total.
     pub fn config_changes(&self, limit: u32, offset: u64) -> Result<(Vec<ConfigChange>, u64)> {
-        self.with_reader(|c| {
-            let total: i64 = c
-                .query_row("SELECT COUNT(*) FROM config_changes", [], |r| r.get(0))
-                .map_err(db_err)?;
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT n, time, by, action, object, before, after, detail FROM config_changes ORDER BY n DESC LIMIT ?1 OFFSET ?2",
-                )
-                .map_err(db_err)?;
-            let rows = stmt
-                .query_map(params![limit, offset as i64], |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, String>(3)?,
-                        r.get::<_, String>(4)?,
-                        r.get::<_, Option<String>>(5)?,
-                        r.get::<_, Option<String>>(6)?,
-                        r.get::<_, Option<String>>(7)?,
-                    ))
+        self.with_conn(|c| {
+            let total = c
+                .query_opt("SELECT COUNT(*) FROM config_changes", &[])?
+                .map_or(Ok(0), |r| r.int(0))?;
+            let rows = c.query(
+                "SELECT n, time, \"by\", action, object, before, after, detail FROM config_changes ORDER BY n DESC LIMIT ?1 OFFSET ?2",
+                args![limit, offset as i64],
+            )?;
+            let parse = |s: Option<String>| s.and_then(|s| serde_json::from_str(&s).ok());
+            let out = rows
+                .iter()
+                .map(|r| {
+                    Ok(ConfigChange {
+                        n: r.int(0)?,
+                        time: r.text(1)?,
+                        by: r.text(2)?,
+                        action: r.text(3)?,
+                        object: r.text(4)?,
+                        before: parse(r.opt_text(5)?),
+                        after: parse(r.opt_text(6)?),
+                        detail: r.opt_text(7)?,
+                    })
                 })
-                .map_err(db_err)?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (n, time, by, action, object, before, after, detail) = row.map_err(db_err)?;
-                let parse = |s: Option<String>| s.and_then(|s| serde_json::from_str(&s).ok());
-                out.push(ConfigChange {
-                    n,
-                    time,
-                    by,
-                    action,
-                    object,
-                    before: parse(before),
-                    after: parse(after),
-                    detail,
-                });
-            }
+                .collect::<Result<Vec<_>>>()?;
             Ok((out, total.max(0) as u64))
         })
     }
@@ -197,59 +150,47 @@ impl Catalog {
         protocol: Option<&str>,
         cutoff_us: i64,
     ) -> Result<(Vec<String>, usize)> {
-        self.with_reader(|c| {
-            let tx = c.unchecked_transaction().map_err(db_err)?;
-            let cond = "active = 0 AND (?1 IS NULL OR protocol = ?1)
-                 AND CAST(json_extract(record, '$.end_unix_us') AS INTEGER) < ?2";
-            let mut paths = Vec::new();
-            {
-                let mut stmt = tx
-                    .prepare(&format!(
-                        "SELECT trail_path FROM sessions WHERE {cond} AND trail_path IS NOT NULL"
-                    ))
-                    .map_err(db_err)?;
-                let rows = stmt
-                    .query_map(params![protocol, cutoff_us], |r| r.get::<_, String>(0))
-                    .map_err(db_err)?;
-                for r in rows {
-                    paths.push(r.map_err(db_err)?);
-                }
-            }
-            let n = tx
-                .execute(
+        self.with_conn(|c| {
+            c.tx(|c| {
+                let cond = "active = 0 AND (CAST(?1 AS TEXT) IS NULL OR protocol = ?1) AND end_us < ?2";
+                let paths = c
+                    .query(
+                        &format!("SELECT trail_path FROM sessions WHERE {cond} AND trail_path IS NOT NULL"),
+                        args![protocol, cutoff_us],
+                    )?
+                    .iter()
+                    .map(|r| r.text(0))
+                    .collect::<Result<Vec<_>>>()?;
+                let n = c.exec(
                     &format!("DELETE FROM sessions WHERE {cond}"),
-                    params![protocol, cutoff_us],
-                )
-                .map_err(db_err)?;
-            tx.commit().map_err(db_err)?;
-            Ok((paths, n))
+                    args![protocol, cutoff_us],
+                )?;
+                Ok((paths, n as usize))
+            })
         })
     }
 
     /// Sessions that ended before `cutoff_us` and still have a trail file: (id, path), at most
     /// `limit`.
     pub fn trails_ended_before(&self, cutoff_us: i64, limit: u32) -> Result<Vec<(String, String)>> {
-        self.with_reader(|c| {
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT id, trail_path FROM sessions WHERE active = 0 AND trail_path IS NOT NULL
-                     AND CAST(json_extract(record, '$.end_unix_us') AS INTEGER) < ?1 LIMIT ?2",
-                )
-                .map_err(db_err)?;
-            let rows = stmt
-                .query_map(params![cutoff_us, limit], |r| Ok((r.get(0)?, r.get(1)?)))
-                .map_err(db_err)?;
-            rows.map(|r| r.map_err(db_err)).collect()
+        self.with_conn(|c| {
+            c.query(
+                "SELECT id, trail_path FROM sessions WHERE active = 0 AND trail_path IS NOT NULL
+                 AND end_us < ?1 LIMIT ?2",
+                args![cutoff_us, limit],
+            )?
+            .iter()
+            .map(|r| Ok((r.text(0)?, r.text(1)?)))
+            .collect()
         })
     }
 }
 
-fn insert_change(c: &rusqlite::Connection, ch: &ConfigChange) -> Result<()> {
-    c.execute(
-        "INSERT INTO config_changes (time, by, action, object, before, after, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![ch.time, ch.by, ch.action, ch.object, json(&ch.before), json(&ch.after), ch.detail],
-    )
-    .map_err(db_err)?;
+fn insert_change(c: &mut Conn, ch: &ConfigChange) -> Result<()> {
+    c.exec(
+        "INSERT INTO config_changes (time, \"by\", action, object, before, after, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        args![&ch.time, &ch.by, &ch.action, &ch.object, json(&ch.before), json(&ch.after), ch.detail.as_deref()],
+    )?;
     Ok(())
 }
 
@@ -273,47 +214,49 @@ mod tests {
 
     #[test]
     fn cleanup_deletes_old_ended_sessions_of_one_protocol_only() {
-        let dir = tempfile::tempdir().unwrap();
-        let c = Catalog::open(dir.path()).unwrap();
-        c.insert_many(&[
-            rec("old-vnc", "vnc", false, Some(100)),
-            rec("new-vnc", "vnc", false, Some(10_000)),
-            rec("active-vnc", "vnc", true, None),
-            rec("old-ssh", "ssh", false, Some(100)),
-        ])
-        .unwrap();
-        assert_eq!(c.delete_ended_before(Some("vnc"), 5_000).unwrap().1, 1);
-        assert!(c.get("old-vnc").unwrap().is_none());
-        for id in ["new-vnc", "active-vnc", "old-ssh"] {
-            assert!(c.get(id).unwrap().is_some(), "{id}");
+        for (_dir, c) in crate::catalog::test_catalogs() {
+            let c = &*c;
+            c.insert_many(&[
+                rec("old-vnc", "vnc", false, Some(100)),
+                rec("new-vnc", "vnc", false, Some(10_000)),
+                rec("active-vnc", "vnc", true, None),
+                rec("old-ssh", "ssh", false, Some(100)),
+            ])
+            .unwrap();
+            assert_eq!(c.delete_ended_before(Some("vnc"), 5_000).unwrap().1, 1);
+            assert!(c.get("old-vnc").unwrap().is_none());
+            for id in ["new-vnc", "active-vnc", "old-ssh"] {
+                assert!(c.get(id).unwrap().is_some(), "{id}");
+            }
         }
     }
 
     #[test]
     fn objects_and_their_audit_commit_together() {
-        let dir = tempfile::tempdir().unwrap();
-        let c = Catalog::open(dir.path()).unwrap();
-        let change = |action: &str| ConfigChange {
-            n: 0,
-            time: "2026-12-06T00:00:00Z".into(),
-            by: "admin".into(),
-            action: action.into(),
-            object: "/x".into(),
-            before: None,
-            after: Some(serde_json::json!({"timeout": 1})),
-            detail: None,
-        };
-        let body = serde_json::json!({"timeout": 1});
-        c.put_config_object("k", "ssh", "a", Some(&body), &change("create"))
-            .unwrap();
-        assert_eq!(c.config_object("k", "ssh", "a").unwrap(), Some(body));
-        assert_eq!(c.config_objects("k").unwrap().len(), 1);
-        c.put_config_object("k", "ssh", "a", None, &change("delete"))
-            .unwrap();
-        assert!(c.config_object("k", "ssh", "a").unwrap().is_none());
-        let (items, total) = c.config_changes(10, 0).unwrap();
-        assert_eq!(total, 2);
-        assert_eq!(items[0].action, "delete");
-        assert!(items[0].n > items[1].n);
+        for (_dir, c) in crate::catalog::test_catalogs() {
+            let c = &*c;
+            let change = |action: &str| ConfigChange {
+                n: 0,
+                time: "2026-12-06T00:00:00Z".into(),
+                by: "admin".into(),
+                action: action.into(),
+                object: "/x".into(),
+                before: None,
+                after: Some(serde_json::json!({"timeout": 1})),
+                detail: None,
+            };
+            let body = serde_json::json!({"timeout": 1});
+            c.put_config_object("k", "ssh", "a", Some(&body), &change("create"))
+                .unwrap();
+            assert_eq!(c.config_object("k", "ssh", "a").unwrap(), Some(body));
+            assert_eq!(c.config_objects("k").unwrap().len(), 1);
+            c.put_config_object("k", "ssh", "a", None, &change("delete"))
+                .unwrap();
+            assert!(c.config_object("k", "ssh", "a").unwrap().is_none());
+            let (items, total) = c.config_changes(10, 0).unwrap();
+            assert_eq!(total, 2);
+            assert_eq!(items[0].action, "delete");
+            assert!(items[0].n > items[1].n);
+        }
     }
 }

@@ -1,45 +1,50 @@
-//! The session catalog: every connection attempt as a [`SessionRecord`] in an embedded SQLite
-//! database (`<data_dir>/catalog.sqlite`, WAL mode). Trails stay the source of truth; the catalog
-//! can be rebuilt from them ([`Catalog::reindex`]).
+//! The session catalog: every connection attempt as a [`SessionRecord`], in SQLite
+//! (`<data_dir>/catalog.sqlite`, WAL mode; the default) or PostgreSQL (`[catalog] url`, shared by
+//! several gateway nodes). Trails stay the source of truth; the catalog can be rebuilt from them
+//! ([`Catalog::reindex`]).
 //!
 //! Writes never block the gateway: [`Catalog::upsert`] stores the latest record per session in a
 //! map that a writer thread drains in batches (updates of one session coalesce), so memory is
-//! bounded by the number of sessions changing at once. A batch that fails to commit (disk full)
-//! goes back into the map (unless a newer state of the session arrived meanwhile) and is retried
-//! with backoff until it succeeds: no session is ever left without its last record, and memory
-//! stays bounded the same way. [`Catalog::health`] says whether writes are failing now. Reads use
-//! a small pool of read connections. The database files are created owner-only (0600).
-//! Configuration objects managed through the control API and the audit of configuration changes
-//! live here too (`config`), as do retention (`retention`: trails and records past their age),
-//! records rebuilt from trails (`rebuild`: reindex, restart reconciliation), each session's files
-//! index (`transfers`), and the schema with its migrations (`schema`).
+//! bounded by the number of sessions changing at once. A batch that fails to commit (disk full,
+//! database down) goes back into the map (unless a newer state of the session arrived meanwhile)
+//! and is retried with backoff until it succeeds: no session is ever left without its last
+//! record, and memory stays bounded the same way. [`Catalog::health`] says whether writes are
+//! failing now. Reads use a small pool of connections. SQLite files are created owner-only.
+//!
+//! Modules: `db` (one SQL interface over both backends), `schema` (tables and migrations, run
+//! at start-up), `writer` (the writer thread), `config` (objects managed through the control
+//! API and the audit of configuration changes), `retention` (trails and records past their
+//! age), `rebuild` (records from trails: reindex, restart reconciliation), `transfers` (each
+//! session's files index) and `nodes` (gateway nodes sharing the catalog: heartbeats, lost
+//! nodes, kills sent to the node holding a session).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 
-use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{RecorderError, Result};
+use crate::error::Result;
 use crate::record::*;
 
 mod config;
+pub(crate) mod db;
+mod nodes;
 mod rebuild;
 mod retention;
 mod schema;
+#[cfg(test)]
+mod tests;
 mod transfers;
 mod writer;
 pub use config::{ConfigChange, StoredObject};
+pub use db::Backend;
+use db::{Conn, Row, Val, args};
+pub use nodes::{KillRequest, NodeInfo};
 pub use rebuild::record_from_trail;
 pub use retention::Deleted;
-use schema::{SCHEMA, migrate};
 pub use transfers::may_have_files;
 use writer::writer_loop;
-
-fn db_err(e: rusqlite::Error) -> RecorderError {
-    RecorderError::Catalog(e.to_string())
-}
 
 /// Filters and paging of a session list.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -96,69 +101,53 @@ struct Queue {
 }
 
 pub struct Catalog {
-    path: PathBuf,
+    backend: Backend,
+    /// Trail paths in error messages are shown relative to it.
+    data_dir: PathBuf,
     pending: Arc<Pending>,
-    readers: Mutex<Vec<Connection>>,
+    readers: Mutex<Vec<Conn>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
-fn open_conn(path: &Path) -> Result<Connection> {
-    // SQLite creates the database, its WAL and shared-memory files with the process umask;
-    // pre-creating the database owner-only keeps session records private whatever it is
-    // (the -wal and -shm files take the database file's mode).
-    if !path.exists() {
-        use std::os::unix::fs::OpenOptionsExt;
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(|e| RecorderError::io(path, e))?;
-    }
-    let c = Connection::open(path).map_err(db_err)?;
-    c.busy_timeout(std::time::Duration::from_secs(5))
-        .map_err(db_err)?;
-    Ok(c)
-}
-
-fn upsert_row(tx: &rusqlite::Transaction<'_>, r: &SessionRecord) -> Result<()> {
+fn upsert_row(c: &mut Conn, r: &SessionRecord) -> Result<()> {
     let json = serde_json::to_string(r)?;
-    tx.execute(
-        "INSERT INTO sessions (id, start_us, active, protocol, user, target, verdict, status, trail_path, record)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-         ON CONFLICT(id) DO UPDATE SET start_us=?2, active=?3, protocol=?4, user=?5, target=?6, verdict=?7,
-             status=?8, trail_path=?9, record=?10",
-        params![
-            r.id,
+    c.exec(
+        "INSERT INTO sessions (id, start_us, active, protocol, \"user\", target, verdict, status, trail_path, record, end_us, node_id, storage, end_code)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+         ON CONFLICT(id) DO UPDATE SET start_us=?2, active=?3, protocol=?4, \"user\"=?5, target=?6, verdict=?7,
+             status=?8, trail_path=?9, record=?10, end_us=?11, node_id=?12, storage=?13, end_code=?14",
+        args![
+            &r.id,
             r.start_unix_us,
             r.active,
-            r.protocol,
-            r.user.name,
-            r.target.name,
+            &r.protocol,
+            r.user.name.as_deref(),
+            r.target.name.as_deref(),
             r.verdict.map(|v| v.as_str()),
             r.status.as_str(),
-            r.trail.path,
-            json
+            r.trail.path.as_deref(),
+            json,
+            r.end_unix_us,
+            Some(r.node_id.as_str()).filter(|n| !n.is_empty()),
+            r.trail.storage.as_deref(),
+            r.end_reason_code.map(|c| c.as_str()),
         ],
-    )
-    .map_err(db_err)?;
+    )?;
     let commands: Vec<&str> = r
         .channels
         .iter()
         .filter_map(|c| c.command.as_deref())
         .collect();
     if !commands.is_empty() {
-        tx.execute(
+        c.exec(
             "DELETE FROM session_commands WHERE session_id = ?1",
-            [&r.id],
-        )
-        .map_err(db_err)?;
-        for c in commands {
-            tx.execute(
+            args![&r.id],
+        )?;
+        for cmd in commands {
+            c.exec(
                 "INSERT INTO session_commands (session_id, command) VALUES (?1, ?2)",
-                params![r.id, c],
-            )
-            .map_err(db_err)?;
+                args![&r.id, cmd],
+            )?;
         }
     }
     Ok(())
@@ -178,56 +167,73 @@ fn id_list(ids: &[String]) -> String {
 }
 
 /// Selects what [`row_record`] reads.
-const RECORD_COLUMNS: &str = "record, trail_path, \
+pub(super) const RECORD_COLUMNS: &str = "record, trail_path, \
     (SELECT files FROM session_transfers t WHERE t.session_id = sessions.id)";
 
 /// A record from its row: the JSON, plus what is kept beside it (the trail's path, which no
 /// response shows, and the number of files its index found).
-fn row_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<SessionRecord>> {
-    let json: String = row.get(0)?;
-    let path: Option<String> = row.get(1)?;
-    let files: Option<i64> = row.get(2)?;
-    Ok(serde_json::from_str::<SessionRecord>(&json)
-        .map_err(RecorderError::from)
-        .map(|mut r| {
-            r.trail.path = path;
-            r.files = files.unwrap_or(0).max(0) as u32;
-            r
-        }))
+fn row_record(row: &Row) -> Result<SessionRecord> {
+    let mut r: SessionRecord = serde_json::from_str(&row.text(0)?)?;
+    r.trail.path = row.opt_text(1)?;
+    r.files = row.opt_int(2)?.unwrap_or(0).clamp(0, i64::from(u32::MAX)) as u32;
+    Ok(r)
+}
+
+pub(super) fn rows_records(rows: Vec<Row>) -> Result<Vec<SessionRecord>> {
+    rows.iter().map(row_record).collect()
 }
 
 impl Catalog {
+    /// The SQLite catalog in `data_dir`.
     pub fn open(data_dir: &Path) -> Result<Arc<Catalog>> {
+        Self::open_url(None, data_dir)
+    }
+
+    /// The catalog `url` names (see [`Backend::from_url`]; none: SQLite in `data_dir`), its
+    /// schema created or migrated.
+    pub fn open_url(url: Option<&str>, data_dir: &Path) -> Result<Arc<Catalog>> {
         crate::fsutil::private_dir_all(data_dir)?;
-        let path = data_dir.join("catalog.sqlite");
-        let conn = open_conn(&path)?;
-        conn.execute_batch(SCHEMA).map_err(db_err)?;
-        conn.execute_batch(config::SCHEMA).map_err(db_err)?;
-        conn.execute_batch(transfers::SCHEMA).map_err(db_err)?;
-        migrate(&conn)?;
-        // Keeps the planner's statistics current so it picks the most selective index.
-        conn.execute_batch("PRAGMA optimize=0x10002;")
-            .map_err(db_err)?;
+        let backend = Backend::from_url(url, data_dir)?;
+        let mut conn = backend.connect()?;
+        db::off_runtime(|| -> Result<()> {
+            schema::migrate(&mut conn)?;
+            if let Some(c) = conn.sqlite() {
+                // Keeps the planner's statistics current so it picks the most selective index.
+                c.execute_batch("PRAGMA optimize=0x10002;")
+                    .map_err(|e| crate::RecorderError::Catalog(e.to_string()))?;
+            }
+            Ok(())
+        })?;
         let pending = Arc::new(Pending {
             map: Mutex::new(Queue::default()),
             cv: Condvar::new(),
             idle: Condvar::new(),
         });
         let p = pending.clone();
+        let writer_backend = backend.clone();
         let writer = std::thread::Builder::new()
             .name("catalog-writer".into())
-            .spawn(move || writer_loop(conn, p))
-            .map_err(RecorderError::RawIo)?;
+            .spawn(move || writer_loop(conn, writer_backend, p))
+            .map_err(crate::RecorderError::RawIo)?;
         Ok(Arc::new(Catalog {
-            path,
+            backend,
+            data_dir: data_dir.to_path_buf(),
             pending,
             readers: Mutex::new(Vec::new()),
             writer: Mutex::new(Some(writer)),
         }))
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    pub fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    /// The SQLite database file (none on PostgreSQL).
+    pub fn path(&self) -> Option<&Path> {
+        match &self.backend {
+            Backend::Sqlite(p) => Some(p),
+            Backend::Postgres(_) => None,
+        }
     }
 
     /// Queues the latest state of a session; never blocks on the database.
@@ -288,45 +294,60 @@ impl Catalog {
 
     /// Writes records synchronously in one transaction (bulk loads, reindex).
     pub fn insert_many(&self, recs: &[SessionRecord]) -> Result<()> {
-        let mut c = open_conn(&self.path)?;
-        let tx = c.transaction().map_err(db_err)?;
-        for r in recs {
-            upsert_row(&tx, r)?;
-        }
-        tx.commit().map_err(db_err)?;
-        c.execute_batch("PRAGMA optimize;").map_err(db_err)
+        self.with_conn(|c| {
+            c.tx(|c| {
+                for r in recs {
+                    upsert_row(c, r)?;
+                }
+                Ok(())
+            })?;
+            if let Some(l) = c.sqlite() {
+                l.execute_batch("PRAGMA optimize;")
+                    .map_err(|e| crate::RecorderError::Catalog(e.to_string()))?;
+            }
+            Ok(())
+        })
     }
 
     /// Refreshes the query planner's statistics (after bulk loads).
     pub fn analyze(&self) -> Result<()> {
-        open_conn(&self.path)?
-            .execute_batch("ANALYZE;")
-            .map_err(db_err)
+        self.with_conn(|c| {
+            c.batch(if c.is_postgres() {
+                "VACUUM ANALYZE"
+            } else {
+                "ANALYZE"
+            })
+        })
     }
 
-    fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        let conn = match self.readers.lock().ok().and_then(|mut v| v.pop()) {
-            Some(c) => c,
-            None => open_conn(&self.path)?,
-        };
-        let r = f(&conn);
-        if let Ok(mut v) = self.readers.lock()
-            && v.len() < 8
-        {
-            v.push(conn);
-        }
-        r
+    /// Runs `f` on a pooled connection (a new one when the pool is empty); a connection the
+    /// server dropped is not pooled again.
+    fn with_conn<T: Send>(&self, f: impl FnOnce(&mut Conn) -> Result<T> + Send) -> Result<T> {
+        let pooled = self.readers.lock().ok().and_then(|mut v| v.pop());
+        db::off_runtime(|| {
+            let mut conn = match pooled {
+                Some(c) => c,
+                None => self.backend.connect()?,
+            };
+            let r = f(&mut conn);
+            if conn.is_usable()
+                && let Ok(mut v) = self.readers.lock()
+                && v.len() < 8
+            {
+                v.push(conn);
+            }
+            r
+        })
     }
 
     pub fn get(&self, id: &str) -> Result<Option<SessionRecord>> {
-        self.with_reader(|c| {
-            c.query_row(
+        self.with_conn(|c| {
+            c.query_opt(
                 &format!("SELECT {RECORD_COLUMNS} FROM sessions WHERE id = ?1"),
-                [id],
-                row_record,
-            )
-            .optional()
-            .map_err(db_err)?
+                args![id],
+            )?
+            .as_ref()
+            .map(row_record)
             .transpose()
         })
     }
@@ -334,8 +355,8 @@ impl Catalog {
     /// Newest first. Returns the page and the total number of matches.
     pub fn list(&self, q: &Query) -> Result<(Vec<SessionRecord>, u64)> {
         let mut wh = Vec::new();
-        let mut args: Vec<rusqlite::types::Value> = Vec::new();
-        let mut add = |cond: &str, v: Option<rusqlite::types::Value>| match v {
+        let mut args: Vec<Val> = Vec::new();
+        let mut add = |cond: &str, v: Option<Val>| match v {
             Some(v) => {
                 args.push(v);
                 wh.push(cond.replace('?', &format!("?{}", args.len())));
@@ -343,19 +364,19 @@ impl Catalog {
             None => wh.push(cond.to_string()),
         };
         if let Some(a) = q.active {
-            add("active = ?", Some((a as i64).into()));
+            add("active = ?", Some(a.into()));
         }
         if let Some(p) = &q.protocol {
-            add("protocol = ?", Some(p.clone().into()));
+            add("protocol = ?", Some(p.into()));
         }
         if let Some(u) = &q.user {
-            add("user = ?", Some(u.clone().into()));
+            add("\"user\" = ?", Some(u.into()));
         }
         if let Some(t) = &q.target {
-            add("target = ?", Some(t.clone().into()));
+            add("target = ?", Some(t.into()));
         }
         if let Some(v) = &q.verdict {
-            add("verdict = ?", Some(v.clone().into()));
+            add("verdict = ?", Some(v.into()));
         }
         if let Some(s) = q.since_us {
             add("start_us >= ?", Some(s.into()));
@@ -373,42 +394,42 @@ impl Catalog {
             let Some(needle) = needle else { continue };
             // No DISTINCT: it would walk the session_id index (a random read per row) instead
             // of scanning the table; duplicates are dropped here.
-            let sql = format!("SELECT session_id FROM {table} WHERE instr({column}, ?1) > 0");
-            let ids = self.with_reader(|c| {
-                let mut st = c.prepare_cached(&sql).map_err(db_err)?;
-                let rows = st
-                    .query_map([needle], |r| r.get::<_, String>(0))
-                    .map_err(db_err)?;
-                let mut ids = Vec::new();
-                let mut seen = std::collections::HashSet::new();
-                for r in rows {
-                    let id = r.map_err(db_err)?;
-                    if seen.insert(id.clone()) {
-                        ids.push(id);
-                        if ids.len() > MAX_LISTED_MATCHES {
-                            break;
-                        }
+            let sql = format!(
+                "SELECT session_id FROM {table} WHERE instr({column}, ?1) > 0 LIMIT {}",
+                MAX_LISTED_MATCHES * 4
+            );
+            let rows = self.with_conn(|c| c.query(&sql, args![needle]))?;
+            // Rows past the limit may name more sessions: then the subquery filters.
+            let truncated = rows.len() >= MAX_LISTED_MATCHES * 4;
+            let mut ids = Vec::new();
+            let mut seen = std::collections::HashSet::new();
+            for r in rows {
+                let id = r.text(0)?;
+                if seen.insert(id.clone()) {
+                    ids.push(id);
+                    if ids.len() > MAX_LISTED_MATCHES {
+                        break;
                     }
                 }
-                Ok(ids)
-            })?;
+            }
             if ids.is_empty() {
                 return Ok((Vec::new(), 0));
             }
-            if ids.len() <= MAX_LISTED_MATCHES {
+            if ids.len() <= MAX_LISTED_MATCHES && !truncated {
                 by_ids = true;
                 add(&id_list(&ids), None);
             } else {
                 add(
                     &format!("id IN (SELECT session_id FROM {table} WHERE instr({column}, ?) > 0)"),
-                    Some(needle.clone().into()),
+                    Some(needle.into()),
                 );
             }
         }
         // Keyset paging excludes nothing from the total: `total` counts every match.
         let filters = wh.len();
+        let count_args = args.clone();
         if let Some(a) = &q.after {
-            args.push(a.clone().into());
+            args.push(a.into());
             wh.push(format!(
                 "(start_us, id) < (SELECT start_us, id FROM sessions WHERE id = ?{})",
                 args.len()
@@ -423,66 +444,72 @@ impl Catalog {
         };
         // With sessions named by id, fetch those (by the primary key) and sort them: walking
         // the time index in order and testing each row would read the whole table.
-        let order = if by_ids {
-            "+start_us DESC, +id DESC"
-        } else {
-            "start_us DESC, id DESC"
+        // (SQLite's unary `+` keeps the planner off those indexes; PostgreSQL plans that alone.)
+        let order = |pg: bool| {
+            if by_ids && !pg {
+                "+start_us DESC, +id DESC"
+            } else {
+                "start_us DESC, id DESC"
+            }
         };
         let count_sql = where_of(&wh[..filters]);
         let where_sql = where_of(&wh);
         let limit = q.limit.unwrap_or(50).clamp(1, 1000);
         let offset = q.offset.unwrap_or(0);
-        self.with_reader(|c| {
-            let count_args = params_from_iter(args.iter().take(filters));
-            let total: i64 = c
-                .query_row(&format!("SELECT COUNT(*) FROM sessions {count_sql}"), count_args, |r| r.get(0))
-                .map_err(db_err)?;
-            let mut stmt = c
-                .prepare_cached(&format!("SELECT {RECORD_COLUMNS} FROM sessions {where_sql} ORDER BY {order} LIMIT {limit} OFFSET {offset}"))
-                .map_err(db_err)?;
-            let rows = stmt.query_map(params_from_iter(args.iter()), row_record).map_err(db_err)?;
-            let mut out = Vec::new();
-            for row in rows {
-                out.push(row.map_err(db_err)??);
-            }
-            Ok((out, total as u64))
+        self.with_conn(|c| {
+            let total = c
+                .query_opt(&format!("SELECT COUNT(*) FROM sessions {count_sql}"), &count_args)?
+                .map_or(Ok(0), |r| r.int(0))?;
+            let rows = c.query(
+                &format!(
+                    "SELECT {RECORD_COLUMNS} FROM sessions {where_sql} ORDER BY {} LIMIT {limit} OFFSET {offset}",
+                    order(c.is_postgres())
+                ),
+                &args,
+            )?;
+            Ok((rows_records(rows)?, total.max(0) as u64))
         })
     }
 
     /// Whether a session is in the catalog.
     pub fn exists(&self, id: &str) -> Result<bool> {
-        self.with_reader(|c| {
-            c.query_row("SELECT 1 FROM sessions WHERE id = ?1", [id], |_| Ok(()))
-                .optional()
-                .map(|o| o.is_some())
-                .map_err(db_err)
+        self.with_conn(|c| {
+            Ok(
+                c.query_opt("SELECT 1 FROM sessions WHERE id = ?1", args![id])?
+                    .is_some(),
+            )
         })
     }
 
-    /// Every record still marked active (at start-up: sessions the last run left open).
+    /// Every record still marked active, on every node.
     pub fn active(&self) -> Result<Vec<SessionRecord>> {
-        self.with_reader(|c| {
-            let mut stmt = c
-                .prepare(&format!(
+        self.with_conn(|c| {
+            rows_records(c.query(
+                &format!(
                     "SELECT {RECORD_COLUMNS} FROM sessions WHERE active = 1 ORDER BY start_us, id"
-                ))
-                .map_err(db_err)?;
-            let rows = stmt.query_map([], row_record).map_err(db_err)?;
-            let mut out = Vec::new();
-            for row in rows {
-                out.push(row.map_err(db_err)??);
-            }
-            Ok(out)
+                ),
+                &[],
+            )?)
+        })
+    }
+
+    /// The records `node` holds marked active (at start-up: sessions its last run left open;
+    /// records written before nodes were recorded count as this node's).
+    pub fn active_on(&self, node: &str) -> Result<Vec<SessionRecord>> {
+        self.with_conn(|c| {
+            rows_records(c.query(
+                &format!("SELECT {RECORD_COLUMNS} FROM sessions WHERE active = 1 AND (node_id = ?1 OR node_id IS NULL) ORDER BY start_us, id"),
+                args![node],
+            )?)
         })
     }
 
     pub fn add_download(&self, d: &TrailDownload) -> Result<()> {
-        self.with_reader(|c| {
-            c.execute(
+        self.with_conn(|c| {
+            c.exec(
                 "INSERT INTO trail_downloads (session_id, token, time, format, range, follow) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![d.session_id, d.token, d.time, d.format, d.range, d.follow],
-            )
-            .map_err(db_err)?;
+                args![&d.session_id, &d.token, &d.time, &d.format, d.range.as_deref(), d.follow],
+            )?;
             Ok(())
         })
     }
@@ -494,24 +521,28 @@ impl Catalog {
         limit: u32,
         offset: u64,
     ) -> Result<(Vec<TrailDownload>, u64)> {
-        self.with_reader(|c| {
-            let total: i64 = c
-                .query_row(
-                    "SELECT COUNT(*) FROM trail_downloads WHERE session_id = ?1",
-                    [id],
-                    |r| r.get(0),
-                )
-                .map_err(db_err)?;
-            let mut stmt = c
-                .prepare_cached("SELECT session_id, token, time, format, range, follow FROM trail_downloads WHERE session_id = ?1 ORDER BY n LIMIT ?2 OFFSET ?3")
-                .map_err(db_err)?;
-            let rows = stmt
-                .query_map(params![id, limit, offset as i64], |r| {
-                    Ok(TrailDownload { session_id: r.get(0)?, token: r.get(1)?, time: r.get(2)?, format: r.get(3)?, range: r.get(4)?, follow: r.get(5)? })
+        self.with_conn(|c| {
+            let total = c
+                .query_opt("SELECT COUNT(*) FROM trail_downloads WHERE session_id = ?1", args![id])?
+                .map_or(Ok(0), |r| r.int(0))?;
+            let rows = c.query(
+                "SELECT session_id, token, time, format, range, follow FROM trail_downloads WHERE session_id = ?1 ORDER BY n LIMIT ?2 OFFSET ?3",
+                args![id, limit, offset as i64],
+            )?;
+            let items = rows
+                .iter()
+                .map(|r| {
+                    Ok(TrailDownload {
+                        session_id: r.text(0)?,
+                        token: r.text(1)?,
+                        time: r.text(2)?,
+                        format: r.text(3)?,
+                        range: r.opt_text(4)?,
+                        follow: r.int(5)? != 0,
+                    })
                 })
-                .map_err(db_err)?;
-            let items = rows.map(|r| r.map_err(db_err)).collect::<Result<Vec<_>>>()?;
-            Ok((items, total as u64))
+                .collect::<Result<Vec<_>>>()?;
+            Ok((items, total.max(0) as u64))
         })
     }
 
@@ -538,4 +569,18 @@ impl Catalog {
             let _ = h.join();
         }
     }
+}
+
+/// Catalogs for tests on both backends: SQLite in a temporary directory, and a database of its
+/// own on the test process's PostgreSQL cluster (started on first use).
+#[cfg(test)]
+pub(crate) fn test_catalogs() -> Vec<(tempfile::TempDir, Arc<Catalog>)> {
+    let lite = tempfile::tempdir().expect("tempdir");
+    let c = Catalog::open(lite.path()).expect("sqlite catalog");
+    let pg_dir = tempfile::tempdir().expect("tempdir");
+    let url = trailgate_testkit::pg::shared()
+        .and_then(|pg| pg.create_unique_database("catalog"))
+        .expect("PostgreSQL for the catalog tests (scripts/install-test-deps.sh)");
+    let p = Catalog::open_url(Some(&url), pg_dir.path()).expect("postgres catalog");
+    vec![(lite, c), (pg_dir, p)]
 }

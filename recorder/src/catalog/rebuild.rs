@@ -165,6 +165,7 @@ pub fn record_from_trail(path: &Path) -> Result<SessionRecord> {
             size: info.file_bytes,
             integrity: info.integrity.clone(),
             error: info.integrity_detail.clone(),
+            ..Default::default()
         },
         node_id: m.node_id.clone().unwrap_or_default(),
         vnc: info.vnc.as_ref().map(vnc_record),
@@ -195,14 +196,24 @@ fn vnc_record(v: &crate::vnc::VncInfo) -> VncRecord {
 }
 
 impl Catalog {
-    /// At start-up: sessions the last run left marked active (crash, kill -9) are closed with end
-    /// reason `gateway restarted`, and their trails recovered (torn tail repaired, left unsealed so
-    /// they verify as incomplete). Returns how many sessions were reconciled.
-    pub fn reconcile_after_restart(&self, key: &ed25519_dalek::SigningKey) -> Result<usize> {
-        let stale = self.active()?;
+    /// At start-up: sessions this node's last run left marked active (crash, kill -9) are closed
+    /// with end reason `gateway restarted`, and their trails recovered (torn tail repaired, left
+    /// unsealed so they verify as incomplete). Sessions another node marked lost while this one
+    /// was away keep that end reason and get their trails recovered the same way. Returns how
+    /// many sessions were reconciled. `storage`: the state their trails start in (`local`, or
+    /// `uploading` with object storage).
+    pub fn reconcile_after_restart(
+        &self,
+        key: &ed25519_dalek::SigningKey,
+        node: &str,
+        storage: &str,
+    ) -> Result<usize> {
+        let stale = self.active_on(node)?;
+        let lost = self.lost_unrecovered(node)?;
         let now = time::OffsetDateTime::now_utc();
         let mut fixed = Vec::new();
-        for mut rec in stale {
+        for mut rec in stale.into_iter().chain(lost) {
+            let was_lost = !rec.active;
             if let Some(path) = rec.trail.path.clone().map(PathBuf::from) {
                 match crate::recover::recover(&path, key) {
                     Ok(rep) => {
@@ -222,14 +233,17 @@ impl Catalog {
                     Err(e) => {
                         tracing::error!(session = %rec.id, error = %e, "trail of a session left open could not be recovered");
                         rec.trail.integrity = "failed".into();
-                        rec.trail.error = Some(match self.path.parent() {
-                            Some(d) => crate::fsutil::redact_data_dir(&e.to_string(), d),
-                            None => e.to_string(),
-                        });
+                        rec.trail.error = Some(crate::fsutil::redact_data_dir(
+                            &e.to_string(),
+                            &self.data_dir,
+                        ));
                     }
                 }
             }
             rec.active = false;
+            if rec.trail.path.is_some() {
+                rec.trail.storage = Some(storage.into());
+            }
             if rec.end_unix_us.is_none() {
                 rec.end_unix_us = Some((now.unix_timestamp_nanos() / 1000) as i64);
             }
@@ -239,8 +253,10 @@ impl Catalog {
                     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000).ok()
                 })
                 .map(crate::writer::rfc3339);
-            rec.end_reason = Some("gateway restarted".into());
-            rec.end_reason_code = Some(EndCode::GatewayRestarted);
+            if !was_lost {
+                rec.end_reason = Some("gateway restarted".into());
+                rec.end_reason_code = Some(EndCode::GatewayRestarted);
+            }
             rec.status = if rec.verdict == Some(Verdict::Accept) {
                 Status::Disconnected
             } else {

@@ -2,67 +2,47 @@
 //! `trail files` lists them), their paths for the `file` filter, and their number on the record.
 //! Written once the trail is sealed (or by `reindex`); sessions without one are indexed on demand.
 
-use rusqlite::{OptionalExtension, params};
-
-use super::{Catalog, db_err};
+use super::Catalog;
+use super::db::args;
 use crate::error::Result;
 use crate::transfers::Transfers;
-
-pub(super) const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS session_transfers (
-    session_id TEXT PRIMARY KEY,
-    files INTEGER NOT NULL,
-    transfers TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS session_files (
-    session_id TEXT NOT NULL,
-    n INTEGER NOT NULL,
-    path TEXT NOT NULL,
-    PRIMARY KEY (session_id, n)
-);
-"#;
 
 impl Catalog {
     /// Stores a session's files index (replacing an earlier one).
     pub fn set_transfers(&self, session_id: &str, t: &Transfers) -> Result<()> {
         let json = serde_json::to_string(t)?;
-        self.with_reader(|c| {
-            let tx = c.unchecked_transaction().map_err(db_err)?;
-            tx.execute(
-                "DELETE FROM session_files WHERE session_id = ?1",
-                [session_id],
-            )
-            .map_err(db_err)?;
-            tx.execute(
-                "INSERT INTO session_transfers (session_id, files, transfers) VALUES (?1, ?2, ?3)
-                 ON CONFLICT(session_id) DO UPDATE SET files = ?2, transfers = ?3",
-                params![session_id, t.files.len() as i64, json],
-            )
-            .map_err(db_err)?;
-            for f in &t.files {
-                tx.execute(
-                    "INSERT INTO session_files (session_id, n, path) VALUES (?1, ?2, ?3)",
-                    params![session_id, f.n as i64, f.path],
-                )
-                .map_err(db_err)?;
-            }
-            tx.commit().map_err(db_err)
+        self.with_conn(|c| {
+            c.tx(|c| {
+                c.exec(
+                    "DELETE FROM session_files WHERE session_id = ?1",
+                    args![session_id],
+                )?;
+                c.exec(
+                    "INSERT INTO session_transfers (session_id, files, transfers) VALUES (?1, ?2, ?3)
+                     ON CONFLICT(session_id) DO UPDATE SET files = ?2, transfers = ?3",
+                    args![session_id, t.files.len() as i64, json.as_str()],
+                )?;
+                for f in &t.files {
+                    c.exec(
+                        "INSERT INTO session_files (session_id, n, path) VALUES (?1, ?2, ?3)",
+                        args![session_id, f.n as i64, f.path.as_str()],
+                    )?;
+                }
+                Ok(())
+            })
         })
     }
 
     /// A session's stored files index (`{files, operations}`), if it has been indexed.
     pub fn transfers(&self, session_id: &str) -> Result<Option<serde_json::Value>> {
-        self.with_reader(|c| {
-            let s: Option<String> = c
-                .query_row(
-                    "SELECT transfers FROM session_transfers WHERE session_id = ?1",
-                    [session_id],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(db_err)?;
-            s.map(|s| serde_json::from_str(&s).map_err(Into::into))
-                .transpose()
+        self.with_conn(|c| {
+            match c.query_opt(
+                "SELECT transfers FROM session_transfers WHERE session_id = ?1",
+                args![session_id],
+            )? {
+                Some(r) => Ok(Some(serde_json::from_str(&r.text(0)?)?)),
+                None => Ok(None),
+            }
         })
     }
 }
@@ -132,50 +112,51 @@ mod tests {
     #[test]
     fn command_and_file_filters_match_substrings_literally() {
         // Substrings, case-sensitive: commands and paths are.
-        let dir = tempfile::tempdir().unwrap();
-        let c = Catalog::open(dir.path()).unwrap();
-        c.insert_many(&[
-            rec("a", Some("systemctl Restart nginx")),
-            rec("b", Some("echo 100%_done")),
-            rec("c", None),
-        ])
-        .unwrap();
-        // A session's commands are replaced with its record (no stale rows).
-        c.insert_many(&[rec("a", Some("systemctl restart nginx"))])
+        for (_dir, c) in crate::catalog::test_catalogs() {
+            let c = &*c;
+            c.insert_many(&[
+                rec("a", Some("systemctl Restart nginx")),
+                rec("b", Some("echo 100%_done")),
+                rec("c", None),
+            ])
             .unwrap();
-        let t = |files: Vec<crate::transfers::TransferredFile>| crate::transfers::Transfers {
-            files,
-            operations: vec![],
-        };
-        c.set_transfers(
-            "c",
-            &t(vec![file(0, "/srv/naïve name.txt"), file(1, "/tmp/x")]),
-        )
-        .unwrap();
-        c.set_transfers("c", &t(vec![file(0, "/srv/naïve name.txt")]))
+            // A session's commands are replaced with its record (no stale rows).
+            c.insert_many(&[rec("a", Some("systemctl restart nginx"))])
+                .unwrap();
+            let t = |files: Vec<crate::transfers::TransferredFile>| crate::transfers::Transfers {
+                files,
+                operations: vec![],
+            };
+            c.set_transfers(
+                "c",
+                &t(vec![file(0, "/srv/naïve name.txt"), file(1, "/tmp/x")]),
+            )
             .unwrap();
-        let cmd = |s: &str| Query {
-            command: Some(s.into()),
-            ..Default::default()
-        };
-        let path = |s: &str| Query {
-            file: Some(s.into()),
-            ..Default::default()
-        };
-        assert_eq!(ids(&c, cmd("restart ngi")), ["a"]);
-        assert!(
-            ids(&c, cmd("Restart")).is_empty(),
-            "case-sensitive, replaced rows"
-        );
-        assert_eq!(ids(&c, cmd("100%_")), ["b"]);
-        assert!(ids(&c, cmd("100_%")).is_empty());
-        assert_eq!(ids(&c, cmd("%_")), ["b"], "wildcards are literal");
-        assert!(ids(&c, cmd("x%")).is_empty());
-        assert_eq!(ids(&c, cmd("n")), ["a", "b"]);
-        assert_eq!(ids(&c, path("ïve na")), ["c"]);
-        assert!(ids(&c, path("/tmp/x")).is_empty(), "replaced index");
-        assert!(ids(&c, path("\"")).is_empty());
-        assert!(ids(&c, path("a\"b\"c")).is_empty(), "quotes are literal");
-        assert_eq!(c.get("c").unwrap().unwrap().files, 1);
+            c.set_transfers("c", &t(vec![file(0, "/srv/naïve name.txt")]))
+                .unwrap();
+            let cmd = |s: &str| Query {
+                command: Some(s.into()),
+                ..Default::default()
+            };
+            let path = |s: &str| Query {
+                file: Some(s.into()),
+                ..Default::default()
+            };
+            assert_eq!(ids(c, cmd("restart ngi")), ["a"]);
+            assert!(
+                ids(c, cmd("Restart")).is_empty(),
+                "case-sensitive, replaced rows"
+            );
+            assert_eq!(ids(c, cmd("100%_")), ["b"]);
+            assert!(ids(c, cmd("100_%")).is_empty());
+            assert_eq!(ids(c, cmd("%_")), ["b"], "wildcards are literal");
+            assert!(ids(c, cmd("x%")).is_empty());
+            assert_eq!(ids(c, cmd("n")), ["a", "b"]);
+            assert_eq!(ids(c, path("ïve na")), ["c"]);
+            assert!(ids(c, path("/tmp/x")).is_empty(), "replaced index");
+            assert!(ids(c, path("\"")).is_empty());
+            assert!(ids(c, path("a\"b\"c")).is_empty(), "quotes are literal");
+            assert_eq!(c.get("c").unwrap().unwrap().files, 1);
+        }
     }
 }

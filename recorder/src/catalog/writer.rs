@@ -3,16 +3,15 @@
 
 use std::sync::Arc;
 
-use rusqlite::Connection;
-
-use super::{Pending, db_err, upsert_row};
-use crate::error::Result;
+use super::db::{Backend, Conn};
+use super::{Pending, upsert_row};
 use crate::record::SessionRecord;
 
 const RETRY_MIN: std::time::Duration = std::time::Duration::from_millis(50);
 const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(2);
 
-pub(super) fn writer_loop(mut conn: Connection, p: Arc<Pending>) {
+pub(super) fn writer_loop(conn: Conn, backend: Backend, p: Arc<Pending>) {
+    let mut conn = Some(conn);
     let mut backoff = RETRY_MIN;
     loop {
         let batch: Vec<SessionRecord> = {
@@ -31,13 +30,22 @@ pub(super) fn writer_loop(mut conn: Connection, p: Arc<Pending>) {
             g.writing = true;
             g.records.drain().map(|(_, v)| v).collect()
         };
-        let res = (|| -> Result<()> {
-            let tx = conn.transaction().map_err(db_err)?;
-            for r in &batch {
-                upsert_row(&tx, r)?;
+        // A connection the server dropped (PostgreSQL restarted) is replaced on the next try.
+        let res = match conn.take().map_or_else(|| backend.connect(), Ok) {
+            Ok(mut c) => {
+                let r = c.tx(|c| {
+                    for r in &batch {
+                        upsert_row(c, r)?;
+                    }
+                    Ok(())
+                });
+                if c.is_usable() {
+                    conn = Some(c);
+                }
+                r
             }
-            tx.commit().map_err(db_err)
-        })();
+            Err(e) => Err(e),
+        };
         let Ok(mut g) = p.map.lock() else { return };
         g.writing = false;
         match res {

@@ -183,6 +183,30 @@ impl S3Server {
         fs::read_to_string(self.dir.path().join("moto.log")).unwrap_or_default()
     }
 
+    /// Starts a fresh server (empty: moto keeps nothing) on the same port after [`S3Server::stop`],
+    /// as a store coming back after an outage. Retries while the port is still held (10 s).
+    pub fn restart(&mut self) -> Result<()> {
+        self.stop();
+        let bin = moto_server()?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match Self::start_on(&bin, self.dir.path(), self.port) {
+                Ok((child, watchdog, _)) => {
+                    self.child = child;
+                    self.watchdog = Some(watchdog);
+                    self.stopped = false;
+                    return Ok(());
+                }
+                Err(e)
+                    if Instant::now() < deadline && format!("{e:#}").contains("already in use") =>
+                {
+                    std::thread::sleep(Duration::from_millis(100)); // polling interval
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Kills the server and waits for it; does nothing when it is already stopped.
     pub fn stop(&mut self) {
         if std::mem::replace(&mut self.stopped, true) {

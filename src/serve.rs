@@ -257,7 +257,7 @@ async fn metadata_cleanup(catalog: Arc<Catalog>, gw: Arc<Services>) {
         let _ = tokio::task::spawn_blocking(move || {
             trailgate_control_api::configuration::cleanup(&c, &g.runtime);
             let r = g.cfg().retention.clone();
-            match c.apply_retention(r.trails, r.metadata) {
+            match c.apply_retention(&g.node_id, r.trails, r.metadata) {
                 Ok(d) => g.metrics.retention_deleted(d.trails, d.records),
                 Err(e) => tracing::error!(error = %e, "retention pass failed"),
             }

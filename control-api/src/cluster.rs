@@ -37,14 +37,21 @@ const RESPONSE_HEADERS: [&str; 8] = [
     "cache-control",
 ];
 
+/// Whether a record's trail path is on this node's disk (another node's paths mean nothing
+/// here, even when a shared file system happens to show them).
+fn own(st: &ApiState, rec: &SessionRecord) -> bool {
+    rec.node_id.is_empty() || rec.node_id == st.node_id
+}
+
 /// A local file holding the session's trail: this node's copy, or the stored object.
 pub async fn trail_file(st: &ApiState, rec: &SessionRecord) -> Result<PathBuf, ApiError> {
     if let Some(p) = rec.trail.path.as_deref().map(PathBuf::from)
+        && own(st, rec)
         && p.exists()
     {
         return Ok(p);
     }
-    if st.trails.can_read(rec) {
+    if st.trails.can_read_stored(rec) {
         return st.trails.file(rec).await.map_err(|e| {
             tracing::error!(session = %rec.id, error = %e, "reading a trail from object storage failed");
             ApiError::Unavailable(format!(
@@ -93,12 +100,7 @@ pub async fn owner_proxy(
         Ok(Some(r)) => r,
         _ => return next.run(req).await,
     };
-    let local = rec
-        .trail
-        .path
-        .as_deref()
-        .is_some_and(|p| std::path::Path::new(p).exists());
-    if local || st.trails.can_read(&rec) || rec.node_id.is_empty() || rec.node_id == st.node_id {
+    if own(&st, &rec) || st.trails.can_read_stored(&rec) {
         return next.run(req).await;
     }
     match forward(&st, &rec, req).await {

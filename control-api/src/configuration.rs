@@ -394,7 +394,7 @@ pub fn cleanup(catalog: &Catalog, runtime: &Runtime) -> usize {
     };
     let cutoff = time::OffsetDateTime::now_utc() - time::Duration::days(i64::from(days));
     let cutoff_us = (cutoff.unix_timestamp_nanos() / 1000) as i64;
-    match catalog.delete_ended_before(Some("vnc"), cutoff_us) {
+    match catalog.delete_ended_before(&runtime.config().node_id(), Some("vnc"), cutoff_us) {
         Ok((_, n)) => {
             if n > 0 {
                 tracing::info!(sessions = n, days, "vnc session metadata cleaned up");

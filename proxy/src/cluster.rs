@@ -21,12 +21,20 @@ pub fn start(gw: &Arc<Services>, catalog: &Arc<Catalog>, api_url: Option<String>
     gw.tracker.spawn(async move {
         let node = g.node_id.clone();
         let mut failing = false;
+        // Since when this node's own heartbeats succeed without a gap: after a catalog outage
+        // every node's last heartbeat is old, and the first one back must not take the others
+        // for lost before they have had the grace period to beat again.
+        let mut healthy_since: Option<std::time::Instant> = None;
         loop {
             let cfg = g.cfg().cluster.clone();
+            let may_claim = healthy_since.is_some_and(|t| t.elapsed() >= cfg.node_lost_after);
             let (c, n, url) = (cat.clone(), node.clone(), api_url.clone());
             let res = tokio::task::spawn_blocking(move || -> trailgate_recorder::Result<Vec<(String, usize)>> {
                 c.heartbeat(&n, url.as_deref(), started_us)?;
                 let mut ended = Vec::new();
+                if !may_claim {
+                    return Ok(ended);
+                }
                 for lost in c.claim_lost_nodes(&n, cfg.node_lost_after)? {
                     let recs = c.end_sessions_of_lost_node(&lost)?;
                     ended.push((lost, recs.len()));
@@ -36,6 +44,7 @@ pub fn start(gw: &Arc<Services>, catalog: &Arc<Catalog>, api_url: Option<String>
             .await;
             match res {
                 Ok(Ok(ended)) => {
+                    healthy_since.get_or_insert_with(std::time::Instant::now);
                     if failing {
                         tracing::info!("catalog heartbeat succeeds again");
                         failing = false;
@@ -45,11 +54,14 @@ pub fn start(gw: &Arc<Services>, catalog: &Arc<Catalog>, api_url: Option<String>
                             "gateway node lost: it stopped heartbeating; its active sessions are ended");
                     }
                 }
-                Ok(Err(e)) if !failing => {
-                    failing = true;
-                    tracing::error!(error = %e, "catalog heartbeat failed; retrying");
+                Ok(Err(e)) => {
+                    healthy_since = None;
+                    if !failing {
+                        failing = true;
+                        tracing::error!(error = %e, "catalog heartbeat failed; retrying");
+                    }
                 }
-                _ => {}
+                Err(_) => healthy_since = None,
             }
             tokio::select! {
                 _ = g.shutdown.cancelled() => break,

@@ -125,7 +125,7 @@ pub struct TrailRef {
     pub error: Option<String>,
     /// Where the sealed trail is kept: `local` (the recording node's disk), `uploading`,
     /// `stored` (object storage; the local copy is gone) or `upload_failed` (being retried,
-    /// `storage_error` says why). Absent while recording and without object storage.
+    /// `storage_error` says why). Absent while recording.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

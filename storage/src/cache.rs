@@ -35,22 +35,13 @@ impl TrailCache {
         self.store.as_ref()
     }
 
-    /// Whether this node can produce the trail's file (its own copy, or the bucket's).
-    pub fn can_read(&self, rec: &SessionRecord) -> bool {
-        rec.trail
-            .path
-            .as_deref()
-            .is_some_and(|p| Path::new(p).exists())
-            || (self.store.is_some() && rec.trail.storage.as_deref() == Some("stored"))
+    /// Whether the trail is in the bucket this node reads.
+    pub fn can_read_stored(&self, rec: &SessionRecord) -> bool {
+        self.store.is_some() && rec.trail.storage.as_deref() == Some("stored")
     }
 
-    /// A local file holding the session's trail.
+    /// A local file holding the stored trail (the caller checks for the node's own copy first).
     pub async fn file(&self, rec: &SessionRecord) -> Result<PathBuf> {
-        if let Some(p) = rec.trail.path.as_deref().map(PathBuf::from)
-            && p.exists()
-        {
-            return Ok(p);
-        }
         let Some(store) = self
             .store
             .as_ref()

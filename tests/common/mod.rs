@@ -139,8 +139,9 @@ role = "admin"
 name = "audit-tok"
 token_sha256 = "a0e0c9b193eef8f255d6349f6db6e24ccfd2f547fcb0a1b76a4370d03e64c473"
 role = "auditor"
-{extra}
+{catalog}{extra}
 "#,
+        catalog = catalog_section(),
         port = sshd.port,
         host_pub = sshd.host_pub,
         user = whoami(),
@@ -563,6 +564,19 @@ pub fn make_file(path: &Path, mib: usize) {
 
 /// Polls `f` (every 50 ms: a polling interval, not a readiness guess) until it yields, for at
 /// most `secs` seconds.
+/// With `TRAILGATE_TEST_CATALOG=postgres`, each gateway under test keeps its catalog in a
+/// database of its own on the test process's PostgreSQL cluster (`scripts/test.sh` runs the
+/// catalog's end-to-end tests that way as well); otherwise nothing (SQLite in `data_dir`).
+pub fn catalog_section() -> String {
+    if std::env::var("TRAILGATE_TEST_CATALOG").as_deref() != Ok("postgres") {
+        return String::new();
+    }
+    let url = trailgate_testkit::pg::shared()
+        .and_then(|pg| pg.create_unique_database("gw"))
+        .expect("PostgreSQL for TRAILGATE_TEST_CATALOG=postgres (scripts/install-test-deps.sh)");
+    format!("\n[catalog]\nurl = \"{url}\"\n")
+}
+
 pub fn wait_until<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {

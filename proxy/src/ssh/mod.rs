@@ -164,10 +164,15 @@ async fn run(
 async fn finish(sh: &Arc<Session>, legs: &legs::SshLegs) {
     sh.conn.cancel();
     sh.pumps.close();
-    if tokio::time::timeout(PUMP_DRAIN, sh.pumps.wait())
-        .await
-        .is_err()
-    {
+    // A session ended from outside (kill, timeout, shutdown) has nothing left to drain that
+    // is worth holding its end for: the upstream closes at once, and the pumps record their
+    // last events as they stop.
+    let drain = if sh.live.kill_reason().is_some() {
+        Duration::ZERO
+    } else {
+        PUMP_DRAIN
+    };
+    if tokio::time::timeout(drain, sh.pumps.wait()).await.is_err() {
         tracing::debug!("channel pumps still running; closing the upstream under them");
     }
     if let Some(up) = legs.upstream.get() {

@@ -142,42 +142,50 @@ impl Catalog {
         })
     }
 
-    /// Deletes the records of sessions (of `protocol`, or all) that ended before `cutoff_us`
-    /// (unix microseconds); active sessions are never touched. Returns the trail paths of the
-    /// deleted records (for the caller to delete) and how many went.
+    /// Deletes the records of `node`'s sessions (of `protocol`, or all) that ended before
+    /// `cutoff_us` (unix microseconds); active sessions are never touched, nor other nodes'
+    /// (each node cleans up after itself: their trails are on their disks). Returns the trail
+    /// paths of the deleted records (for the caller to delete) and how many went.
     pub fn delete_ended_before(
         &self,
+        node: &str,
         protocol: Option<&str>,
         cutoff_us: i64,
     ) -> Result<(Vec<String>, usize)> {
         self.with_conn(|c| {
             c.tx(|c| {
-                let cond = "active = 0 AND (CAST(?1 AS TEXT) IS NULL OR protocol = ?1) AND end_us < ?2";
+                let cond = "active = 0 AND (CAST(?1 AS TEXT) IS NULL OR protocol = ?1) AND end_us < ?2
+                    AND (node_id = ?3 OR node_id IS NULL)";
                 let paths = c
                     .query(
                         &format!("SELECT trail_path FROM sessions WHERE {cond} AND trail_path IS NOT NULL"),
-                        args![protocol, cutoff_us],
+                        args![protocol, cutoff_us, node],
                     )?
                     .iter()
                     .map(|r| r.text(0))
                     .collect::<Result<Vec<_>>>()?;
                 let n = c.exec(
                     &format!("DELETE FROM sessions WHERE {cond}"),
-                    args![protocol, cutoff_us],
+                    args![protocol, cutoff_us, node],
                 )?;
                 Ok((paths, n as usize))
             })
         })
     }
 
-    /// Sessions that ended before `cutoff_us` and still have a trail file: (id, path), at most
-    /// `limit`.
-    pub fn trails_ended_before(&self, cutoff_us: i64, limit: u32) -> Result<Vec<(String, String)>> {
+    /// `node`'s sessions that ended before `cutoff_us` and still have a trail file on its disk:
+    /// (id, path), at most `limit`.
+    pub fn trails_ended_before(
+        &self,
+        node: &str,
+        cutoff_us: i64,
+        limit: u32,
+    ) -> Result<Vec<(String, String)>> {
         self.with_conn(|c| {
             c.query(
                 "SELECT id, trail_path FROM sessions WHERE active = 0 AND trail_path IS NOT NULL
-                 AND end_us < ?1 LIMIT ?2",
-                args![cutoff_us, limit],
+                 AND end_us < ?1 AND (node_id = ?3 OR node_id IS NULL) LIMIT ?2",
+                args![cutoff_us, limit, node],
             )?
             .iter()
             .map(|r| Ok((r.text(0)?, r.text(1)?)))
@@ -223,7 +231,7 @@ mod tests {
                 rec("old-ssh", "ssh", false, Some(100)),
             ])
             .unwrap();
-            assert_eq!(c.delete_ended_before(Some("vnc"), 5_000).unwrap().1, 1);
+            assert_eq!(c.delete_ended_before("n", Some("vnc"), 5_000).unwrap().1, 1);
             assert!(c.get("old-vnc").unwrap().is_none());
             for id in ["new-vnc", "active-vnc", "old-ssh"] {
                 assert!(c.get(id).unwrap().is_some(), "{id}");

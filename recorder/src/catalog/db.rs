@@ -190,7 +190,7 @@ impl Backend {
                     let client =
                         postgres::Client::connect(&url, postgres::NoTls).map_err(pg_err)?;
                     Ok(Conn::Pg(Box::new(PgConn {
-                        client,
+                        client: Some(client),
                         cache: HashMap::new(),
                     })))
                 })
@@ -256,22 +256,43 @@ pub(crate) fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
 }
 
 pub(crate) struct PgConn {
-    client: postgres::Client,
+    /// Always present until dropped (see `Drop`).
+    client: Option<postgres::Client>,
     /// Prepared statements by their `?N` text (one round trip saved per repeated query).
     cache: HashMap<String, postgres::Statement>,
 }
 
 impl PgConn {
+    fn client(&mut self) -> Result<&mut postgres::Client> {
+        self.client
+            .as_mut()
+            .ok_or_else(|| RecorderError::Catalog("postgres: connection closed".into()))
+    }
+
     fn statement(&mut self, sql: &str) -> Result<postgres::Statement> {
         if let Some(s) = self.cache.get(sql) {
             return Ok(s.clone());
         }
-        let st = self.client.prepare(&to_postgres(sql)).map_err(pg_err)?;
+        let st = self.client()?.prepare(&to_postgres(sql)).map_err(pg_err)?;
         if self.cache.len() > 256 {
             self.cache.clear();
         }
         self.cache.insert(sql.to_string(), st.clone());
         Ok(st)
+    }
+}
+
+impl Drop for PgConn {
+    fn drop(&mut self) {
+        // Closing talks to the server through the client's own runtime: not on a thread of
+        // tokio's (a catalog dropped at the end of `main`'s runtime, say).
+        if let Some(c) = self.client.take()
+            && tokio::runtime::Handle::try_current().is_ok()
+        {
+            let _ = std::thread::Builder::new()
+                .name("catalog-close".into())
+                .spawn(move || drop(c));
+        }
     }
 }
 
@@ -315,7 +336,7 @@ impl Conn {
     pub fn is_usable(&self) -> bool {
         match self {
             Conn::Lite(_) => true,
-            Conn::Pg(p) => !p.client.is_closed(),
+            Conn::Pg(p) => p.client.as_ref().is_some_and(|c| !c.is_closed()),
         }
     }
 
@@ -323,7 +344,7 @@ impl Conn {
     pub fn batch(&mut self, sql: &str) -> Result<()> {
         match self {
             Conn::Lite(c) => c.execute_batch(sql).map_err(lite_err),
-            Conn::Pg(p) => p.client.batch_execute(sql).map_err(pg_err),
+            Conn::Pg(p) => p.client()?.batch_execute(sql).map_err(pg_err),
         }
     }
 
@@ -340,7 +361,7 @@ impl Conn {
                 let st = p.statement(sql)?;
                 let params: Vec<&(dyn ToSql + Sync)> =
                     args.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
-                p.client.execute(&st, &params).map_err(pg_err)
+                p.client()?.execute(&st, &params).map_err(pg_err)
             }
         }
     }
@@ -375,7 +396,7 @@ impl Conn {
                 let st = p.statement(sql)?;
                 let params: Vec<&(dyn ToSql + Sync)> =
                     args.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
-                let rows = p.client.query(&st, &params).map_err(pg_err)?;
+                let rows = p.client()?.query(&st, &params).map_err(pg_err)?;
                 rows.iter().map(pg_row).collect()
             }
         }
@@ -406,7 +427,7 @@ impl Conn {
     /// The PostgreSQL client, for what only it has (LISTEN/NOTIFY).
     pub fn postgres(&mut self) -> Option<&mut postgres::Client> {
         match self {
-            Conn::Pg(p) => Some(&mut p.client),
+            Conn::Pg(p) => p.client.as_mut(),
             Conn::Lite(_) => None,
         }
     }

@@ -165,6 +165,7 @@ pub fn record_from_trail(path: &Path) -> Result<SessionRecord> {
             size: info.file_bytes,
             integrity: info.integrity.clone(),
             error: info.integrity_detail.clone(),
+            storage: Some("local".into()),
             ..Default::default()
         },
         node_id: m.node_id.clone().unwrap_or_default(),

@@ -32,15 +32,17 @@ fn remove(path: &str) -> bool {
 }
 
 impl Catalog {
-    /// Deletes trails older than `trails` and records older than `metadata` (by session end).
+    /// Deletes `node`'s trails older than `trails` and records older than `metadata` (by
+    /// session end).
     pub fn apply_retention(
         &self,
+        node: &str,
         trails: Option<Duration>,
         metadata: Option<Duration>,
     ) -> Result<Deleted> {
         let mut out = Deleted::default();
         if let Some(age) = metadata {
-            let (paths, n) = self.delete_ended_before(None, cutoff(age))?;
+            let (paths, n) = self.delete_ended_before(node, None, cutoff(age))?;
             for p in &paths {
                 if remove(p) {
                     out.trails += 1;
@@ -54,7 +56,7 @@ impl Catalog {
         if let Some(age) = trails {
             let c = cutoff(age);
             loop {
-                let batch = self.trails_ended_before(c, 500)?;
+                let batch = self.trails_ended_before(node, c, 500)?;
                 if batch.is_empty() {
                     break;
                 }

@@ -298,8 +298,10 @@ fn a_lost_node_s_sessions_end_and_its_restart_uploads_what_it_sealed_after_a_sto
     let mut c = Cluster::new();
     let a = c.node("node-a");
     let mut b = c.node("node-b");
-    // The store goes away: a session B completes meanwhile says so, and keeps its trail.
+    // The store goes away for a minute: a session B completes meanwhile says so, and keeps its
+    // trail.
     c.s3.stop();
+    let outage = Instant::now();
     let out = b.exec("echo sealed-on-b");
     assert!(out.status.success());
     let sealed = find_session(&a, "B's finished session", |s| {
@@ -367,6 +369,12 @@ fn a_lost_node_s_sessions_end_and_its_restart_uploads_what_it_sealed_after_a_sto
     assert_eq!(code, 503, "{}", String::from_utf8_lossy(&body));
     let _ = client.kill();
     let _ = client.wait();
+    // For the rest of the minute the record keeps saying why its trail is not stored.
+    while outage.elapsed() < Duration::from_secs(60) {
+        let s = session(&a, &sealed_id);
+        assert_eq!(s["trail"]["storage"], "upload_failed", "{s}");
+        std::thread::sleep(Duration::from_secs(1)); // the outage's own duration, sampled
+    }
 
     // The store and B come back: B reconciles and uploads both trails.
     c.s3.restart().unwrap();

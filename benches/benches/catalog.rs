@@ -1,7 +1,7 @@
 //! Session-list latency with 1,000,000 sessions in the catalog: p50/p99 of filtered pages.
 //!
 //! `cargo bench -p trailgate-benches --bench catalog` (set `CATALOG_SESSIONS` to change the size,
-//! `CATALOG_URL=postgres://...` for PostgreSQL).
+//! `CATALOG_URL=postgres://...` or `CATALOG_URL=postgres` for PostgreSQL).
 //! The catalog is built once in a temporary directory (takes about a minute), or in
 //! `CATALOG_KEEP` (a data directory), where it stays for other benchmarks (the console's).
 
@@ -113,8 +113,18 @@ fn main() {
     let dir = std::env::var_os("CATALOG_KEEP")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| tmp.path().to_path_buf());
-    // `CATALOG_URL=postgres://...`: the same figures on PostgreSQL.
-    let url = std::env::var("CATALOG_URL").ok();
+    // `CATALOG_URL=postgres://...`: the same figures on PostgreSQL (`CATALOG_URL=postgres`: a
+    // private PostgreSQL 15 cluster of the test kit's, started here).
+    let mut _pg = None;
+    let url = match std::env::var("CATALOG_URL").ok().as_deref() {
+        Some("postgres") => {
+            let pg = trailgate_testkit::pg::Postgres::start().expect("PostgreSQL");
+            let url = pg.create_database("bench").expect("database");
+            _pg = Some(pg);
+            Some(url)
+        }
+        other => other.map(str::to_string),
+    };
     let cat = Catalog::open_url(url.as_deref(), &dir).expect("catalog");
     println!("backend: {}", cat.backend().describe());
     let mut rng = StdRng::seed_from_u64(42);

@@ -62,6 +62,9 @@ impl Postgres {
         } else {
             None
         };
+        if owner.is_some() {
+            devices_reachable()?;
+        }
         let tmp = temp_dir(owner.is_some())?;
         if let Some((uid, gid)) = owner {
             fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755))?;
@@ -248,6 +251,28 @@ fn run(mut command: Command, what: &str) -> Result<()> {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+    Ok(())
+}
+
+/// `initdb` and the server open `/dev/null` as the unprivileged account. Some sandboxes keep
+/// `/dev` at mode 0700 and put it back there while tests run (seen under CI after the install
+/// script had opened it), so as root this lets other accounts traverse it again when needed,
+/// as `scripts/install-test-deps.sh` does; the devices keep their own modes.
+fn devices_reachable() -> Result<()> {
+    let ok = || {
+        Command::new("runuser")
+            .args(["-u", RUN_AS, "--", "sh", "-c", ": </dev/null"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if ok() {
+        return Ok(());
+    }
+    let st = Command::new("chmod").args(["o+x", "/dev"]).status()?;
+    if !st.success() || !ok() {
+        bail!("{RUN_AS} cannot open /dev/null and /dev could not be opened to it: {INSTALL_HINT}");
     }
     Ok(())
 }

@@ -19,8 +19,17 @@ pub struct Gateway {
 
 pub const API_TOKEN: &str = "load-admin-secret";
 
-/// `extra` is appended to the config (e.g. a `[recording]` override).
-#[allow(clippy::too_many_arguments)]
+/// How one gateway process is run besides its target.
+#[derive(Default)]
+pub struct Placement<'a> {
+    /// Top-level keys (e.g. `node_id`), put before every table.
+    pub top: &'a str,
+    /// Appended to the config (e.g. a `[recording]` override, `[catalog]`).
+    pub extra: &'a str,
+    /// Pins the process to this CPU (`taskset -c`).
+    pub cpu: Option<usize>,
+}
+
 pub fn start(
     bin: &Path,
     dir: &Path,
@@ -28,12 +37,14 @@ pub fn start(
     target_host_key: &str,
     gateway_key: &Path,
     user_key: &str,
-    extra: &str,
+    place: &Placement<'_>,
 ) -> Result<Gateway> {
+    let extra = place.extra;
     use sha2::{Digest, Sha256};
     let token_sha = hex::encode(Sha256::digest(API_TOKEN.as_bytes()));
     let config = format!(
-        r#"data_dir = "{data}"
+        r#"{top}
+data_dir = "{data}"
 
 [ssh]
 listen = "127.0.0.1:0"
@@ -68,12 +79,21 @@ channel_policy = "shell"
 allow = ["session-shell", "session-exec"]
 {extra}
 "#,
+        top = place.top,
         data = dir.join("data").display(),
         gateway_key = gateway_key.display(),
     );
     let path = dir.join("trailgate.toml");
     std::fs::write(&path, config)?;
-    let mut child = Command::new(bin)
+    let mut cmd = match place.cpu {
+        Some(cpu) => {
+            let mut c = Command::new("taskset");
+            c.args(["-c", &cpu.to_string()]).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    };
+    let mut child = cmd
         .args(["serve", "--config"])
         .arg(&path)
         .env("RUST_LOG", "info")

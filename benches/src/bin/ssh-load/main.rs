@@ -16,13 +16,14 @@
 //! `--direct` runs the same against the target without the gateway, for comparison.
 //! `--soak-minutes M` instead churns `--soak-sessions` sessions (connect, type, download,
 //! disconnect) for M minutes, sampling the gateway every 30 s, then checks every trail and the
-//! catalog. Modules: `target` (the echo server), `client` (one session), `gateway` (the process
-//! and its /proc figures), `phases` (the measured run), `soak`, `trails` (trail and catalog checks), `report` (the table).
+//! catalog. `--scale-out` compares one node with two on one PostgreSQL catalog. Modules: `target` (the echo server), `client` (one session), `gateway` (the process
+//! and its /proc figures), `phases` (the measured run), `soak`, `scaleout`, `trails` (trail and catalog checks), `report` (the table).
 
 mod client;
 mod gateway;
 mod phases;
 mod report;
+mod scaleout;
 mod soak;
 mod target;
 mod trails;
@@ -73,6 +74,11 @@ pub struct Args {
     pub soak_minutes: u64,
     #[arg(long, default_value_t = 200)]
     pub soak_sessions: usize,
+    /// Instead of the phases: `--typing` sessions typing through one gateway node pinned to one
+    /// core, then 1.8 times as many through two nodes (one core each) on one PostgreSQL
+    /// catalog; echo latency of each.
+    #[arg(long)]
+    pub scale_out: bool,
     /// Keep the temp dir (trails, catalog, config) for inspection.
     #[arg(long)]
     pub keep: bool,
@@ -100,7 +106,34 @@ impl Setup {
             &self.target_host_pub,
             &self.gateway_key_path,
             &self.user_pub,
-            &args.gateway_extra,
+            &gateway::Placement {
+                extra: &args.gateway_extra,
+                ..Default::default()
+            },
+        )
+    }
+
+    /// Gateway node `i` of a cluster on the catalog `catalog_url`, pinned to CPU `i`.
+    pub fn start_node(&self, args: &Args, i: usize, catalog_url: &str) -> Result<gateway::Gateway> {
+        let dir = self.dir.path().join(format!("node-{i}"));
+        std::fs::create_dir_all(&dir)?;
+        let top = format!("node_id = \"node-{i}\"");
+        let extra = format!(
+            "{}\n[catalog]\nurl = \"{catalog_url}\"\n",
+            args.gateway_extra
+        );
+        gateway::start(
+            &args.gateway,
+            &dir,
+            self.target,
+            &self.target_host_pub,
+            &self.gateway_key_path,
+            &self.user_pub,
+            &gateway::Placement {
+                top: &top,
+                extra: &extra,
+                cpu: Some(i),
+            },
         )
     }
 }
@@ -161,7 +194,9 @@ fn main() -> Result<()> {
         .build()?;
     rt.block_on(async {
         let s = setup().await?;
-        if args.soak_minutes > 0 {
+        if args.scale_out {
+            scaleout::run(&args, &s).await?;
+        } else if args.soak_minutes > 0 {
             soak::run(&args, &s).await?;
         } else {
             let gw = phases::run(&args, &s, false).await?;

@@ -58,7 +58,7 @@ fn stats(gw: Option<&Gateway>) -> Stats {
 }
 
 /// `typing` sessions type until `until`; their round trips.
-async fn type_until(
+pub async fn type_until(
     sessions: Vec<Session>,
     mean: Duration,
     until: Instant,

@@ -445,12 +445,10 @@ impl Catalog {
         // With sessions named by id, fetch those (by the primary key) and sort them: walking
         // the time index in order and testing each row would read the whole table.
         // (SQLite's unary `+` keeps the planner off those indexes; PostgreSQL plans that alone.)
-        let order = |pg: bool| {
-            if by_ids && !pg {
-                "+start_us DESC, +id DESC"
-            } else {
-                "start_us DESC, id DESC"
-            }
+        let order = if by_ids {
+            "+start_us DESC, +id DESC"
+        } else {
+            "start_us DESC, id DESC"
         };
         let count_sql = where_of(&wh[..filters]);
         let where_sql = where_of(&wh);
@@ -460,13 +458,20 @@ impl Catalog {
             let total = c
                 .query_opt(&format!("SELECT COUNT(*) FROM sessions {count_sql}"), &count_args)?
                 .map_or(Ok(0), |r| r.int(0))?;
-            let rows = c.query(
-                &format!(
-                    "SELECT {RECORD_COLUMNS} FROM sessions {where_sql} ORDER BY {} LIMIT {limit} OFFSET {offset}",
-                    order(c.is_postgres())
-                ),
-                &args,
-            )?;
+            // PostgreSQL keeps the record in the table, not in the indexes: the page's ids are
+            // found first (an index-only walk, however deep the offset), then only those 50
+            // rows are read.
+            let sql = if c.is_postgres() {
+                format!(
+                    "SELECT {RECORD_COLUMNS} FROM sessions WHERE id IN (SELECT id FROM sessions {where_sql} \
+                     ORDER BY start_us DESC, id DESC LIMIT {limit} OFFSET {offset}) ORDER BY start_us DESC, id DESC"
+                )
+            } else {
+                format!(
+                    "SELECT {RECORD_COLUMNS} FROM sessions {where_sql} ORDER BY {order} LIMIT {limit} OFFSET {offset}"
+                )
+            };
+            let rows = c.query(&sql, &args)?;
             Ok((rows_records(rows)?, total.max(0) as u64))
         })
     }

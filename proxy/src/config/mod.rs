@@ -563,50 +563,6 @@ impl Config {
             .unwrap_or_else(|| self.data_dir.join("keys/trail-signing.key"))
     }
 
-    /// The catalog URL with the password from `catalog.password_file` filled in.
-    pub fn catalog_url(&self) -> Result<Option<String>, ProxyError> {
-        let Some(url) = &self.catalog.url else {
-            return Ok(None);
-        };
-        let Some(f) = &self.catalog.password_file else {
-            return Ok(Some(url.clone()));
-        };
-        let pw = std::fs::read_to_string(f).map_err(|e| {
-            ProxyError::Config(format!("catalog.password_file {}: {e}", f.display()))
-        })?;
-        let pw = pw.trim_end_matches(['\n', '\r']);
-        // libpq's key=value options may follow the URL: `?password=` is percent-decoded.
-        let enc: String = pw
-            .bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                    (b as char).to_string()
-                }
-                _ => format!("%{b:02X}"),
-            })
-            .collect();
-        let sep = if url.contains('?') { '&' } else { '?' };
-        Ok(Some(format!("{url}{sep}password={enc}")))
-    }
-
-    /// The object store of `[storage]`, if it names one.
-    pub fn trail_store(&self) -> Result<Option<trailgate_storage::TrailStore>, ProxyError> {
-        let Some(url) = &self.storage.url else {
-            return Ok(None);
-        };
-        let s = trailgate_storage::S3Settings::new(
-            url,
-            self.storage.endpoint.as_deref(),
-            self.storage.region.as_deref(),
-            self.storage.credentials_file.as_deref(),
-            self.storage.profile.as_deref(),
-        )
-        .map_err(|e| ProxyError::Config(format!("storage: {e}")))?;
-        trailgate_storage::TrailStore::new(&s, self.storage.part_size as usize)
-            .map(Some)
-            .map_err(|e| ProxyError::Config(format!("storage: {e}")))
-    }
-
     pub fn node_id(&self) -> String {
         self.node_id.clone().unwrap_or_else(|| {
             std::fs::read_to_string("/etc/hostname")

@@ -142,6 +142,9 @@ CREATE INDEX sessions_by_time ON sessions(start_us);
 CREATE INDEX sessions_lost_by_node ON sessions(node_id) WHERE end_code = 'gateway_node_lost';
 CREATE INDEX sessions_uploads ON sessions(node_id, storage)
     WHERE storage IN ('uploading', 'upload_failed');
+-- The number of rows of `sessions`, kept by every insert and delete (an unfiltered list's total).
+CREATE TABLE session_count (n BIGINT NOT NULL);
+INSERT INTO session_count (n) VALUES (0);
 CREATE TABLE trail_downloads (
     n BIGSERIAL PRIMARY KEY,
     session_id TEXT NOT NULL,

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::db::{Backend, Conn};
-use super::{Pending, upsert_row};
+use super::{Pending, upsert_rows};
 use crate::record::SessionRecord;
 
 const RETRY_MIN: std::time::Duration = std::time::Duration::from_millis(50);
@@ -33,12 +33,7 @@ pub(super) fn writer_loop(conn: Conn, backend: Backend, p: Arc<Pending>) {
         // A connection the server dropped (PostgreSQL restarted) is replaced on the next try.
         let res = match conn.take().map_or_else(|| backend.connect(), Ok) {
             Ok(mut c) => {
-                let r = c.tx(|c| {
-                    for r in &batch {
-                        upsert_row(c, r)?;
-                    }
-                    Ok(())
-                });
+                let r = c.tx(|c| upsert_rows(c, &batch));
                 if c.is_usable() {
                     conn = Some(c);
                 }

@@ -97,6 +97,34 @@ pub struct Setup {
 impl Setup {
     /// The gateway in `dir` (under the temp dir), in front of the echo target.
     pub fn start_gateway(&self, args: &Args, dir: &str) -> Result<gateway::Gateway> {
+        let place = gateway::Placement {
+            extra: &args.gateway_extra,
+            ..Default::default()
+        };
+        self.start_in(args, dir, &place)
+    }
+
+    /// Gateway node `i` of a cluster on the catalog `catalog_url`, pinned to CPU `i`.
+    pub fn start_node(&self, args: &Args, i: usize, catalog_url: &str) -> Result<gateway::Gateway> {
+        let top = format!("node_id = \"node-{i}\"");
+        let extra = format!(
+            "{}\n[catalog]\nurl = \"{catalog_url}\"\n",
+            args.gateway_extra
+        );
+        let place = gateway::Placement {
+            top: &top,
+            extra: &extra,
+            cpu: Some(i),
+        };
+        self.start_in(args, &format!("node-{i}"), &place)
+    }
+
+    fn start_in(
+        &self,
+        args: &Args,
+        dir: &str,
+        place: &gateway::Placement<'_>,
+    ) -> Result<gateway::Gateway> {
         let dir = self.dir.path().join(dir);
         std::fs::create_dir_all(&dir)?;
         gateway::start(
@@ -106,34 +134,7 @@ impl Setup {
             &self.target_host_pub,
             &self.gateway_key_path,
             &self.user_pub,
-            &gateway::Placement {
-                extra: &args.gateway_extra,
-                ..Default::default()
-            },
-        )
-    }
-
-    /// Gateway node `i` of a cluster on the catalog `catalog_url`, pinned to CPU `i`.
-    pub fn start_node(&self, args: &Args, i: usize, catalog_url: &str) -> Result<gateway::Gateway> {
-        let dir = self.dir.path().join(format!("node-{i}"));
-        std::fs::create_dir_all(&dir)?;
-        let top = format!("node_id = \"node-{i}\"");
-        let extra = format!(
-            "{}\n[catalog]\nurl = \"{catalog_url}\"\n",
-            args.gateway_extra
-        );
-        gateway::start(
-            &args.gateway,
-            &dir,
-            self.target,
-            &self.target_host_pub,
-            &self.gateway_key_path,
-            &self.user_pub,
-            &gateway::Placement {
-                top: &top,
-                extra: &extra,
-                cpu: Some(i),
-            },
+            place,
         )
     }
 }

@@ -15,12 +15,11 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures::TryStreamExt;
-use trailgate_recorder::catalog::{KillRequest, NodeInfo};
+use trailgate_recorder::catalog::NodeInfo;
 use trailgate_recorder::record::SessionRecord;
 
 use crate::auth::Caller;
-use crate::routes::blocking;
-use crate::{ApiError, ApiState};
+use crate::{ApiError, ApiState, blocking};
 
 /// Marks a request one node forwarded to another (never forwarded again).
 const FORWARDED: &str = "x-trailgate-forwarded-by";
@@ -172,7 +171,7 @@ pub async fn remote_kill(
     reason: String,
     by: String,
 ) -> Result<SessionRecord, ApiError> {
-    let req = KillRequest {
+    let req = trailgate_recorder::catalog::KillRequest {
         node: rec.node_id.clone(),
         session: rec.id.clone(),
         reason,

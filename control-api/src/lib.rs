@@ -130,6 +130,15 @@ impl HealthProbe {
     }
 }
 
+/// Runs blocking work (the catalog, trail files) on tokio's blocking pool.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+}
+
 pub fn router(state: Arc<ApiState>) -> Router {
     // What reads a trail: forwarded to the node holding it when only that node has it.
     let trail_routes = Router::new()

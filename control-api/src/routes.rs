@@ -13,6 +13,7 @@ use trailgate_recorder::record::{ChannelRecord, SessionRecord};
 
 use crate::ApiState;
 use crate::auth::Caller;
+use crate::blocking;
 use crate::error::ApiError;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -146,14 +147,6 @@ fn parse_time(key: &str, v: &Option<String>) -> Result<Option<i64>, ApiError> {
                 })
         })
         .transpose()
-}
-
-pub(crate) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
 }
 
 /// 200 while sessions can be recorded; 503 while they cannot (the trail directory cannot be

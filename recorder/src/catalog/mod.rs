@@ -15,20 +15,21 @@
 //! at start-up), `writer` (the writer thread), `config` (objects managed through the control
 //! API and the audit of configuration changes), `retention` (trails and records past their
 //! age), `rebuild` (records from trails: reindex, restart reconciliation), `transfers` (each
-//! session's files index) and `nodes` (gateway nodes sharing the catalog: heartbeats, lost
+//! session's files index) `downloads` (the audit of trail downloads) and `nodes` (gateway nodes sharing the catalog: heartbeats, lost
 //! nodes, kills sent to the node holding a session).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::error::Result;
 use crate::record::*;
 
 mod config;
 pub(crate) mod db;
+mod downloads;
 mod nodes;
 mod rebuild;
 mod retention;
@@ -40,6 +41,7 @@ mod writer;
 pub use config::{ConfigChange, StoredObject};
 pub use db::Backend;
 use db::{Conn, Row, Val, args};
+pub use downloads::TrailDownload;
 pub use nodes::{KillRequest, NodeInfo};
 pub use rebuild::record_from_trail;
 pub use retention::Deleted;
@@ -66,17 +68,6 @@ pub struct Query {
     pub command: Option<String>,
     /// Keyset paging: sessions after this one in list order (older; ids are time-ordered).
     pub after: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct TrailDownload {
-    pub session_id: String,
-    pub token: String,
-    pub time: String,
-    pub format: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub range: Option<String>,
-    pub follow: bool,
 }
 
 struct Pending {
@@ -526,48 +517,6 @@ impl Catalog {
                 &format!("SELECT {RECORD_COLUMNS} FROM sessions WHERE active = 1 AND (node_id = ?1 OR node_id IS NULL) ORDER BY start_us, id"),
                 args![node],
             )?)
-        })
-    }
-
-    pub fn add_download(&self, d: &TrailDownload) -> Result<()> {
-        self.with_conn(|c| {
-            c.exec(
-                "INSERT INTO trail_downloads (session_id, token, time, format, range, follow) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                args![&d.session_id, &d.token, &d.time, &d.format, d.range.as_deref(), d.follow],
-            )?;
-            Ok(())
-        })
-    }
-
-    /// A session's trail downloads, oldest first: a page, and how many there are.
-    pub fn downloads(
-        &self,
-        id: &str,
-        limit: u32,
-        offset: u64,
-    ) -> Result<(Vec<TrailDownload>, u64)> {
-        self.with_conn(|c| {
-            let total = c
-                .query_opt("SELECT COUNT(*) FROM trail_downloads WHERE session_id = ?1", args![id])?
-                .map_or(Ok(0), |r| r.int(0))?;
-            let rows = c.query(
-                "SELECT session_id, token, time, format, range, follow FROM trail_downloads WHERE session_id = ?1 ORDER BY n LIMIT ?2 OFFSET ?3",
-                args![id, limit, offset as i64],
-            )?;
-            let items = rows
-                .iter()
-                .map(|r| {
-                    Ok(TrailDownload {
-                        session_id: r.text(0)?,
-                        token: r.text(1)?,
-                        time: r.text(2)?,
-                        format: r.text(3)?,
-                        range: r.opt_text(4)?,
-                        follow: r.int(5)? != 0,
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?;
-            Ok((items, total.max(0) as u64))
         })
     }
 

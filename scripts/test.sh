@@ -8,4 +8,4 @@ cd "$(dirname "$0")/.."
 bash scripts/install-test-deps.sh
 cargo test --workspace --locked "$@"
 TRAILGATE_TEST_CATALOG=postgres cargo test --locked -p trailgate \
-  --test control_api --test session_api --test settings_policies --test ssh_transfer "$@"
+  --test control_api --test session_api --test settings_policies "$@"

@@ -155,30 +155,37 @@ impl TrailStore {
     /// Checks that `key` holds exactly what was uploaded: its size, then the SHA-256 of its
     /// content as read back.
     pub async fn verify(&self, key: &str, expect: &Uploaded) -> Result<()> {
-        let location = ObjectPath::from(key);
-        let meta = self.store.head(&location).await?;
+        let meta = self.store.head(&ObjectPath::from(key)).await?;
         if meta.size != expect.size {
             return Err(StorageError::Mismatch {
                 key: key.into(),
                 reason: format!("{} bytes stored, {} in the trail", meta.size, expect.size),
             });
         }
-        let mut stream = self.store.get(&location).await?.into_stream();
-        let mut h = Sha256::new();
-        let mut n = 0u64;
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk?;
-            n += chunk.len() as u64;
-            h.update(&chunk);
-        }
-        let got = hex::encode(h.finalize());
-        if n != expect.size || got != expect.sha256 {
+        let got = self.digest(key).await?;
+        if got != *expect {
             return Err(StorageError::Mismatch {
                 key: key.into(),
-                reason: format!("read back {n} bytes with SHA-256 {got}"),
+                reason: format!("read back {} bytes with SHA-256 {}", got.size, got.sha256),
             });
         }
         Ok(())
+    }
+
+    /// The size and SHA-256 of `key` as stored (streamed, never held in memory).
+    pub async fn digest(&self, key: &str) -> Result<Uploaded> {
+        let mut stream = self.store.get(&ObjectPath::from(key)).await?.into_stream();
+        let mut h = Sha256::new();
+        let mut size = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            size += chunk.len() as u64;
+            h.update(&chunk);
+        }
+        Ok(Uploaded {
+            size,
+            sha256: hex::encode(h.finalize()),
+        })
     }
 
     /// Streams `key` into `dest` (written beside it, then renamed: never a partial file).

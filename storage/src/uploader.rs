@@ -17,7 +17,7 @@ use tokio_util::task::TaskTracker;
 use trailgate_recorder::catalog::Catalog;
 use trailgate_recorder::record::SessionRecord;
 
-use crate::store::{TrailStore, Uploaded};
+use crate::store::TrailStore;
 use crate::{Result, StorageError};
 
 const RETRY_MIN: Duration = Duration::from_secs(1);
@@ -131,7 +131,7 @@ async fn upload_one(
             u
         }
         // No local copy: an earlier run may have stored it and stopped before recording so.
-        None => adopt_stored(store, &key).await.map_err(|e| {
+        None => store.digest(&key).await.map_err(|e| {
             StorageError::Unavailable(format!(
                 "{} (no local trail file, and no stored object: {e})",
                 rec.id
@@ -164,38 +164,6 @@ async fn upload_one(
     }
     tracing::info!(session = %rec.id, key = %key, bytes = uploaded.size, sha256 = %uploaded.sha256, "trail stored");
     Ok(())
-}
-
-/// The object already in the store, hashed as read (it is what auditors will get).
-async fn adopt_stored(store: &TrailStore, key: &str) -> Result<Uploaded> {
-    let tmp = tempfile_path();
-    let size = store.download_to(key, &tmp).await?;
-    let sha = tokio::task::spawn_blocking({
-        let tmp = tmp.clone();
-        move || -> Result<String> {
-            use sha2::Digest;
-            let mut f = std::fs::File::open(&tmp).map_err(|e| StorageError::io(&tmp, e))?;
-            let mut h = sha2::Sha256::new();
-            std::io::copy(&mut f, &mut h).map_err(|e| StorageError::io(&tmp, e))?;
-            Ok(hex::encode(h.finalize()))
-        }
-    })
-    .await
-    .map_err(|e| StorageError::Settings(format!("hashing: {e}")));
-    let _ = std::fs::remove_file(&tmp);
-    Ok(Uploaded {
-        size,
-        sha256: sha??,
-    })
-}
-
-fn tempfile_path() -> std::path::PathBuf {
-    static N: AtomicU64 = AtomicU64::new(0);
-    std::env::temp_dir().join(format!(
-        "trailgate-adopt-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ))
 }
 
 async fn mark_failed(catalog: &Arc<Catalog>, id: &str, reason: &str) {

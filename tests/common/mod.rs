@@ -594,3 +594,21 @@ pub fn metric_value(text: &str, series: &str) -> f64 {
         .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
         .unwrap_or(0.0)
 }
+
+/// A TCP service that speaks first (like sshd or MySQL) and then echoes one line.
+pub fn banner_service() -> (u16, std::thread::JoinHandle<()>) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let h = std::thread::spawn(move || {
+        for s in l.incoming().take(1) {
+            let mut s = s.unwrap();
+            s.write_all(b"HELLO-BANNER\n").unwrap();
+            let mut line = String::new();
+            BufReader::new(s.try_clone().unwrap())
+                .read_line(&mut line)
+                .unwrap();
+            s.write_all(format!("echo:{line}").as_bytes()).unwrap();
+        }
+    });
+    (port, h)
+}

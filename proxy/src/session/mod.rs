@@ -88,14 +88,3 @@ impl SessionObserver for CatalogObserver {
         }
     }
 }
-
-/// The catalog alone as the observer (tools and tests): every change is queued for it.
-impl SessionObserver for trailgate_recorder::catalog::Catalog {
-    fn session_changed(&self, record: &SessionRecord) {
-        self.upsert(record);
-    }
-
-    fn session_sealed(&self, record: &SessionRecord) {
-        self.index_files(record);
-    }
-}

@@ -185,14 +185,24 @@ fn a_silent_node_is_claimed_once_and_only_its_active_sessions_end() {
                 .unwrap()
                 .is_empty()
         );
-        std::thread::sleep(Duration::from_millis(5)); // the database clock must move past b's beat
+        // b's last beat, a minute ago (no waiting for the clock).
+        let age_b = || {
+            c.with_conn(|c| {
+                c.exec(
+                    "UPDATE nodes SET heartbeat_us = heartbeat_us - 60000000 WHERE id = 'b'",
+                    &[],
+                )
+            })
+            .unwrap()
+        };
+        age_b();
         assert_eq!(
-            c.claim_lost_nodes("a", Duration::ZERO).unwrap(),
+            c.claim_lost_nodes("a", Duration::from_secs(30)).unwrap(),
             ["b"],
             "{name}"
         );
         assert!(
-            c.claim_lost_nodes("c", Duration::ZERO)
+            c.claim_lost_nodes("c", Duration::from_secs(30))
                 .unwrap()
                 .iter()
                 .all(|n| n != "b")
@@ -220,9 +230,11 @@ fn a_silent_node_is_claimed_once_and_only_its_active_sessions_end() {
             "a returning node is up again"
         );
         c.node_stopped("b").unwrap();
-        std::thread::sleep(Duration::from_millis(5));
+        age_b();
         assert!(
-            c.claim_lost_nodes("a", Duration::ZERO).unwrap().is_empty(),
+            c.claim_lost_nodes("a", Duration::from_secs(30))
+                .unwrap()
+                .is_empty(),
             "a stopped node is not lost"
         );
     }
